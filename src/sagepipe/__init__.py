@@ -1,0 +1,72 @@
+"""sagepipe: author SageMaker pipelines, run them locally in seconds, deploy them to SageMaker."""
+
+from sagepipe.core.conditions import (
+    ConditionEquals,
+    ConditionGreaterThan,
+    ConditionGreaterThanOrEqualTo,
+    ConditionIn,
+    ConditionLessThan,
+    ConditionLessThanOrEqualTo,
+    ConditionNot,
+    ConditionOr,
+)
+from sagepipe.core.expressions import (
+    ExecutionVariables,
+    Join,
+    JsonGet,
+    ParameterBoolean,
+    ParameterFloat,
+    ParameterInteger,
+    ParameterString,
+)
+from sagepipe.core.pipeline import Pipeline
+from sagepipe.core.steps import (
+    CacheConfig,
+    ConditionStep,
+    FailStep,
+    MetricDefinition,
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingStep,
+    Processor,
+    PropertyFile,
+    SageMakerJobStepRetryPolicy,
+    StepRetryPolicy,
+    TrainingInput,
+    TrainingStep,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheConfig",
+    "ConditionEquals",
+    "ConditionGreaterThan",
+    "ConditionGreaterThanOrEqualTo",
+    "ConditionIn",
+    "ConditionLessThan",
+    "ConditionLessThanOrEqualTo",
+    "ConditionNot",
+    "ConditionOr",
+    "ConditionStep",
+    "ExecutionVariables",
+    "FailStep",
+    "Join",
+    "JsonGet",
+    "MetricDefinition",
+    "ParameterBoolean",
+    "ParameterFloat",
+    "ParameterInteger",
+    "ParameterString",
+    "Pipeline",
+    "ProcessingInput",
+    "ProcessingOutput",
+    "ProcessingStep",
+    "Processor",
+    "PropertyFile",
+    "SageMakerJobStepRetryPolicy",
+    "StepRetryPolicy",
+    "TrainingInput",
+    "TrainingStep",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Pure pipeline model: parameters, expressions, conditions, steps and the pipeline graph."""

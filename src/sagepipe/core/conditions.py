@@ -1,0 +1,132 @@
+"""Conditions for ConditionStep, in the forms the SageMaker definition uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sagepipe.core.expressions import Json, steps_of, to_expr
+from sagepipe.errors import PipelineError
+
+
+class Condition:
+    """Base of every condition."""
+
+    def to_request(self) -> dict[str, Json]:
+        """The condition's definition JSON."""
+        raise NotImplementedError
+
+    def referenced_steps(self) -> frozenset[str]:
+        """Names of the steps whose properties the condition reads."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ConditionComparison(Condition):
+    """``left <op> right``; either side may be a primitive or an expression."""
+
+    left: Any
+    right: Any
+    TYPE: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        to_expr(self.left)
+        to_expr(self.right)
+
+    def to_request(self) -> dict[str, Json]:
+        return {"Type": self.TYPE, "LeftValue": to_expr(self.left), "RightValue": to_expr(self.right)}
+
+    def referenced_steps(self) -> frozenset[str]:
+        return steps_of([self.left, self.right])
+
+
+@dataclass(frozen=True)
+class ConditionEquals(ConditionComparison):
+    """``left == right``."""
+
+    TYPE: ClassVar[str] = "Equals"
+
+
+@dataclass(frozen=True)
+class ConditionGreaterThan(ConditionComparison):
+    """``left > right``."""
+
+    TYPE: ClassVar[str] = "GreaterThan"
+
+
+@dataclass(frozen=True)
+class ConditionGreaterThanOrEqualTo(ConditionComparison):
+    """``left >= right``."""
+
+    TYPE: ClassVar[str] = "GreaterThanOrEqualTo"
+
+
+@dataclass(frozen=True)
+class ConditionLessThan(ConditionComparison):
+    """``left < right``."""
+
+    TYPE: ClassVar[str] = "LessThan"
+
+
+@dataclass(frozen=True)
+class ConditionLessThanOrEqualTo(ConditionComparison):
+    """``left <= right``."""
+
+    TYPE: ClassVar[str] = "LessThanOrEqualTo"
+
+
+@dataclass(frozen=True)
+class ConditionIn(Condition):
+    """``value in in_values``."""
+
+    value: Any
+    in_values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_values", tuple(self.in_values))
+        if not self.in_values:
+            raise PipelineError("ConditionIn needs at least one value in in_values")
+
+    def to_request(self) -> dict[str, Json]:
+        return {
+            "Type": "In",
+            "QueryValue": to_expr(self.value),
+            "Values": [to_expr(v) for v in self.in_values],
+        }
+
+    def referenced_steps(self) -> frozenset[str]:
+        return steps_of([self.value, *self.in_values])
+
+
+@dataclass(frozen=True)
+class ConditionNot(Condition):
+    """The negation of ``expression``."""
+
+    expression: Condition
+
+    def to_request(self) -> dict[str, Json]:
+        return {"Type": "Not", "Condition": self.expression.to_request()}
+
+    def referenced_steps(self) -> frozenset[str]:
+        return self.expression.referenced_steps()
+
+
+@dataclass(frozen=True)
+class ConditionOr(Condition):
+    """True when any of ``conditions`` is."""
+
+    conditions: tuple[Condition, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        if not self.conditions:
+            raise PipelineError("ConditionOr needs at least one condition")
+
+    def to_request(self) -> dict[str, Json]:
+        return {"Type": "Or", "Conditions": [c.to_request() for c in self.conditions]}
+
+    def referenced_steps(self) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for c in self.conditions:
+            out |= c.referenced_steps()
+        return out

@@ -1,0 +1,77 @@
+"""The Pipeline: named steps and parameters, validated when it is built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagepipe.core.expressions import Json, Parameter
+from sagepipe.core.graph import NAME_RE, Graph, build_graph
+from sagepipe.core.steps import ConditionStep, Step
+from sagepipe.errors import PipelineError
+
+DEFAULT_EXPERIMENT_CONFIG: dict[str, Json] = {
+    "ExperimentName": {"Get": "Execution.PipelineName"},
+    "TrialName": {"Get": "Execution.PipelineExecutionId"},
+}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A SageMaker pipeline: top-level ``steps`` (condition branches nested) and parameters.
+
+    Construction validates names, references, parameters and the graph; a bad pipeline raises
+    :class:`~sagepipe.errors.PipelineError` here rather than when it runs.
+    """
+
+    name: str
+    steps: tuple[Step, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+    pipeline_experiment_config: dict[str, Any] | None = field(
+        default_factory=lambda: dict(DEFAULT_EXPERIMENT_CONFIG)
+    )
+    max_parallel_execution_steps: int | None = None
+    bucket: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "parameters", tuple(self.parameters))
+        if not NAME_RE.match(self.name) or len(self.name) > 256:
+            raise PipelineError(
+                f"pipeline name {self.name!r} is invalid: use letters, digits, '-' or '_'"
+            )
+        names = [p.name for p in self.parameters]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise PipelineError(f"pipeline '{self.name}': parameters {dup} are declared twice")
+        object.__setattr__(self, "_graph", self._build_graph())
+
+    def _build_graph(self) -> Graph:
+        return build_graph(
+            (s.node() for s in self.all_steps()),
+            (s.name for s in self.steps),
+            (p.name for p in self.parameters),
+        )
+
+    @property
+    def graph(self) -> Graph:
+        """The validated step graph."""
+        graph: Graph = self.__dict__["_graph"]
+        return graph
+
+    def all_steps(self) -> Iterator[Step]:
+        """Every step, condition branches included, parents before their branches."""
+        stack = list(reversed(self.steps))
+        while stack:
+            step = stack.pop()
+            yield step
+            if isinstance(step, ConditionStep):
+                stack.extend(reversed((*step.if_steps, *step.else_steps)))
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        for s in self.all_steps():
+            if s.name == name:
+                return s
+        raise PipelineError(f"pipeline '{self.name}' has no step '{name}'")

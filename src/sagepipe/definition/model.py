@@ -1,0 +1,437 @@
+"""Typed form of a pipeline definition JSON, loaded without loss and dumped back.
+
+``load(text)`` parses and validates; ``Definition.to_json()`` returns the same JSON (keys the
+model does not know are carried in ``extra`` fields, so SDK v2/v3 definitions round-trip).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagepipe.core.expressions import PARAMETER_TYPES as PARAM_CLASSES
+from sagepipe.core.expressions import Json
+from sagepipe.core.graph import Graph, Node, build_graph, scan
+from sagepipe.definition.limits import MAX_DEFINITION_BYTES, SUPPORTED_LOCALLY, VERSION
+from sagepipe.errors import DefinitionError, PipelineError
+
+_STEP_KEYS = (
+    "Name", "Type", "Arguments", "DependsOn", "DisplayName", "Description", "CacheConfig",
+    "RetryPolicies", "PropertyFiles",
+)
+_TOP_KEYS = ("Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps")
+
+
+@dataclass(frozen=True)
+class ParameterDef:
+    """One entry of ``Parameters``."""
+
+    name: str
+    type: str
+    default_value: Any = None
+    enum_values: tuple[Any, ...] | None = None
+    extra: Mapping[str, Json] = field(default_factory=dict)
+    type_given: bool = True  # Type may be omitted in the API (String); keep it so
+
+    def to_json(self) -> dict[str, Json]:
+        """The entry as JSON."""
+        out: dict[str, Json] = {"Name": self.name}
+        if self.type_given:
+            out["Type"] = self.type
+        if self.default_value is not None:
+            out["DefaultValue"] = self.default_value
+        if self.enum_values is not None:
+            out["EnumValues"] = list(self.enum_values)
+        out.update(self.extra)
+        return out
+
+    def convert(self, value: Any) -> Any:
+        """Convert a start-time value (often a string) to this parameter's type."""
+        try:
+            converted = _convert(self.type, value)
+        except (TypeError, ValueError):
+            raise DefinitionError(
+                f"parameter '{self.name}': {value!r} is not a valid {self.type}"
+            ) from None
+        if self.enum_values is not None and converted not in self.enum_values:
+            raise DefinitionError(
+                f"parameter '{self.name}': {converted!r} is not one of {list(self.enum_values)}"
+            )
+        return converted
+
+
+def _convert(kind: str, value: Any) -> Any:
+    if kind == "String":
+        return value if isinstance(value, str) else str(value)
+    if kind == "Integer":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return int(value)
+    if kind == "Float":
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(value)
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """One step of the definition; condition branches are nested StepDefs."""
+
+    name: str
+    type: str
+    arguments: Mapping[str, Json]
+    depends_on: tuple[str, ...] | None = None
+    display_name: str | None = None
+    description: str | None = None
+    cache_config: Mapping[str, Json] | None = None
+    retry_policies: tuple[Mapping[str, Json], ...] | None = None
+    property_files: tuple[Mapping[str, Json], ...] | None = None
+    if_steps: tuple[StepDef, ...] = ()
+    else_steps: tuple[StepDef, ...] = ()
+    extra: Mapping[str, Json] = field(default_factory=dict)
+
+    @property
+    def runnable_locally(self) -> bool:
+        """Whether the local engine has a runner for this step type."""
+        return self.type in SUPPORTED_LOCALLY
+
+    def to_json(self) -> dict[str, Json]:
+        """The step as JSON."""
+        args = dict(self.arguments)
+        if self.type == "Condition":
+            args["IfSteps"] = [s.to_json() for s in self.if_steps]
+            args["ElseSteps"] = [s.to_json() for s in self.else_steps]
+        out: dict[str, Json] = {"Name": self.name, "Type": self.type, "Arguments": args}
+        optional = (
+            ("DependsOn", self.depends_on),
+            ("DisplayName", self.display_name),
+            ("Description", self.description),
+            ("RetryPolicies", self.retry_policies),
+            ("CacheConfig", self.cache_config),
+            ("PropertyFiles", self.property_files),
+        )
+        for key, value in optional:
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        out.update(self.extra)
+        return out
+
+    def node(self) -> Node:
+        """This step reduced to a graph node."""
+        scanned = {k: v for k, v in self.arguments.items() if k not in ("IfSteps", "ElseSteps")}
+        return Node(
+            self.name,
+            self.type,
+            scan(scanned, "Arguments"),
+            depends_on=self.depends_on or (),
+            if_steps=tuple(s.name for s in self.if_steps),
+            else_steps=tuple(s.name for s in self.else_steps),
+            item_names=_item_names(self),
+            property_files=frozenset(
+                str(pf.get("PropertyFileName")) for pf in self.property_files or ()
+            ),
+        )
+
+    def property_file(self, name: str) -> Mapping[str, Json]:
+        """The PropertyFiles entry called ``name``."""
+        for pf in self.property_files or ():
+            if pf.get("PropertyFileName") == name:
+                return pf
+        raise DefinitionError(f"step '{self.name}' has no property file '{name}'")
+
+
+def _names(items: Any, key: str) -> frozenset[str] | None:
+    if not isinstance(items, list):
+        return None
+    found = [it.get(key) for it in items if isinstance(it, dict)]
+    if not all(isinstance(n, str) for n in found):
+        return None
+    return frozenset(found)
+
+
+def _item_names(step: StepDef) -> dict[str, frozenset[str]]:
+    args = step.arguments
+    out: dict[str, frozenset[str] | None] = {}
+    if step.type == "Processing":
+        out["ProcessingInputs"] = _names(args.get("ProcessingInputs", []), "InputName")
+        outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
+        out["ProcessingOutputConfig.Outputs"] = _names(outputs, "OutputName")
+    elif step.type == "Training":
+        out["InputDataConfig"] = _names(args.get("InputDataConfig", []), "ChannelName")
+        metrics = (args.get("AlgorithmSpecification") or {}).get("MetricDefinitions")
+        if metrics:
+            out["FinalMetricDataList"] = _names(metrics, "Name")
+            out["AlgorithmSpecification.MetricDefinitions"] = out["FinalMetricDataList"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A whole pipeline definition, validated."""
+
+    version: str
+    parameters: tuple[ParameterDef, ...]
+    steps: tuple[StepDef, ...]
+    metadata: Mapping[str, Json] | None = None
+    pipeline_experiment_config: Mapping[str, Json] | None = None
+    extra: Mapping[str, Json] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        nodes = [s.node() for s in self.all_steps()]
+        graph = build_graph(nodes, (s.name for s in self.steps), (p.name for p in self.parameters))
+        object.__setattr__(self, "_graph", graph)
+
+    @property
+    def graph(self) -> Graph:
+        """The validated step graph."""
+        graph: Graph = self.__dict__["_graph"]
+        return graph
+
+    def all_steps(self) -> Iterator[StepDef]:
+        """Every step, branches included, parents first."""
+        stack = list(reversed(self.steps))
+        while stack:
+            step = stack.pop()
+            yield step
+            stack.extend(reversed((*step.if_steps, *step.else_steps)))
+
+    def step(self, name: str) -> StepDef:
+        """The step called ``name``."""
+        for s in self.all_steps():
+            if s.name == name:
+                return s
+        raise DefinitionError(f"the definition has no step '{name}'")
+
+    def parameter(self, name: str) -> ParameterDef:
+        """The parameter called ``name``."""
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.parameters) or "none"
+        raise DefinitionError(f"unknown parameter '{name}'; parameters are: {known}")
+
+    def unsupported_steps(self) -> list[StepDef]:
+        """Steps the local engine cannot run."""
+        return [s for s in self.all_steps() if not s.runnable_locally]
+
+    def to_json(self) -> dict[str, Json]:
+        """The definition as JSON, equal to what was loaded."""
+        out: dict[str, Json] = {"Version": self.version}
+        if self.metadata is not None:
+            out["Metadata"] = dict(self.metadata)
+        out["Parameters"] = [p.to_json() for p in self.parameters]
+        if self.pipeline_experiment_config is not None:
+            out["PipelineExperimentConfig"] = dict(self.pipeline_experiment_config)
+        out["Steps"] = [s.to_json() for s in self.steps]
+        out.update(self.extra)
+        return out
+
+    def dumps(self) -> str:
+        """The canonical text of the definition: what is printed, deployed and run."""
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+def load(source: str | bytes | Path | Mapping[str, Json]) -> Definition:
+    """Parse and validate a definition from JSON text, a file path or a dict.
+
+    Raises:
+        DefinitionError: naming the step and field at fault and how to fix it.
+    """
+    if isinstance(source, Path):
+        try:
+            source = source.read_bytes()
+        except OSError as exc:
+            raise DefinitionError(f"cannot read definition file: {exc}") from None
+    if isinstance(source, str | bytes):
+        if len(source) > MAX_DEFINITION_BYTES:
+            raise DefinitionError(
+                f"definition is {len(source):,} bytes; SageMaker accepts at most "
+                f"{MAX_DEFINITION_BYTES:,} (1 MB): move large values to S3"
+            )
+        try:
+            data = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise DefinitionError(
+                f"definition is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise DefinitionError(f"definition is not UTF-8 text: {exc.reason}") from None
+    else:
+        data = source
+    try:
+        return _definition(data)
+    except DefinitionError:
+        raise
+    except PipelineError as exc:
+        raise DefinitionError(str(exc)) from None
+
+
+def _definition(data: Any) -> Definition:
+    if not isinstance(data, dict):
+        raise DefinitionError("definition must be a JSON object with Version, Parameters, Steps")
+    version = data.get("Version")
+    if version != VERSION:
+        raise DefinitionError(f"definition Version is {version!r}; expected {VERSION!r}")
+    steps = data.get("Steps")
+    if not isinstance(steps, list) or not steps:
+        raise DefinitionError("definition 'Steps' must be a non-empty list of steps")
+    params = data.get("Parameters", [])
+    if not isinstance(params, list):
+        raise DefinitionError("definition 'Parameters' must be a list")
+    size = len(json.dumps(data))
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionError(
+            f"definition is {size:,} bytes; SageMaker accepts at most {MAX_DEFINITION_BYTES:,}"
+        )
+    return Definition(
+        version=version,
+        parameters=tuple(_parameter(p, i) for i, p in enumerate(params)),
+        steps=tuple(_step(s, f"Steps[{i}]") for i, s in enumerate(steps)),
+        metadata=data.get("Metadata"),
+        pipeline_experiment_config=data.get("PipelineExperimentConfig"),
+        extra={k: v for k, v in data.items() if k not in _TOP_KEYS},
+    )
+
+
+def _parameter(raw: Any, index: int) -> ParameterDef:
+    where = f"Parameters[{index}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
+        raise DefinitionError(f"{where} must be an object with a string 'Name'")
+    name, kind = raw["Name"], raw.get("Type", "String")
+    if kind not in PARAM_CLASSES:
+        raise DefinitionError(
+            f"parameter '{name}' has Type {kind!r}; use one of {', '.join(PARAM_CLASSES)}"
+        )
+    default = raw.get("DefaultValue")
+    if default is not None and not PARAM_CLASSES[kind].accepts(default):
+        raise DefinitionError(
+            f"parameter '{name}': DefaultValue {default!r} is not a {kind}; "
+            f"write a {kind} value or change the Type"
+        )
+    enum = raw.get("EnumValues")
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        raise DefinitionError(f"parameter '{name}': EnumValues must be a non-empty list")
+    if enum is not None and default is not None and default not in enum:
+        raise DefinitionError(f"parameter '{name}': DefaultValue {default!r} is not in EnumValues")
+    extra = {k: v for k, v in raw.items() if k not in ("Name", "Type", "DefaultValue", "EnumValues")}
+    return ParameterDef(
+        name, kind, default, tuple(enum) if enum is not None else None, extra, "Type" in raw
+    )
+
+
+def _step(raw: Any, where: str) -> StepDef:
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{where} must be an object with Name, Type and Arguments")
+    name = raw.get("Name")
+    if not isinstance(name, str):
+        raise DefinitionError(f"{where} has no string 'Name'")
+    kind = raw.get("Type")
+    if not isinstance(kind, str):
+        raise DefinitionError(f"step '{name}' has no string 'Type'")
+    args = raw.get("Arguments", {})
+    if not isinstance(args, dict):
+        raise DefinitionError(f"step '{name}': Arguments must be an object")
+    if_steps: tuple[StepDef, ...] = ()
+    else_steps: tuple[StepDef, ...] = ()
+    if kind == "Condition":
+        args = dict(args)
+        if not isinstance(args.get("Conditions"), list) or not args["Conditions"]:
+            raise DefinitionError(f"condition step '{name}': Arguments.Conditions must be a list")
+        _check_conditions(name, args["Conditions"], "Arguments.Conditions")
+        if_steps = _branch(name, args.pop("IfSteps", []), "IfSteps")
+        else_steps = _branch(name, args.pop("ElseSteps", []), "ElseSteps")
+    elif kind == "Fail" and "ErrorMessage" not in args:
+        raise DefinitionError(f"fail step '{name}': Arguments.ErrorMessage is missing")
+    depends = raw.get("DependsOn")
+    if depends is not None and (
+        not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)
+    ):
+        raise DefinitionError(f"step '{name}': DependsOn must be a list of step names")
+    cache = raw.get("CacheConfig")
+    if cache is not None and not isinstance(cache, dict):
+        raise DefinitionError(f"step '{name}': CacheConfig must be an object")
+    return StepDef(
+        name=name,
+        type=kind,
+        arguments=args,
+        depends_on=tuple(depends) if depends is not None else None,
+        display_name=raw.get("DisplayName"),
+        description=raw.get("Description"),
+        cache_config=cache,
+        retry_policies=_tuple_of_objects(name, raw, "RetryPolicies"),
+        property_files=_property_files(name, raw),
+        if_steps=if_steps,
+        else_steps=else_steps,
+        extra={k: v for k, v in raw.items() if k not in _STEP_KEYS},
+    )
+
+
+def _tuple_of_objects(name: str, raw: dict[str, Any], key: str) -> tuple[Any, ...] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise DefinitionError(f"step '{name}': {key} must be a list of objects")
+    return tuple(value)
+
+
+def _property_files(name: str, raw: dict[str, Any]) -> tuple[Any, ...] | None:
+    files = _tuple_of_objects(name, raw, "PropertyFiles")
+    for pf in files or ():
+        missing = [k for k in ("PropertyFileName", "OutputName", "FilePath") if k not in pf]
+        if missing:
+            raise DefinitionError(f"step '{name}': PropertyFiles entry lacks {', '.join(missing)}")
+        outputs = (raw.get("Arguments", {}).get("ProcessingOutputConfig") or {}).get("Outputs", [])
+        names = {o.get("OutputName") for o in outputs if isinstance(o, dict)}
+        if pf["OutputName"] not in names:
+            raise DefinitionError(
+                f"step '{name}': PropertyFile '{pf['PropertyFileName']}' names output "
+                f"'{pf['OutputName']}'; outputs are: {', '.join(sorted(map(str, names))) or 'none'}"
+            )
+    return files
+
+
+_COMPARISONS = {
+    "Equals", "GreaterThan", "GreaterThanOrEqualTo", "LessThan", "LessThanOrEqualTo",
+}
+
+
+def _check_conditions(step: str, conditions: list[Any], where: str) -> None:
+    for i, cond in enumerate(conditions):
+        at = f"{where}[{i}]"
+        kind = cond.get("Type") if isinstance(cond, dict) else None
+        if kind in _COMPARISONS:
+            missing = [k for k in ("LeftValue", "RightValue") if k not in cond]
+        elif kind == "In":
+            missing = [k for k in ("QueryValue", "Values") if k not in cond]
+        elif kind == "Not":
+            missing = [] if isinstance(cond.get("Condition"), dict) else ["Condition"]
+            if not missing:
+                _check_conditions(step, [cond["Condition"]], f"{at}.Condition")
+        elif kind == "Or":
+            missing = [] if isinstance(cond.get("Conditions"), list) else ["Conditions"]
+            if not missing:
+                _check_conditions(step, cond["Conditions"], f"{at}.Conditions")
+        else:
+            known = ", ".join(sorted({*_COMPARISONS, "In", "Not", "Or"}))
+            raise DefinitionError(
+                f"condition step '{step}' {at}: unknown condition Type {kind!r}; use one of {known}"
+            )
+        if missing:
+            raise DefinitionError(
+                f"condition step '{step}' {at}: {kind} condition lacks {', '.join(missing)}"
+            )
+
+
+def _branch(name: str, raw: Any, key: str) -> tuple[StepDef, ...]:
+    if not isinstance(raw, list):
+        raise DefinitionError(f"condition step '{name}': {key} must be a list of steps")
+    return tuple(_step(s, f"step '{name}' {key}[{i}]") for i, s in enumerate(raw))

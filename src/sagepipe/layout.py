@@ -1,0 +1,31 @@
+"""The bucket layout from the seed project: where code, logs, outputs and models live."""
+
+from __future__ import annotations
+
+CODE_PREFIX = "app"
+OTHER_PREFIX = "other"
+LOGS_PREFIX = "other/logs"
+OUTPUTS_PREFIX = "other/outputs"
+MODELS_PREFIX = "other/models"
+DATA_PREFIX = "other/data"
+RAW_DATA_PREFIX = "other/data/raw"
+
+SEED_FOLDERS: tuple[str, ...] = (
+    "app/",
+    "app/src/",
+    "other/",
+    "other/logs/",
+    "other/outputs/",
+    "other/models/",
+    "other/data/",
+)
+
+
+def code_key(pipeline: str, sha256: str, filename: str) -> str:
+    """Content-addressed key of a code file: ``app/<pipeline>/code/<sha256>/<file>``."""
+    return f"{CODE_PREFIX}/{pipeline}/code/{sha256}/{filename}"
+
+
+def log_key(pipeline: str, execution_id: str, step: str) -> str:
+    """Key of a step's log: ``other/logs/<pipeline>/<execution>/<step>.log``."""
+    return f"{LOGS_PREFIX}/{pipeline}/{execution_id}/{step}.log"

@@ -1,0 +1,107 @@
+"""The ObjectStore protocol and URI helpers shared by every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sagepipe.errors import StorageError, UnsafeKeyError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object: its key, size, ETag (may be empty for local listings) and mtime."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str = ""
+    last_modified: float = 0.0
+
+    @property
+    def uri(self) -> str:
+        """The object's ``s3://`` URI."""
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether this is a zero-byte ``folder/`` marker."""
+        return self.key.endswith("/")
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into bucket and key."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise StorageError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise StorageError(f"{uri!r} has no bucket")
+    return bucket, key
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """``uri`` with ``parts`` appended, one slash between each."""
+    out = uri.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+def safe_key(key: str) -> str:
+    """Return ``key`` if it cannot escape a directory root, else raise UnsafeKeyError."""
+    problem = None
+    if "\x00" in key:
+        problem = "contains NUL"
+    elif "\\" in key:
+        problem = "contains a backslash"
+    elif key.startswith("/"):
+        problem = "is absolute"
+    elif len(key) > 1 and key[1] == ":":
+        problem = "starts with a drive letter"
+    elif any(part in ("..", ".") for part in key.split("/")):
+        problem = "has a '.' or '..' segment"
+    if problem:
+        raise UnsafeKeyError(f"key {key!r} {problem}; refused")
+    return key
+
+
+class ObjectStore(Protocol):
+    """Byte-level access to objects; every method takes ``s3://`` URIs."""
+
+    def head(self, uri: str) -> ObjectInfo | None:
+        """The object's info, or None when it does not exist."""
+        ...
+
+    def get(self, uri: str) -> bytes:
+        """The object's bytes; ObjectNotFoundError when missing."""
+        ...
+
+    def put(self, uri: str, data: bytes) -> None:
+        """Write the object atomically."""
+        ...
+
+    def put_file(self, uri: str, path: Path) -> None:
+        """Upload a local file."""
+        ...
+
+    def get_file(self, uri: str, path: Path) -> None:
+        """Download to ``path`` through a temporary file renamed into place."""
+        ...
+
+    def list(self, uri: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with the URI's key, folder markers included."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Delete the object (no error when missing)."""
+        ...
+
+    def ensure_bucket(self, bucket: str) -> bool:
+        """Create the bucket when missing; True when it was created."""
+        ...
+
+    def local_path(self, uri: str) -> Path | None:
+        """The object's file on this machine when the store keeps one (for hard links)."""
+        ...
