@@ -1,5 +1,6 @@
 """sagepipe: author SageMaker pipelines, run them locally in seconds, deploy them to SageMaker."""
 
+from sagepipe.api import Pipeline
 from sagepipe.core.conditions import (
     ConditionEquals,
     ConditionGreaterThan,
@@ -19,10 +20,10 @@ from sagepipe.core.expressions import (
     ParameterInteger,
     ParameterString,
 )
-from sagepipe.core.pipeline import Pipeline
 from sagepipe.core.steps import (
     CacheConfig,
     ConditionStep,
+    Estimator,
     FailStep,
     MetricDefinition,
     ProcessingInput,
@@ -30,6 +31,7 @@ from sagepipe.core.steps import (
     ProcessingStep,
     Processor,
     PropertyFile,
+    RegisterModel,
     SageMakerJobStepRetryPolicy,
     StepRetryPolicy,
     TrainingInput,
@@ -49,6 +51,7 @@ __all__ = [
     "ConditionNot",
     "ConditionOr",
     "ConditionStep",
+    "Estimator",
     "ExecutionVariables",
     "FailStep",
     "Join",
@@ -64,6 +67,7 @@ __all__ = [
     "ProcessingStep",
     "Processor",
     "PropertyFile",
+    "RegisterModel",
     "SageMakerJobStepRetryPolicy",
     "StepRetryPolicy",
     "TrainingInput",

@@ -30,9 +30,11 @@ def find_project_root(start: Path) -> Path:
         if (folder / ".sagepipe").is_dir():
             return folder
         pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and "tool" in _read_toml(pyproject) and "sagepipe" in _read_toml(
-            pyproject
-        ).get("tool", {}):
+        if (
+            pyproject.is_file()
+            and "tool" in _read_toml(pyproject)
+            and "sagepipe" in _read_toml(pyproject).get("tool", {})
+        ):
             return folder
     return start
 
@@ -74,15 +76,19 @@ class Settings:
 
         cwd = (cwd or Path.cwd()).resolve()
         base = dict(os.environ if environ is None else environ)
-        dotenv_path = (
-            str(cwd / ".env") if (cwd / ".env").is_file() else find_dotenv(usecwd=True)
+        dotenv_path = str(cwd / ".env") if (cwd / ".env").is_file() else find_dotenv(usecwd=True)
+        env = (
+            {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            if dotenv_path
+            else {}
         )
-        env = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path else {}
         env.update(base)
         root = find_project_root(cwd)
-        tool = _read_toml(root / "pyproject.toml").get("tool", {}).get("sagepipe", {}) if (
-            root / "pyproject.toml"
-        ).is_file() else {}
+        tool = (
+            _read_toml(root / "pyproject.toml").get("tool", {}).get("sagepipe", {})
+            if (root / "pyproject.toml").is_file()
+            else {}
+        )
         home = Path(env["SAGEPIPE_HOME"]) if env.get("SAGEPIPE_HOME") else root / ".sagepipe"
         values: dict[str, Any] = {
             "project_root": root,
@@ -102,7 +108,9 @@ class Settings:
             "env": env,
         }
         if isinstance(tool.get("bucket"), dict):
-            values["bucket"] = env.get("SAGEPIPE_BUCKET") or tool["bucket"].get("name") or DEFAULT_BUCKET
+            values["bucket"] = (
+                env.get("SAGEPIPE_BUCKET") or tool["bucket"].get("name") or DEFAULT_BUCKET
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.check()

@@ -34,7 +34,11 @@ class ConditionComparison(Condition):
         to_expr(self.right)
 
     def to_request(self) -> dict[str, Json]:
-        return {"Type": self.TYPE, "LeftValue": to_expr(self.left), "RightValue": to_expr(self.right)}
+        return {
+            "Type": self.TYPE,
+            "LeftValue": to_expr(self.left),
+            "RightValue": to_expr(self.right),
+        }
 
     def referenced_steps(self) -> frozenset[str]:
         return steps_of([self.left, self.right])

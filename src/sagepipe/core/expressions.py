@@ -85,12 +85,15 @@ class Parameter(Expression):
             raise PipelineError(
                 f"parameter '{self.name}': default {self.default_value!r} is not a {self.TYPE}"
             )
-        if self.enum_values and self.default_value is not None:
-            if self.default_value not in self.enum_values:
-                raise PipelineError(
-                    f"parameter '{self.name}': default {self.default_value!r} is not one of "
-                    f"{list(self.enum_values)}"
-                )
+        if (
+            self.enum_values
+            and self.default_value is not None
+            and self.default_value not in self.enum_values
+        ):
+            raise PipelineError(
+                f"parameter '{self.name}': default {self.default_value!r} is not one of "
+                f"{list(self.enum_values)}"
+            )
 
     @classmethod
     def accepts(cls, value: object) -> bool:

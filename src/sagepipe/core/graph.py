@@ -150,7 +150,9 @@ def build_graph(
         graphlib.TopologicalSorter(upstream).prepare()
     except graphlib.CycleError as exc:
         cycle = " -> ".join(reversed(exc.args[1]))
-        raise PipelineError(f"the steps form a cycle: {cycle}; remove one of these dependencies")
+        raise PipelineError(
+            f"the steps form a cycle: {cycle}; remove one of these dependencies"
+        ) from None
     return Graph(by_name, top, upstream, branch_of)
 
 

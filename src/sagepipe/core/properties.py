@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 from sagepipe.errors import PipelineError
 
@@ -34,7 +34,7 @@ class AnyShape:
 
 ANY = AnyShape()
 LEAF = None
-Shape = Union[dict[str, "Shape"], ListOf, MapOf, AnyShape, None]
+Shape: TypeAlias = dict[str, "Shape"] | ListOf | MapOf | AnyShape | None
 
 
 def _leaves(*names: str) -> dict[str, Shape]:
@@ -43,14 +43,28 @@ def _leaves(*names: str) -> dict[str, Shape]:
 
 _SCALARS = ListOf(None, LEAF)
 _S3_INPUT = _leaves(
-    "S3Uri", "LocalPath", "S3DataType", "S3InputMode", "S3DataDistributionType",
+    "S3Uri",
+    "LocalPath",
+    "S3DataType",
+    "S3InputMode",
+    "S3DataDistributionType",
     "S3CompressionType",
 )
 PROCESSING: dict[str, Shape] = {
     **_leaves(
-        "ProcessingJobName", "ProcessingJobArn", "ProcessingJobStatus", "ExitMessage",
-        "FailureReason", "ProcessingEndTime", "ProcessingStartTime", "LastModifiedTime",
-        "CreationTime", "MonitoringScheduleArn", "AutoMLJobArn", "TrainingJobArn", "RoleArn",
+        "ProcessingJobName",
+        "ProcessingJobArn",
+        "ProcessingJobStatus",
+        "ExitMessage",
+        "FailureReason",
+        "ProcessingEndTime",
+        "ProcessingStartTime",
+        "LastModifiedTime",
+        "CreationTime",
+        "MonitoringScheduleArn",
+        "AutoMLJobArn",
+        "TrainingJobArn",
+        "RoleArn",
     ),
     "ProcessingInputs": ListOf(
         "InputName",
@@ -68,7 +82,9 @@ PROCESSING: dict[str, Shape] = {
         ),
     },
     "ProcessingResources": {
-        "ClusterConfig": _leaves("InstanceCount", "InstanceType", "VolumeSizeInGB", "VolumeKmsKeyId")
+        "ClusterConfig": _leaves(
+            "InstanceCount", "InstanceType", "VolumeSizeInGB", "VolumeKmsKeyId"
+        )
     },
     "StoppingCondition": _leaves("MaxRuntimeInSeconds"),
     "AppSpecification": {
@@ -82,11 +98,24 @@ PROCESSING: dict[str, Shape] = {
 }
 TRAINING: dict[str, Shape] = {
     **_leaves(
-        "TrainingJobName", "TrainingJobArn", "TuningJobArn", "LabelingJobArn", "AutoMLJobArn",
-        "TrainingJobStatus", "SecondaryStatus", "FailureReason", "RoleArn", "CreationTime",
-        "TrainingStartTime", "TrainingEndTime", "LastModifiedTime", "EnableNetworkIsolation",
-        "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining",
-        "TrainingTimeInSeconds", "BillableTimeInSeconds",
+        "TrainingJobName",
+        "TrainingJobArn",
+        "TuningJobArn",
+        "LabelingJobArn",
+        "AutoMLJobArn",
+        "TrainingJobStatus",
+        "SecondaryStatus",
+        "FailureReason",
+        "RoleArn",
+        "CreationTime",
+        "TrainingStartTime",
+        "TrainingEndTime",
+        "LastModifiedTime",
+        "EnableNetworkIsolation",
+        "EnableInterContainerTrafficEncryption",
+        "EnableManagedSpotTraining",
+        "TrainingTimeInSeconds",
+        "BillableTimeInSeconds",
     ),
     "ModelArtifacts": _leaves("S3ModelArtifacts"),
     "HyperParameters": MapOf(),
@@ -121,16 +150,28 @@ TRAINING: dict[str, Shape] = {
 }
 MODEL_PACKAGE: dict[str, Shape] = {
     **_leaves(
-        "ModelPackageName", "ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn",
-        "ModelPackageDescription", "CreationTime", "ModelPackageStatus", "ModelApprovalStatus",
-        "ApprovalDescription", "LastModifiedTime", "Domain", "Task", "SamplePayloadUrl",
+        "ModelPackageName",
+        "ModelPackageGroupName",
+        "ModelPackageVersion",
+        "ModelPackageArn",
+        "ModelPackageDescription",
+        "CreationTime",
+        "ModelPackageStatus",
+        "ModelApprovalStatus",
+        "ApprovalDescription",
+        "LastModifiedTime",
+        "Domain",
+        "Task",
+        "SamplePayloadUrl",
     ),
     "InferenceSpecification": ANY,
     "ModelMetrics": ANY,
     "CustomerMetadataProperties": MapOf(),
 }
 MODEL: dict[str, Shape] = {
-    **_leaves("ModelName", "ExecutionRoleArn", "ModelArn", "CreationTime", "EnableNetworkIsolation"),
+    **_leaves(
+        "ModelName", "ExecutionRoleArn", "ModelArn", "CreationTime", "EnableNetworkIsolation"
+    ),
     "PrimaryContainer": ANY,
     "Containers": ListOf(None, ANY),
 }

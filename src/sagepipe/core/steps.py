@@ -117,7 +117,11 @@ class PropertyFile:
 
     def to_request(self) -> dict[str, Json]:
         """The ``PropertyFiles`` entry."""
-        return {"PropertyFileName": self.name, "OutputName": self.output_name, "FilePath": self.path}
+        return {
+            "PropertyFileName": self.name,
+            "OutputName": self.output_name,
+            "FilePath": self.path,
+        }
 
 
 @dataclass(frozen=True)
@@ -454,7 +458,12 @@ class RegisterModel(Step):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("content_types", "response_types", "inference_instances", "transform_instances"):
+        for name in (
+            "content_types",
+            "response_types",
+            "inference_instances",
+            "transform_instances",
+        ):
             _freeze(self, name)
         allowed = ("Approved", "Rejected", "PendingManualApproval")
         if self.approval_status not in allowed:

@@ -61,6 +61,7 @@ class Upload:
 class CompiledPipeline:
     """The definition and the code objects it points at."""
 
+    name: str
     definition: Definition
     uploads: tuple[Upload, ...]
 
@@ -124,7 +125,7 @@ def compile_pipeline(
     if pipeline.pipeline_experiment_config is not None:
         data["PipelineExperimentConfig"] = pipeline.pipeline_experiment_config
     data["Steps"] = [_step(ctx, s) for s in pipeline.steps]
-    return CompiledPipeline(load(data), tuple(ctx.uploads.values()))
+    return CompiledPipeline(pipeline.name, load(data), tuple(ctx.uploads.values()))
 
 
 def _step(ctx: _Context, step: Step) -> dict[str, Json]:
@@ -182,12 +183,18 @@ def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
     outputs: list[Json] = []
     for name, out in zip(step.output_names, step.outputs, strict=True):
         dest = out.destination
-        uri = to_expr(dest) if dest is not None else ctx.default_uri(OUTPUTS_PREFIX, step.name, name)
+        uri = (
+            to_expr(dest) if dest is not None else ctx.default_uri(OUTPUTS_PREFIX, step.name, name)
+        )
         outputs.append(
             {
                 "OutputName": name,
                 "AppManaged": False,
-                "S3Output": {"S3Uri": uri, "LocalPath": out.source, "S3UploadMode": out.s3_upload_mode},
+                "S3Output": {
+                    "S3Uri": uri,
+                    "LocalPath": out.source,
+                    "S3UploadMode": out.s3_upload_mode,
+                },
             }
         )
     if outputs:
@@ -227,8 +234,12 @@ def _training(ctx: _Context, step: Step) -> dict[str, Json]:
     )
     algo: dict[str, Json] = {"TrainingInputMode": "File", "TrainingImage": image}
     if est.metric_definitions:
-        algo["MetricDefinitions"] = [{"Name": m.name, "Regex": m.regex} for m in est.metric_definitions]
-    output = to_expr(est.output_path) if est.output_path is not None else ctx.default_uri(MODELS_PREFIX)
+        algo["MetricDefinitions"] = [
+            {"Name": m.name, "Regex": m.regex} for m in est.metric_definitions
+        ]
+    output = (
+        to_expr(est.output_path) if est.output_path is not None else ctx.default_uri(MODELS_PREFIX)
+    )
     args: dict[str, Json] = {
         "AlgorithmSpecification": algo,
         "OutputDataConfig": {"S3OutputPath": output},
@@ -307,9 +318,10 @@ def source_archive(directory: Path, only: str | None = None) -> bytes:
         raise PipelineError(f"entry_point {str(directory / only)!r} not found")
     files = [directory / only] if only else sorted(_walk(directory))
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(
-        fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
-    ) as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in files:
             info = tar.gettarinfo(str(path), arcname=path.relative_to(directory).as_posix())
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
@@ -319,9 +331,11 @@ def source_archive(directory: Path, only: str | None = None) -> bytes:
 
 
 def _walk(directory: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git") and not d.startswith("."))
+        dirs[:] = sorted(
+            d for d in dirs if d not in ("__pycache__", ".git") and not d.startswith(".")
+        )
         out.extend(Path(root) / n for n in names if not n.endswith(".pyc"))
     return out
 

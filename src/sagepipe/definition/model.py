@@ -19,8 +19,15 @@ from sagepipe.definition.limits import MAX_DEFINITION_BYTES, SUPPORTED_LOCALLY, 
 from sagepipe.errors import DefinitionError, PipelineError
 
 _STEP_KEYS = (
-    "Name", "Type", "Arguments", "DependsOn", "DisplayName", "Description", "CacheConfig",
-    "RetryPolicies", "PropertyFiles",
+    "Name",
+    "Type",
+    "Arguments",
+    "DependsOn",
+    "DisplayName",
+    "Description",
+    "CacheConfig",
+    "RetryPolicies",
+    "PropertyFiles",
 )
 _TOP_KEYS = ("Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps")
 
@@ -154,7 +161,7 @@ def _names(items: Any, key: str) -> frozenset[str] | None:
     found = [it.get(key) for it in items if isinstance(it, dict)]
     if not all(isinstance(n, str) for n in found):
         return None
-    return frozenset(found)
+    return frozenset(str(n) for n in found)
 
 
 def _item_names(step: StepDef) -> dict[str, frozenset[str]]:
@@ -321,7 +328,9 @@ def _parameter(raw: Any, index: int) -> ParameterDef:
         raise DefinitionError(f"parameter '{name}': EnumValues must be a non-empty list")
     if enum is not None and default is not None and default not in enum:
         raise DefinitionError(f"parameter '{name}': DefaultValue {default!r} is not in EnumValues")
-    extra = {k: v for k, v in raw.items() if k not in ("Name", "Type", "DefaultValue", "EnumValues")}
+    extra = {
+        k: v for k, v in raw.items() if k not in ("Name", "Type", "DefaultValue", "EnumValues")
+    }
     return ParameterDef(
         name, kind, default, tuple(enum) if enum is not None else None, extra, "Type" in raw
     )
@@ -400,7 +409,11 @@ def _property_files(name: str, raw: dict[str, Any]) -> tuple[Any, ...] | None:
 
 
 _COMPARISONS = {
-    "Equals", "GreaterThan", "GreaterThanOrEqualTo", "LessThan", "LessThanOrEqualTo",
+    "Equals",
+    "GreaterThan",
+    "GreaterThanOrEqualTo",
+    "LessThan",
+    "LessThanOrEqualTo",
 }
 
 

@@ -3,7 +3,15 @@
 from sagepipe.storage.base import ObjectInfo, ObjectStore, join_uri, parse_uri, safe_key
 from sagepipe.storage.local import LocalStore
 
-__all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "join_uri", "open_store", "parse_uri", "safe_key"]
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "join_uri",
+    "open_store",
+    "parse_uri",
+    "safe_key",
+]
 
 
 def open_store(settings: object, kind: str | None = None) -> ObjectStore:

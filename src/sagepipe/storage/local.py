@@ -82,7 +82,7 @@ class LocalStore:
         atomic_write(path, data)
 
     def put_file(self, uri: str, path: Path) -> None:
-        _, key, dest = self._path(uri)
+        _, _, dest = self._path(uri)
         self._check_parent(uri, dest)
         atomic_copy(path, dest)
 

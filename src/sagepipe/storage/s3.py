@@ -61,20 +61,26 @@ def translate(exc: Exception, what: str) -> StorageError:
             "(or AWS_PROFILE) in the environment or .env"
         )
     if isinstance(exc, EndpointConnectionError):
-        return StorageError(f"{what}: cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
+        return StorageError(
+            f"{what}: cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})"
+        )
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFoundError(f"{what}: not found")
         if code == "NoSuchBucket":
-            return ObjectNotFoundError(f"{what}: the bucket does not exist (run 'sagepipe bucket init')")
+            return ObjectNotFoundError(
+                f"{what}: the bucket does not exist (run 'sagepipe bucket init')"
+            )
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return StorageError(f"{what}: access denied; check the credentials' S3 permissions")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageError(f"{what}: the AWS credentials were rejected ({code}); check them")
         if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
             return StorageError(f"{what}: the session token has expired; refresh the credentials")
-        return StorageError(f"{what}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}")
+        return StorageError(
+            f"{what}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}"
+        )
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -107,7 +113,10 @@ class S3Store:
         except ObjectNotFoundError:
             return None
         return ObjectInfo(
-            bucket, key, int(resp["ContentLength"]), resp.get("ETag", "").strip('"'),
+            bucket,
+            key,
+            int(resp["ContentLength"]),
+            resp.get("ETag", "").strip('"'),
             resp["LastModified"].timestamp(),
         )
 
@@ -146,7 +155,10 @@ class S3Store:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
-                        bucket, item["Key"], int(item["Size"]), item.get("ETag", "").strip('"'),
+                        bucket,
+                        item["Key"],
+                        int(item["Size"]),
+                        item.get("ETag", "").strip('"'),
                         item["LastModified"].timestamp(),
                     )
         except (ClientError, BotoCoreError) as exc:

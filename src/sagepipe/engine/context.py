@@ -1,0 +1,100 @@
+"""What a step runner receives, and what it gives back."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagepipe.config import Settings
+from sagepipe.definition import StepDef
+from sagepipe.engine.expressions import Scope
+from sagepipe.engine.history import History
+from sagepipe.engine.images import ImageMap
+from sagepipe.engine.sandbox import Sandbox
+from sagepipe.storage import ObjectStore
+
+ACCOUNT = "000000000000"
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """Identity of the running execution."""
+
+    id: str
+    arn: str
+    pipeline: str
+    pipeline_arn: str
+    region: str
+
+    def arn_for(self, kind: str, name: str) -> str:
+        """A local ARN of the SageMaker shape for a job or model resource."""
+        return f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:{kind}/{name.lower()}"
+
+
+class StepLog:
+    """A step's log: a file that ``sagepipe logs --follow`` can tail, and a live listener."""
+
+    def __init__(self, path: Path, step: str, listener: Callable[[str, str], None] | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.step = step
+        self._listener = listener
+        self._fh = path.open("a", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        """Append one line (without its newline)."""
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+        if self._listener is not None:
+            self._listener(self.step, line)
+
+    def close(self) -> str:
+        """Close the file and return the whole log text."""
+        with self._lock:
+            self._fh.close()
+        return self.path.read_text(encoding="utf-8", errors="replace")
+
+
+@dataclass
+class Processes:
+    """Running step processes, so that a stop can reach every process group."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class StepContext:
+    """Everything a runner may use; nothing global."""
+
+    step: StepDef
+    arguments: dict[str, Any]
+    scope: Scope
+    execution: ExecutionInfo
+    job_name: str
+    workspace: Path
+    store: ObjectStore
+    sandbox: Sandbox
+    images: ImageMap
+    log: StepLog
+    history: History
+    settings: Settings
+    processes: Processes
+
+
+@dataclass
+class StepOutcome:
+    """What a runner reports: final status, Describe*-shaped properties, Metadata."""
+
+    status: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    failure_reason: str | None = None
+    branch: str | None = None

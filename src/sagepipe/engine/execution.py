@@ -1,0 +1,117 @@
+"""A handle on a local execution, shaped like the SageMaker SDK's PipelineExecution."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sagepipe.engine.history import ExecutionRecord, History, StepRecord
+from sagepipe.engine.scheduler import Engine, Run
+
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def describe_execution(record: ExecutionRecord) -> dict[str, Any]:
+    """A DescribePipelineExecution response for a stored execution."""
+    out: dict[str, Any] = {
+        "PipelineArn": record.arn.split("/execution/")[0],
+        "PipelineExecutionArn": record.arn,
+        "PipelineExecutionDisplayName": f"execution-{record.id}",
+        "PipelineExecutionStatus": record.status,
+        "CreationTime": _time(record.created),
+        "LastModifiedTime": _time(record.modified),
+        "PipelineExperimentConfig": {"ExperimentName": record.pipeline, "TrialName": record.id},
+        "ParallelismConfiguration": {"MaxParallelExecutionSteps": record.max_parallel or 1},
+    }
+    if record.failure_reason:
+        out["FailureReason"] = record.failure_reason
+    return out
+
+
+def describe_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
+    """ListPipelineExecutionSteps entries, newest first as the service returns them."""
+    out = []
+    for s in sorted(steps, key=lambda r: (r.started or 0, r.name), reverse=True):
+        entry: dict[str, Any] = {
+            "StepName": s.name,
+            "StepStatus": s.status,
+            "AttemptCount": s.attempts,
+        }
+        if s.display_name:
+            entry["StepDisplayName"] = s.display_name
+        if s.started is not None:
+            entry["StartTime"] = _time(s.started)
+        if s.ended is not None:
+            entry["EndTime"] = _time(s.ended)
+        if s.failure_reason:
+            entry["FailureReason"] = s.failure_reason
+        metadata = {k: v for k, v in s.metadata.items() if not k.startswith("_")}
+        if metadata:
+            entry["Metadata"] = metadata
+        if s.cache_source:
+            entry["CacheHitResult"] = {"SourcePipelineExecutionArn": s.cache_source}
+        out.append(entry)
+    return out
+
+
+class LocalExecution:
+    """An execution started on this machine: ``wait``, ``describe``, ``list_steps``, ``stop``."""
+
+    def __init__(self, engine: Engine, run: Run) -> None:
+        self.engine = engine
+        self.run = run
+        self.arn = run.info.arn
+        self.execution_id = run.info.id
+        self._thread = threading.Thread(
+            target=self._execute, name=f"sagepipe-{run.info.id}", daemon=True
+        )
+        self._status: str | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def history(self) -> History:
+        """The history this execution is recorded in."""
+        return self.engine.history
+
+    def start(self) -> LocalExecution:
+        """Start running in a background thread."""
+        self._thread.start()
+        return self
+
+    def _execute(self) -> None:
+        try:
+            self._status = self.engine.execute(self.run)
+        except BaseException as exc:  # surfaced by wait()
+            self._error = exc
+            self.engine.history.finish_execution(
+                self.execution_id, "Failed", f"internal error: {exc!r}"
+            )
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the execution ends (or ``timeout``); returns its status."""
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self.status
+
+    @property
+    def status(self) -> str:
+        """The current PipelineExecutionStatus."""
+        return self.history.execution(self.execution_id).status
+
+    def describe(self) -> dict[str, Any]:
+        """The DescribePipelineExecution shape."""
+        return describe_execution(self.history.execution(self.execution_id))
+
+    def list_steps(self) -> list[dict[str, Any]]:
+        """The ListPipelineExecutionSteps entries."""
+        return describe_steps(self.history.steps(self.execution_id))
+
+    def stop(self) -> None:
+        """Stop the running steps; the execution ends Stopped."""
+        self.engine.stop(self.run)

@@ -1,0 +1,353 @@
+"""SQLite history of pipelines, executions, steps and registered models (WAL, safe across processes).
+
+State and keys live here; artifacts live in the object store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sagepipe.errors import ExecutionError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY, arn TEXT, created REAL, updated REAL, definition TEXT);
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY, pipeline TEXT, arn TEXT, status TEXT, failure_reason TEXT,
+    created REAL, modified REAL, ended REAL, parameters TEXT, definition TEXT, sandbox TEXT,
+    max_parallel INTEGER);
+CREATE INDEX IF NOT EXISTS executions_pipeline ON executions(pipeline, created);
+CREATE TABLE IF NOT EXISTS steps (
+    execution_id TEXT, name TEXT, type TEXT, display_name TEXT, status TEXT, started REAL,
+    ended REAL, failure_reason TEXT, metadata TEXT, properties TEXT, cache_key TEXT,
+    cache_source TEXT, attempts INTEGER, log TEXT, PRIMARY KEY (execution_id, name));
+CREATE INDEX IF NOT EXISTS steps_cache ON steps(cache_key, status);
+CREATE TABLE IF NOT EXISTS models (
+    arn TEXT PRIMARY KEY, group_name TEXT, version INTEGER, approval TEXT, model_data_url TEXT,
+    image TEXT, metrics TEXT, created REAL, execution_id TEXT, step TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of one execution as stored."""
+
+    execution_id: str
+    name: str
+    type: str
+    display_name: str | None
+    status: str
+    started: float | None
+    ended: float | None
+    failure_reason: str | None
+    metadata: dict[str, Any]
+    properties: dict[str, Any]
+    cache_key: str | None
+    cache_source: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One execution as stored."""
+
+    id: str
+    pipeline: str
+    arn: str
+    status: str
+    failure_reason: str | None
+    created: float
+    modified: float
+    ended: float | None
+    parameters: dict[str, Any]
+    definition: str
+    max_parallel: int | None
+
+
+class History:
+    """The history database; one connection per instance, guarded by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._tx() as db:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # pipelines and executions -------------------------------------------------------------
+
+    def save_pipeline(self, name: str, arn: str, definition: str) -> None:
+        """Record (or update) a pipeline and its latest definition."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO pipelines VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "updated=excluded.updated, definition=excluded.definition",
+                (name, arn, now, now, definition),
+            )
+
+    def create_execution(
+        self,
+        execution_id: str,
+        pipeline: str,
+        arn: str,
+        parameters: Mapping[str, Any],
+        definition: str,
+        max_parallel: int,
+        sandbox: str,
+    ) -> None:
+        """Record a new execution in status Executing."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    execution_id,
+                    pipeline,
+                    arn,
+                    "Executing",
+                    None,
+                    now,
+                    now,
+                    None,
+                    json.dumps(dict(parameters)),
+                    definition,
+                    sandbox,
+                    max_parallel,
+                ),
+            )
+
+    def finish_execution(self, execution_id: str, status: str, failure_reason: str | None) -> None:
+        """Set an execution's final status."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE executions SET status=?, failure_reason=?, modified=?, ended=? WHERE id=?",
+                (status, failure_reason, now, now, execution_id),
+            )
+
+    def set_execution_status(self, execution_id: str, status: str) -> None:
+        """Update the status of a running execution (e.g. Stopping)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE executions SET status=?, modified=? WHERE id=?",
+                (status, time.time(), execution_id),
+            )
+
+    def execution(self, execution_id: str) -> ExecutionRecord:
+        """One execution; an id prefix is enough when it is unique."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM executions WHERE id LIKE ? OR arn=? ORDER BY created DESC",
+                (execution_id + "%", execution_id),
+            ).fetchall()
+        if not rows:
+            raise ExecutionError(
+                f"no local execution '{execution_id}'; 'sagepipe executions list' shows them"
+            )
+        if len(rows) > 1 and rows[0]["id"] != execution_id:
+            raise ExecutionError(f"execution id '{execution_id}' is ambiguous; give more of it")
+        return _execution(rows[0])
+
+    def executions(self, pipeline: str | None = None, limit: int = 50) -> list[ExecutionRecord]:
+        """The newest executions, of one pipeline or of all."""
+        query = "SELECT * FROM executions"
+        args: tuple[Any, ...] = ()
+        if pipeline:
+            query += " WHERE pipeline=?"
+            args = (pipeline,)
+        query += " ORDER BY created DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [_execution(r) for r in rows]
+
+    # steps ---------------------------------------------------------------------------------
+
+    def start_step(
+        self,
+        execution_id: str,
+        name: str,
+        kind: str,
+        display_name: str | None,
+        cache_key: str | None,
+    ) -> None:
+        """Record a step as Executing."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    execution_id,
+                    name,
+                    kind,
+                    display_name,
+                    "Executing",
+                    time.time(),
+                    None,
+                    None,
+                    "{}",
+                    "{}",
+                    cache_key,
+                    None,
+                    1,
+                    None,
+                ),
+            )
+
+    def update_step(self, execution_id: str, name: str, **fields: Any) -> None:
+        """Update a step's columns (metadata and properties are JSON-encoded)."""
+        for key in ("metadata", "properties"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key], default=str)
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE steps SET {cols} WHERE execution_id=? AND name=?",
+                (*fields.values(), execution_id, name),
+            )
+            db.execute("UPDATE executions SET modified=? WHERE id=?", (time.time(), execution_id))
+
+    def steps(self, execution_id: str) -> list[StepRecord]:
+        """The steps of an execution in start order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM steps WHERE execution_id=? ORDER BY started, name", (execution_id,)
+            ).fetchall()
+        return [_step(r) for r in rows]
+
+    def step_log(self, execution_id: str, name: str) -> str | None:
+        """The stored log text of a finished step."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT log FROM steps WHERE execution_id=? AND name=?", (execution_id, name)
+            ).fetchone()
+        return None if row is None else row["log"]
+
+    def cache_hit(
+        self, pipeline: str, name: str, cache_key: str, since: float
+    ) -> StepRecord | None:
+        """The newest Succeeded run of this step with this cache key, started after ``since``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT s.* FROM steps s JOIN executions e ON e.id = s.execution_id "
+                "WHERE e.pipeline=? AND s.name=? AND s.cache_key=? AND s.status='Succeeded' "
+                "AND s.started>=? ORDER BY s.started DESC LIMIT 1",
+                (pipeline, name, cache_key, since),
+            ).fetchone()
+        return None if row is None else _step(row)
+
+    # models ----------------------------------------------------------------------------------
+
+    def register_model(
+        self,
+        group: str,
+        arn_prefix: str,
+        approval: str,
+        model_data_url: str | None,
+        image: str | None,
+        metrics: Mapping[str, Any] | None,
+        execution_id: str,
+        step: str,
+    ) -> tuple[str, int]:
+        """Add a model package version to ``group``; returns its ARN and version."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(version), 0) AS v FROM models WHERE group_name=?", (group,)
+            ).fetchone()
+            version = int(row["v"]) + 1
+            arn = f"{arn_prefix}/{group.lower()}/{version}"
+            db.execute(
+                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    arn,
+                    group,
+                    version,
+                    approval,
+                    model_data_url,
+                    image,
+                    json.dumps(metrics or {}),
+                    time.time(),
+                    execution_id,
+                    step,
+                ),
+            )
+        return arn, version
+
+    def models(self, group: str | None = None) -> list[dict[str, Any]]:
+        """Registered model versions, newest first."""
+        query = "SELECT * FROM models"
+        args: tuple[Any, ...] = ()
+        if group:
+            query += " WHERE group_name=?"
+            args = (group,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created DESC", args).fetchall()
+        out = []
+        for r in rows:
+            item = dict(r)
+            item["metrics"] = json.loads(item["metrics"] or "{}")
+            out.append(item)
+        return out
+
+
+def _execution(row: sqlite3.Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row["id"],
+        pipeline=row["pipeline"],
+        arn=row["arn"],
+        status=row["status"],
+        failure_reason=row["failure_reason"],
+        created=row["created"],
+        modified=row["modified"],
+        ended=row["ended"],
+        parameters=json.loads(row["parameters"] or "{}"),
+        definition=row["definition"],
+        max_parallel=row["max_parallel"],
+    )
+
+
+def _step(row: sqlite3.Row) -> StepRecord:
+    return StepRecord(
+        execution_id=row["execution_id"],
+        name=row["name"],
+        type=row["type"],
+        display_name=row["display_name"],
+        status=row["status"],
+        started=row["started"],
+        ended=row["ended"],
+        failure_reason=row["failure_reason"],
+        metadata=json.loads(row["metadata"] or "{}"),
+        properties=json.loads(row["properties"] or "{}"),
+        cache_key=row["cache_key"],
+        cache_source=row["cache_source"],
+        attempts=row["attempts"] or 1,
+    )

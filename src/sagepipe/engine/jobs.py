@@ -1,0 +1,121 @@
+"""Run a job's process: stream its output to the step log, enforce its maximum runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import IO
+
+from sagepipe.engine.context import Processes, StepContext
+from sagepipe.engine.sandbox import LaunchSpec
+
+KILL_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How the process ended."""
+
+    returncode: int
+    last_error: str | None
+    timed_out: bool
+    stopped: bool
+
+
+def base_env(python: str, extra: dict[str, str]) -> dict[str, str]:
+    """A minimal environment: no host credentials, the interpreter's folder first on PATH."""
+    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env = {
+        "PATH": f"{os.path.dirname(python)}:{path}",
+        "HOME": "/tmp",
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for key in ("TZ", "LC_ALL"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(extra)
+    return env
+
+
+def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> JobResult:
+    """Launch ``spec`` in the context's sandbox and wait for it."""
+    procs = ctx.processes
+    proc = ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
+    with procs.lock:
+        procs.running.add(proc)
+    errors: deque[str] = deque(maxlen=20)
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, ctx, None), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, ctx, errors), daemon=True),
+    ]
+    for t in readers:
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=max_runtime)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill_group(proc)
+        proc.wait()
+    finally:
+        with procs.lock:
+            procs.running.discard(proc)
+    for t in readers:
+        t.join()
+    return JobResult(proc.returncode, _last_error(errors), timed_out, procs.stopping.is_set())
+
+
+def _pump(stream: IO[bytes] | None, ctx: StepContext, keep: deque[str] | None) -> None:
+    if stream is None:
+        return
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        ctx.log.write(line)
+        if keep is not None and line.strip():
+            keep.append(line.strip())
+    stream.close()
+
+
+def _last_error(lines: deque[str]) -> str | None:
+    """The line that says what went wrong: the exception line of a traceback, else the last."""
+    if not lines:
+        return None
+    for line in reversed(lines):
+        if (
+            not line.startswith(("File ", "^", "~"))
+            and line != "Traceback (most recent call last):"
+        ):
+            return line
+    return lines[-1]
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_S) -> None:
+    """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def stop_all(procs: Processes) -> None:
+    """Stop every running job's process group."""
+    procs.stopping.set()
+    with procs.lock:
+        running = list(procs.running)
+    threads = [threading.Thread(target=kill_group, args=(p,)) for p in running]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

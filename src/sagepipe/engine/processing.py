@@ -1,0 +1,130 @@
+"""Run a Processing step: the SageMaker processing container contract, on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.jobs import base_env, run_job
+from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec
+from sagepipe.engine.staging import publish_output, stage_input
+from sagepipe.errors import ExecutionError
+
+PROCESSING_ROOT = "/opt/ml/processing/"
+
+
+def host_path(workspace: Path, container_path: str) -> Path:
+    """Where a container path under /opt/ml lives in the workspace."""
+    if not container_path.startswith(CONTAINER_ROOT + "/"):
+        raise ExecutionError(f"path {container_path!r} is not under {CONTAINER_ROOT}/")
+    rel = os.path.normpath(container_path[len(CONTAINER_ROOT) + 1 :])
+    if rel.startswith(".."):
+        raise ExecutionError(f"path {container_path!r} escapes {CONTAINER_ROOT}")
+    return workspace / rel
+
+
+def resource_config(instance_type: Any) -> dict[str, Any]:
+    """The resourceconfig.json of a one-instance job."""
+    return {
+        "current_host": "algo-1",
+        "current_instance_type": str(instance_type),
+        "current_group_name": "homogeneousCluster",
+        "hosts": ["algo-1"],
+        "instance_groups": [
+            {
+                "instance_group_name": "homogeneousCluster",
+                "instance_type": str(instance_type),
+                "hosts": ["algo-1"],
+            }
+        ],
+        "network_interface_name": "eth0",
+    }
+
+
+def run_processing(ctx: StepContext) -> StepOutcome:
+    """Stage inputs, run the container command, publish outputs on success."""
+    args = ctx.arguments
+    ws = ctx.workspace
+    started = time.time()
+    readonly: list[str] = []
+    for inp in args.get("ProcessingInputs", []):
+        s3 = inp.get("S3Input")
+        if s3 is None:
+            raise ExecutionError(
+                f"input '{inp.get('InputName')}': only S3Input is supported locally"
+            )
+        local = s3["LocalPath"]
+        if not local.startswith(PROCESSING_ROOT):
+            raise ExecutionError(
+                f"input '{inp.get('InputName')}': LocalPath {local!r} must start with {PROCESSING_ROOT}"
+            )
+        stage_input(
+            ctx.store, str(s3["S3Uri"]), host_path(ws, local), s3.get("S3DataType", "S3Prefix")
+        )
+        readonly.append(local)
+    outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
+    for out in outputs:
+        host_path(ws, out["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+    config = host_path(ws, "/opt/ml/config")
+    config.mkdir(parents=True, exist_ok=True)
+    cluster = args.get("ProcessingResources", {}).get("ClusterConfig", {})
+    job_config = {**args, "ProcessingJobName": ctx.job_name, "ProcessingJobArn": _arn(ctx)}
+    (config / "processingjobconfig.json").write_text(json.dumps(job_config, default=str))
+    (config / "resourceconfig.json").write_text(
+        json.dumps(resource_config(cluster.get("InstanceType")))
+    )
+    app = args.get("AppSpecification", {})
+    image = str(app.get("ImageUri", ""))
+    argv = ctx.images.entrypoint(image, [str(a) for a in app.get("ContainerEntrypoint", [])])
+    argv += [str(a) for a in app.get("ContainerArguments", [])]
+    if not argv:
+        raise ExecutionError("AppSpecification has no ContainerEntrypoint to run")
+    env = base_env(
+        ctx.settings.python, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
+    )
+    network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
+    spec = LaunchSpec(
+        argv,
+        env,
+        ws,
+        cwd=CONTAINER_ROOT,
+        readonly=readonly,
+        network=network,
+        hide=[ctx.settings.home],
+    )
+    max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)
+    props = {
+        **args,
+        "ProcessingJobName": ctx.job_name,
+        "ProcessingJobArn": _arn(ctx),
+        "ProcessingStartTime": started,
+        "ProcessingEndTime": time.time(),
+        "CreationTime": started,
+    }
+    metadata = {"ProcessingJob": {"Arn": _arn(ctx)}}
+    if result.stopped:
+        return StepOutcome(
+            "Stopped", {**props, "ProcessingJobStatus": "Stopped"}, metadata, "Stopped by user"
+        )
+    if result.timed_out or result.returncode != 0:
+        reason = (
+            f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
+            if result.timed_out
+            else result.last_error or f"the command exited with code {result.returncode}"
+        )
+        props.update(ProcessingJobStatus="Failed", FailureReason=reason, ExitMessage=reason)
+        return StepOutcome("Failed", props, metadata, reason)
+    for out in outputs:
+        s3 = out["S3Output"]
+        publish_output(ctx.store, host_path(ws, s3["LocalPath"]), str(s3["S3Uri"]))
+    props["ProcessingJobStatus"] = "Completed"
+    return StepOutcome("Succeeded", props, metadata)
+
+
+def _arn(ctx: StepContext) -> str:
+    return ctx.execution.arn_for("processing-job", ctx.job_name)

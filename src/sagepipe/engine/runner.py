@@ -1,0 +1,65 @@
+"""Wire the engine's collaborators from Settings and start a local execution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sagepipe.config import Settings
+from sagepipe.definition import CompiledPipeline, Definition
+from sagepipe.engine.execution import LocalExecution
+from sagepipe.engine.history import History
+from sagepipe.engine.sandbox import Sandbox, choose_sandbox
+from sagepipe.engine.scheduler import Engine, LineListener, StatusListener
+from sagepipe.storage import ObjectStore, open_store
+
+
+def upload_code(compiled: CompiledPipeline, store: ObjectStore) -> int:
+    """Put the upload plan's objects in the store, skipping those already there; returns count."""
+    done = 0
+    for item in compiled.uploads:
+        if store.head(item.uri) is not None:
+            continue
+        bucket = item.uri[5:].split("/", 1)[0]
+        store.ensure_bucket(bucket)
+        store.put(item.uri, item.read())
+        done += 1
+    return done
+
+
+def build_engine(
+    settings: Settings,
+    sandbox: Sandbox | None = None,
+    on_line: LineListener | None = None,
+    on_status: StatusListener | None = None,
+) -> Engine:
+    """An Engine over the settings' store, history and sandbox."""
+    return Engine(
+        settings,
+        open_store(settings),
+        History(settings.history_path),
+        sandbox or choose_sandbox(settings.sandbox),
+        on_line=on_line,
+        on_status=on_status,
+    )
+
+
+def start_definition(
+    engine: Engine,
+    definition: Definition,
+    pipeline_name: str,
+    parameters: Mapping[str, Any],
+    max_parallel: int | None = None,
+) -> LocalExecution:
+    """Record and start an execution of ``definition``."""
+    run = engine.prepare(definition, pipeline_name, parameters, max_parallel)
+    return LocalExecution(engine, run).start()
+
+
+def start_local(
+    compiled: CompiledPipeline, settings: Settings, parameters: Mapping[str, Any]
+) -> LocalExecution:
+    """Upload the code to the store and start the pipeline locally."""
+    engine = build_engine(settings)
+    upload_code(compiled, engine.store)
+    return start_definition(engine, compiled.definition, compiled.name, parameters)

@@ -1,0 +1,331 @@
+"""The Engine: schedules a definition's steps, in parallel where the graph allows.
+
+``Engine(settings, store, history, sandbox, images).prepare(definition, ...)`` records an
+execution and returns its handle; ``execute`` runs it. A failed step lets running steps
+finish and starts nothing new; a stop kills every running process group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import string
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sagepipe.config import Settings
+from sagepipe.definition import Definition, StepDef
+from sagepipe.engine.cache import cache_key, cache_since
+from sagepipe.engine.context import (
+    ACCOUNT,
+    ExecutionInfo,
+    Processes,
+    StepContext,
+    StepLog,
+    StepOutcome,
+)
+from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
+from sagepipe.engine.expressions import Scope, json_path
+from sagepipe.engine.history import History
+from sagepipe.engine.images import ImageMap
+from sagepipe.engine.jobs import stop_all
+from sagepipe.engine.processing import run_processing
+from sagepipe.engine.sandbox import Sandbox
+from sagepipe.engine.training import run_training
+from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
+from sagepipe.layout import log_key
+from sagepipe.storage import ObjectStore, join_uri
+
+log = logging.getLogger(__name__)
+Runner = Callable[[StepContext], StepOutcome]
+RUNNERS: dict[str, Runner] = {
+    "Processing": run_processing,
+    "Training": run_training,
+    "Condition": run_condition,
+    "Fail": run_fail,
+    "RegisterModel": run_register_model,
+    "Model": run_model,
+    "CreateModel": run_model,
+}
+_ALPHABET = string.ascii_lowercase + string.digits
+LineListener = Callable[[str, str], None]
+StatusListener = Callable[[str, str, StepOutcome | None], None]
+
+
+def new_id(length: int = 12) -> str:
+    """A SageMaker-style id: lowercase letters and digits."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+@dataclass
+class Run:
+    """The mutable state of one execution while it runs."""
+
+    info: ExecutionInfo
+    definition: Definition
+    scope: Scope
+    max_parallel: int
+    processes: Processes = field(default_factory=Processes)
+    status: dict[str, str] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+    failure: str | None = None
+
+
+class Engine:
+    """Runs definitions locally with the collaborators it is given."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        history: History,
+        sandbox: Sandbox,
+        images: ImageMap | None = None,
+        on_line: LineListener | None = None,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.history = history
+        self.sandbox = sandbox
+        self.images = images or ImageMap(settings.python, settings.images)
+        self.on_line = on_line
+        self.on_status = on_status
+
+    def prepare(
+        self,
+        definition: Definition,
+        pipeline_name: str,
+        parameters: Mapping[str, Any],
+        max_parallel: int | None = None,
+    ) -> Run:
+        """Check parameters and step types, record the execution, return its run state."""
+        unsupported = definition.unsupported_steps()
+        if unsupported:
+            names = ", ".join(f"'{s.name}' ({s.type})" for s in unsupported)
+            raise DefinitionError(
+                f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
+            )
+        values = resolve_parameters(definition, parameters)
+        execution_id = new_id()
+        region = self.settings.region
+        pipeline_arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:pipeline/{pipeline_name.lower()}"
+        info = ExecutionInfo(
+            execution_id,
+            f"{pipeline_arn}/execution/{execution_id}",
+            pipeline_name,
+            pipeline_arn,
+            region,
+        )
+        now = datetime.now(UTC).isoformat()
+        scope = Scope(
+            parameters=values,
+            execution={
+                "PipelineExecutionId": execution_id,
+                "PipelineExecutionArn": info.arn,
+                "PipelineName": pipeline_name,
+                "PipelineArn": pipeline_arn,
+                "StartDateTime": now,
+                "CurrentDateTime": now,
+            },
+        )
+        parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
+        run = Run(info, definition, scope, parallel)
+        scope.read_property_file = lambda step, name: self._property_file(run, step, name)
+        scope.read_uri = self.store.get
+        text = definition.dumps()
+        self.history.save_pipeline(pipeline_name, pipeline_arn, text)
+        self.history.create_execution(
+            execution_id, pipeline_name, info.arn, values, text, parallel, self.sandbox.name
+        )
+        return run
+
+    def execute(self, run: Run) -> str:
+        """Run every step that the graph and the condition outcomes select; return the status."""
+        graph = run.definition.graph
+        order = graph.order()
+        futures: dict[Future[StepOutcome], str] = {}
+        with ThreadPoolExecutor(max_workers=run.max_parallel) as pool:
+            while True:
+                if run.failure is None and not run.processes.stopping.is_set():
+                    for name in order:
+                        if len(futures) >= run.max_parallel:
+                            break
+                        if name in run.status or name in run.skipped:
+                            continue
+                        if all(run.status.get(u) == "Succeeded" for u in graph.upstream[name]):
+                            run.status[name] = "Starting"
+                            futures[pool.submit(self._run_step, run, name)] = name
+                if not futures:
+                    break
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = futures.pop(fut)
+                    self._settle(run, name, fut.result())
+        status = self._final_status(run)
+        self.history.finish_execution(run.info.id, status, run.failure)
+        return status
+
+    def stop(self, run: Run) -> None:
+        """Stop every running step (their process groups); the execution ends Stopped."""
+        self.history.set_execution_status(run.info.id, "Stopping")
+        stop_all(run.processes)
+
+    def _final_status(self, run: Run) -> str:
+        if run.processes.stopping.is_set():
+            return "Stopped"
+        if run.failure is not None:
+            return "Failed"
+        return "Succeeded"
+
+    def _settle(self, run: Run, name: str, outcome: StepOutcome) -> None:
+        run.status[name] = outcome.status
+        step = run.definition.step(name)
+        if outcome.status == "Succeeded":
+            run.scope.steps[name] = outcome.properties
+            if outcome.branch is not None:
+                not_taken = step.else_steps if outcome.branch == "if" else step.if_steps
+                run.skipped.update(s.name for s in not_taken)
+        elif outcome.status == "Failed" and run.failure is None:
+            run.failure = f"Step '{name}' failed with message: {outcome.failure_reason}"
+
+    def _run_step(self, run: Run, name: str) -> StepOutcome:
+        step = run.definition.step(name)
+        info = run.info
+        job_name = f"pipelines-{info.id}-{name}-{new_id(10)}"[:63].rstrip("-")
+        workspace = self.settings.home / "work" / info.id / name
+        log_path = self.settings.home / "logs" / info.id / f"{name}.log"
+        step_log = StepLog(log_path, name, self.on_line)
+        outcome: StepOutcome
+        key: str | None = None
+        try:
+            arguments = _resolve_arguments(run.scope, step)
+            key = cache_key(step.type, arguments)
+            hit = self._cache_hit(run, step, key)
+            self.history.start_step(info.id, name, step.type, step.display_name, key)
+            self._notify(name, "Executing", None)
+            if hit is not None:
+                step_log.write(f"cache hit: reusing the run of execution {hit[0]}")
+                outcome = hit[1]
+            else:
+                workspace.mkdir(parents=True, exist_ok=True)
+                ctx = StepContext(
+                    step,
+                    arguments,
+                    run.scope,
+                    info,
+                    job_name,
+                    workspace,
+                    self.store,
+                    self.sandbox,
+                    self.images,
+                    step_log,
+                    self.history,
+                    self.settings,
+                    run.processes,
+                )
+                outcome = RUNNERS[step.type](ctx)
+        except SagepipeError as exc:
+            self.history.start_step(info.id, name, step.type, step.display_name, key)
+            outcome = StepOutcome("Failed", failure_reason=str(exc))
+            step_log.write(f"error: {exc}")
+        except Exception as exc:  # a bug in sagepipe: keep the run going, report it
+            log.exception("step %s crashed", name)
+            self.history.start_step(info.id, name, step.type, step.display_name, key)
+            outcome = StepOutcome("Failed", failure_reason=f"internal error: {exc!r}")
+        text = step_log.close()
+        self._store_log(run, name, log_path)
+        self.history.update_step(
+            info.id,
+            name,
+            status=outcome.status,
+            ended=time.time(),
+            failure_reason=outcome.failure_reason,
+            metadata=outcome.metadata,
+            properties=outcome.properties,
+            cache_source=outcome.metadata.get("_cache_source"),
+            log=text,
+        )
+        if not os.environ.get("SAGEPIPE_KEEP_WORKSPACE"):
+            shutil.rmtree(workspace, ignore_errors=True)
+        self._notify(name, outcome.status, outcome)
+        return outcome
+
+    def _cache_hit(
+        self, run: Run, step: StepDef, key: str | None
+    ) -> tuple[str, StepOutcome] | None:
+        since = cache_since(step.cache_config)
+        if key is None or since is None:
+            return None
+        record = self.history.cache_hit(run.info.pipeline, step.name, key, since)
+        if record is None:
+            return None
+        source = self.history.execution(record.execution_id).arn
+        metadata = {k: v for k, v in record.metadata.items() if not k.startswith("_")}
+        metadata["_cache_source"] = source
+        return record.execution_id, StepOutcome("Succeeded", record.properties, metadata)
+
+    def _store_log(self, run: Run, name: str, path: Path) -> None:
+        uri = f"s3://{self.settings.bucket}/{log_key(run.info.pipeline, run.info.id, name)}"
+        try:
+            self.store.ensure_bucket(self.settings.bucket)
+            self.store.put_file(uri, path)
+        except SagepipeError as exc:
+            log.warning("could not store the log of step %s at %s: %s", name, uri, exc)
+
+    def _notify(self, name: str, status: str, outcome: StepOutcome | None) -> None:
+        if self.on_status is not None:
+            self.on_status(name, status, outcome)
+
+    def _property_file(self, run: Run, step_name: str, file_name: str) -> Any:
+        step = run.definition.step(step_name)
+        entry = step.property_file(file_name)
+        props = run.scope.steps.get(step_name)
+        if props is None:
+            raise ExecutionError(f"step '{step_name}' has not run; its property files are empty")
+        outputs = props.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for out in outputs:
+            if out.get("OutputName") == entry["OutputName"]:
+                uri = join_uri(str(out["S3Output"]["S3Uri"]), str(entry["FilePath"]))
+                try:
+                    return json.loads(self.store.get(uri))
+                except ValueError as exc:
+                    raise ExecutionError(f"property file {uri} is not JSON: {exc}") from None
+        raise ExecutionError(f"step '{step_name}' has no output '{entry['OutputName']}'")
+
+
+def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:
+    if step.type == "Condition":
+        return dict(step.arguments)
+    resolved: dict[str, Any] = scope.resolve(dict(step.arguments))
+    return resolved
+
+
+def resolve_parameters(definition: Definition, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value: given ones converted to their Type, others their default."""
+    declared = {p.name: p for p in definition.parameters}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise DefinitionError(
+            f"unknown parameters {unknown}; the pipeline declares: {', '.join(declared) or 'none'}"
+        )
+    values: dict[str, Any] = {}
+    for name, param in declared.items():
+        if name in given:
+            values[name] = param.convert(given[name])
+        elif param.default_value is not None:
+            values[name] = param.default_value
+        else:
+            raise DefinitionError(f"parameter '{name}' has no default; pass -p {name}=VALUE")
+    return values
+
+
+__all__ = ["Engine", "Run", "json_path", "new_id", "resolve_parameters"]

@@ -1,0 +1,263 @@
+"""Run a Training step: the SageMaker training container contract, on this machine.
+
+Channels at /opt/ml/input/data/<channel>, the config JSONs, script mode through the training
+toolkit's conventions (SM_* variables, hyperparameters as --key value), /opt/ml/model packed to
+<S3OutputPath>/<job>/output/model.tar.gz, /opt/ml/output/failure as FailureReason, and
+MetricDefinitions applied to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.jobs import base_env, run_job
+from sagepipe.engine.processing import host_path, resource_config
+from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec
+from sagepipe.engine.staging import publish_output, stage_input
+from sagepipe.errors import ExecutionError
+from sagepipe.storage import join_uri
+
+CODE_DIR = "/opt/ml/code"
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _write_configs(ws: Path, args: dict[str, Any], hps: dict[str, str]) -> None:
+    config = host_path(ws, "/opt/ml/input/config")
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hps))
+    resources = args.get("ResourceConfig", {})
+    (config / "resourceconfig.json").write_text(
+        json.dumps(resource_config(resources.get("InstanceType")))
+    )
+    channels = {
+        c["ChannelName"]: {
+            "ContentType": c.get("ContentType"),
+            "TrainingInputMode": c.get(
+                "InputMode", args.get("AlgorithmSpecification", {}).get("TrainingInputMode", "File")
+            ),
+            "S3DistributionType": c["DataSource"]["S3DataSource"].get(
+                "S3DataDistributionType", "FullyReplicated"
+            ),
+            "RecordWrapperType": c.get("RecordWrapperType", "None"),
+        }
+        for c in args.get("InputDataConfig", [])
+    }
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    for sub in (
+        "/opt/ml/model",
+        "/opt/ml/output/data",
+        "/opt/ml/output/intermediate",
+        "/opt/ml/checkpoints",
+    ):
+        host_path(ws, sub).mkdir(parents=True, exist_ok=True)
+
+
+def sm_environment(
+    args: dict[str, Any], hps: dict[str, str], program: str | None, submit: str | None
+) -> dict[str, str]:
+    """The SM_* variables the SageMaker training toolkit sets."""
+    channels = [c["ChannelName"] for c in args.get("InputDataConfig", [])]
+    user_hps = {k: _decode(v) for k, v in hps.items() if not k.startswith("sagemaker_")}
+    user_args = [item for k, v in user_hps.items() for item in (f"--{k}", _arg(v))]
+    env = {
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_CHANNELS": json.dumps(channels),
+        "SM_HPS": json.dumps(user_hps),
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_CURRENT_INSTANCE_TYPE": str(args.get("ResourceConfig", {}).get("InstanceType", "")),
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_GPUS": "0",
+        "SM_NUM_NEURONS": "0",
+        "SM_LOG_LEVEL": hps.get("sagemaker_container_log_level", "20"),
+        "SM_NETWORK_INTERFACE_NAME": "eth0",
+        "SM_INPUT_DIR": "/opt/ml/input",
+        "SM_INPUT_CONFIG_DIR": "/opt/ml/input/config",
+        "SM_OUTPUT_DIR": "/opt/ml/output",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "SM_OUTPUT_INTERMEDIATE_DIR": "/opt/ml/output/intermediate",
+        "SM_USER_ARGS": json.dumps(user_args),
+        "SM_RESOURCE_CONFIG": json.dumps(
+            resource_config(args.get("ResourceConfig", {}).get("InstanceType"))
+        ),
+        "SM_INPUT_DATA_CONFIG": json.dumps({c: {} for c in channels}),
+        "SM_FRAMEWORK_MODULE": "",
+        "SAGEMAKER_REGION": str(_decode(hps.get("sagemaker_region", '"us-east-1"'))),
+        "TRAINING_JOB_NAME": "",
+    }
+    if program:
+        env["SM_USER_ENTRY_POINT"] = program
+        env["SM_MODULE_NAME"] = Path(program).stem
+        env["SM_MODULE_DIR"] = submit or ""
+    for k, v in user_hps.items():
+        env[f"SM_HP_{re.sub(r'[^A-Za-z0-9]', '_', k).upper()}"] = (
+            v if isinstance(v, str) else json.dumps(v)
+        )
+    for c in channels:
+        env[f"SM_CHANNEL_{re.sub(r'[^A-Za-z0-9]', '_', c).upper()}"] = f"/opt/ml/input/data/{c}"
+    env["SM_TRAINING_ENV"] = json.dumps(
+        {
+            "hyperparameters": user_hps,
+            "channel_input_dirs": {c: f"/opt/ml/input/data/{c}" for c in channels},
+            "model_dir": "/opt/ml/model",
+        }
+    )
+    return env
+
+
+def _arg(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _command(
+    ctx: StepContext, ws: Path, hps: dict[str, str]
+) -> tuple[list[str], str, str | None, str | None]:
+    algo = ctx.arguments.get("AlgorithmSpecification", {})
+    image = str(algo.get("TrainingImage", ""))
+    entry = [str(a) for a in algo.get("ContainerEntrypoint", [])]
+    if entry:
+        argv = ctx.images.entrypoint(image, entry) + [
+            str(a) for a in algo.get("ContainerArguments", [])
+        ]
+        return argv, CONTAINER_ROOT, None, None
+    if "sagemaker_program" in hps:
+        program = str(_decode(hps["sagemaker_program"]))
+        submit = str(_decode(hps.get("sagemaker_submit_directory", '""')))
+        code = host_path(ws, CODE_DIR)
+        code.mkdir(parents=True, exist_ok=True)
+        if submit:
+            _unpack(ctx, submit, code)
+        if not (code / program).is_file():
+            raise ExecutionError(
+                f"sagemaker_program {program!r} is not in the submitted source directory"
+            )
+        user = [
+            item
+            for k, v in hps.items()
+            if not k.startswith("sagemaker_")
+            for item in (f"--{k}", _arg(_decode(v)))
+        ]
+        runtime = ctx.images.runtime(image)
+        if program.endswith(".sh"):
+            return ["/bin/sh", program, *user], CODE_DIR, program, submit
+        return [*runtime, program, *user], CODE_DIR, program, submit
+    return [*ctx.images.runtime(image), "train"], CONTAINER_ROOT, None, None
+
+
+def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as tmp:
+        archive = Path(tmp) / "sourcedir.tar.gz"
+        ctx.store.get_file(uri, archive)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+
+
+def run_training(ctx: StepContext) -> StepOutcome:
+    """Stage channels and code, run the container, pack the model and read the metrics."""
+    args = ctx.arguments
+    ws = ctx.workspace
+    started = time.time()
+    hps = {str(k): str(v) for k, v in (args.get("HyperParameters") or {}).items()}
+    readonly = []
+    for channel in args.get("InputDataConfig", []):
+        src = channel["DataSource"]["S3DataSource"]
+        path = f"/opt/ml/input/data/{channel['ChannelName']}"
+        stage_input(
+            ctx.store, str(src["S3Uri"]), host_path(ws, path), src.get("S3DataType", "S3Prefix")
+        )
+        readonly.append(path)
+    _write_configs(ws, args, hps)
+    argv, cwd, program, submit = _command(ctx, ws, hps)
+    env = base_env(ctx.settings.python, sm_environment(args, hps, program, submit))
+    env["TRAINING_JOB_NAME"] = ctx.job_name
+    env["PYTHONPATH"] = CODE_DIR
+    env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})
+    network = not args.get("EnableNetworkIsolation", False)
+    spec = LaunchSpec(
+        argv, env, ws, cwd=cwd, readonly=readonly, network=network, hide=[ctx.settings.home]
+    )
+    max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    log_start = ctx.log.path.stat().st_size
+    result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)
+    arn = ctx.execution.arn_for("training-job", ctx.job_name)
+    props: dict[str, Any] = {
+        **args,
+        "TrainingJobName": ctx.job_name,
+        "TrainingJobArn": arn,
+        "CreationTime": started,
+        "TrainingStartTime": started,
+        "TrainingEndTime": time.time(),
+        "TrainingTimeInSeconds": int(time.time() - started),
+        "BillableTimeInSeconds": 0,
+        "FinalMetricDataList": _metrics(ctx, log_start),
+    }
+    metadata = {"TrainingJob": {"Arn": arn}}
+    if result.stopped:
+        return StepOutcome(
+            "Stopped", {**props, "TrainingJobStatus": "Stopped"}, metadata, "Stopped by user"
+        )
+    if result.timed_out or result.returncode != 0:
+        failure = host_path(ws, "/opt/ml/output/failure")
+        reason = (
+            f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
+            if result.timed_out
+            else (failure.read_text(errors="replace").strip() if failure.is_file() else "")
+            or result.last_error
+            or f"the training command exited with code {result.returncode}"
+        )
+        props.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
+        return StepOutcome("Failed", props, metadata, reason)
+    output_path = join_uri(str(args["OutputDataConfig"]["S3OutputPath"]), ctx.job_name, "output")
+    _pack(ctx, host_path(ws, "/opt/ml/model"), join_uri(output_path, "model.tar.gz"))
+    data_dir = host_path(ws, "/opt/ml/output/data")
+    if any(data_dir.iterdir()):
+        _pack(ctx, data_dir, join_uri(output_path, "output.tar.gz"))
+    props.update(
+        TrainingJobStatus="Completed",
+        SecondaryStatus="Completed",
+        ModelArtifacts={"S3ModelArtifacts": join_uri(output_path, "model.tar.gz")},
+    )
+    return StepOutcome("Succeeded", props, metadata)
+
+
+def _pack(ctx: StepContext, folder: Path, uri: str) -> None:
+    with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as staging:
+        archive = Path(staging) / uri.rsplit("/", 1)[-1]
+        with tarfile.open(archive, "w:gz") as tar:
+            for item in sorted(folder.iterdir()):
+                tar.add(item, arcname=item.name)
+        publish_output(ctx.store, Path(staging), uri.rsplit("/", 1)[0])
+
+
+def _metrics(ctx: StepContext, offset: int) -> list[dict[str, Any]]:
+    definitions = ctx.arguments.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    if not definitions:
+        return []
+    with ctx.log.path.open(encoding="utf-8", errors="replace") as fh:
+        fh.seek(offset)
+        text = fh.read()
+    found: dict[str, float] = {}
+    for definition in definitions:
+        pattern = re.compile(str(definition["Regex"]).replace("#011", "\t"))
+        for line in text.splitlines():
+            for match in pattern.finditer(line):
+                try:
+                    found[definition["Name"]] = float(match.group(1))
+                except (IndexError, ValueError):
+                    continue
+    now = time.time()
+    return [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in found.items()]
