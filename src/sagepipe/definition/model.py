@@ -105,6 +105,10 @@ class StepDef:
     else_steps: tuple[StepDef, ...] = ()
     extra: Mapping[str, Json] = field(default_factory=dict)
 
+    def if_steps_names(self) -> tuple[str, ...]:
+        """Names of the IfSteps (empty for steps that are not conditions)."""
+        return tuple(s.name for s in self.if_steps)
+
     @property
     def runnable_locally(self) -> bool:
         """Whether the local engine has a runner for this step type."""

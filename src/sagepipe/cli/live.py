@@ -1,0 +1,82 @@
+"""The live view of a running execution: step statuses and elapsed times, log lines prefixed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sagepipe.cli.render import STATUS_STYLE
+
+_COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
+
+
+class LiveView:
+    """Receives engine callbacks; renders a table on a terminal, plain lines elsewhere."""
+
+    def __init__(self, console: Console, steps: list[tuple[str, str]], quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.rows: dict[str, dict[str, Any]] = {
+            name: {"type": kind, "status": "Pending", "start": None, "end": None} for name, kind in steps
+        }
+        self.colors = {name: _COLORS[i % len(_COLORS)] for i, (name, _) in enumerate(steps)}
+        self.width = max((len(n) for n, _ in steps), default=4)
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveView:
+        if self.console.is_terminal:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def on_line(self, step: str, line: str) -> None:
+        """A log line of a step."""
+        if self.quiet:
+            return
+        with self._lock:
+            color = self.colors.get(step, "white")
+            self.console.print(f"[{color}]{step:<{self.width}}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
+            if self._live is not None:
+                self._live.update(self._table())
+
+    def on_status(self, step: str, status: str, outcome: Any) -> None:
+        """A step changed status."""
+        with self._lock:
+            row = self.rows.setdefault(step, {"type": "", "status": "Pending", "start": None, "end": None})
+            row["status"] = status
+            if status == "Executing":
+                row["start"] = time.time()
+            elif status in ("Succeeded", "Failed", "Stopped"):
+                row["end"] = time.time()
+                if outcome is not None and outcome.failure_reason:
+                    row["reason"] = outcome.failure_reason
+            if self._live is not None:
+                self._live.update(self._table())
+            else:
+                extra = f": {row.get('reason')}" if row.get("reason") and status == "Failed" else ""
+                self.console.print(f"{step:<{self.width}} : {status}{extra}", highlight=False)
+
+    def _table(self) -> Table:
+        table = Table(box=None, show_header=True, header_style="bold")
+        table.add_column("step")
+        table.add_column("type")
+        table.add_column("status")
+        table.add_column("elapsed", justify="right")
+        now = time.time()
+        for name, row in self.rows.items():
+            start, end = row["start"], row["end"]
+            elapsed = f"{((end or now) - start):.1f}s" if start else ""
+            style = STATUS_STYLE.get(row["status"], "dim")
+            table.add_row(name, row["type"], f"[{style}]{row['status']}[/]", elapsed)
+        return table
