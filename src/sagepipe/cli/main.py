@@ -27,8 +27,15 @@ models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
 app.add_typer(executions_app, name="executions")
 app.add_typer(models_app, name="models")
 
-console = Console()
-err = Console(stderr=True)
+
+def _register_subcommands() -> None:
+    from sagepipe.cli.bucket import bucket_app
+
+    app.add_typer(bucket_app, name="bucket")
+
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _state: dict[str, Any] = {"debug": False}
 
 PipelineArg = Annotated[
@@ -170,10 +177,29 @@ def _print_artifacts(execution: Any, loaded: Loaded) -> None:
 
     s = settings()
     for record in execution.history.steps(execution.execution_id):
-        model = record.properties.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-        if model:
+        props = record.properties
+        model = props.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        for container in props.get("InferenceSpecification", {}).get("Containers", []):
+            model = model or container.get("ModelDataUrl")
+        if model and record.status == "Succeeded":
             console.print(f"model ({record.name}): {model}", highlight=False)
+        _print_property_files(execution, record)
     console.print(f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{loaded.name}/{execution.execution_id}/", highlight=False)
+
+
+def _print_property_files(execution: Any, record: Any) -> None:
+    import json
+
+    step = execution.run.definition.step(record.name)
+    for entry in step.property_files or ():
+        try:
+            value = execution.run.scope.read_property_file(record.name, entry["PropertyFileName"])
+        except SagepipeError:
+            continue
+        text = json.dumps(value)
+        console.print(
+            f"{record.name}/{entry['PropertyFileName']}: {text[:300]}", highlight=False, markup=False
+        )
 
 
 def _history() -> Any:
@@ -263,6 +289,41 @@ def models_list(group: Annotated[str | None, typer.Option(help="Only this model 
     for m in _history().models(group):
         table.add_row(m["group_name"], str(m["version"]), m["approval"], m["model_data_url"] or "", m["execution_id"])
     console.print(table)
+
+
+@app.command()
+def predict(
+    model_uri: Annotated[str, typer.Argument(help="s3:// URI (or local path) of a model.tar.gz.")],
+    data: Annotated[Path, typer.Argument(help="CSV of raw rows.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout).")] = None,
+    store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
+) -> None:
+    """Score raw rows with a model artifact of the example app (runs app/src/predict.py)."""
+    import subprocess
+    import tempfile
+
+    from sagepipe.storage import open_store
+
+    s = settings()
+    scorer = s.project_root / "app" / "src" / "predict.py"
+    if not scorer.is_file():
+        raise SagepipeError(f"{scorer} not found; predict scores models of the example app")
+    if not data.is_file():
+        raise SagepipeError(f"{data} is not a file")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(model_uri)
+        if model_uri.startswith("s3://"):
+            local = Path(tmp) / "model.tar.gz"
+            open_store(s, store).get_file(model_uri, local)
+        elif not local.exists():
+            raise SagepipeError(f"{model_uri} is neither an s3:// URI nor a local file")
+        cmd = [s.python, str(scorer), "--model", str(local), "--data", str(data), "--output", str(output or "-")]
+        done = subprocess.run(cmd, check=False)
+    if done.returncode != 0:
+        raise typer.Exit(1)
+
+
+_register_subcommands()
 
 
 def run_cli(argv: list[str] | None = None) -> int:
