@@ -83,7 +83,10 @@ def main():
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(1)
     if args.output == "-":
-        result.to_csv(sys.stdout, index=False)
+        try:
+            result.to_csv(sys.stdout, index=False)
+        except BrokenPipeError:  # the reader stopped early (| head)
+            sys.stderr.close()
     else:
         result.to_csv(args.output, index=False)
         print(f"wrote {len(result)} predictions to {args.output}", file=sys.stderr)

@@ -83,7 +83,7 @@ class Parameter(Expression):
             object.__setattr__(self, "enum_values", tuple(self.enum_values))
         if self.default_value is not None and not self.accepts(self.default_value):
             raise PipelineError(
-                f"parameter '{self.name}': default {self.default_value!r} is not a {self.TYPE}"
+                f"parameter '{self.name}': default {self.default_value!r} is not of type {self.TYPE}"
             )
         if (
             self.enum_values

@@ -123,8 +123,15 @@ def build_graph(
 ) -> Graph:
     """Validate the nodes and return the graph; raises PipelineError naming the problem."""
     top = tuple(top_level)
+    nodes = list(nodes)
+    in_branch = {c: n.name for n in nodes for c in (*n.if_steps, *n.else_steps)}
     by_name: dict[str, Node] = {}
     for node in nodes:
+        if node.name in by_name and node.name in top and node.name in in_branch:
+            raise PipelineError(
+                f"step '{node.name}' is in a branch of condition '{in_branch[node.name]}' and "
+                "also at the top level; list it in one place only"
+            )
         if not NAME_RE.match(node.name):
             raise PipelineError(
                 f"step name {node.name!r} is invalid: use 1-64 letters, digits, '-' or '_'"

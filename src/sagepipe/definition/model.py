@@ -324,7 +324,7 @@ def _parameter(raw: Any, index: int) -> ParameterDef:
     default = raw.get("DefaultValue")
     if default is not None and not PARAM_CLASSES[kind].accepts(default):
         raise DefinitionError(
-            f"parameter '{name}': DefaultValue {default!r} is not a {kind}; "
+            f"parameter '{name}': DefaultValue {default!r} is not of type {kind}; "
             f"write a {kind} value or change the Type"
         )
     enum = raw.get("EnumValues")

@@ -1,0 +1,56 @@
+"""Shared fixtures: a clean environment, settings over a temporary project, real S3 servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sagepipe.config import Settings
+from tests.servers import MotoServer, SeaweedFS
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+HAS_BWRAP = shutil.which("bwrap") is not None
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's AWS or sagepipe settings."""
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "SAGEPIPE_")):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty sagepipe project folder."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[tool.sagepipe]\nbucket = "test-bucket"\n')
+    return root
+
+
+@pytest.fixture
+def settings(project: Path) -> Settings:
+    """Settings for the temporary project (local store, auto sandbox)."""
+    return Settings.from_env(cwd=project, environ={})
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A SeaweedFS S3 server for the whole session."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A moto server for the whole session."""
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
