@@ -15,11 +15,17 @@ from sagepipe.errors import ExecutionError, StorageError, UnsafeKeyError
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
 
 
-def stage_input(store: ObjectStore, uri: str, dest: Path, data_type: str = "S3Prefix") -> int:
-    """Place the objects ``uri`` names under ``dest``; returns how many files were staged."""
+def stage_input(
+    store: ObjectStore, uri: str, dest: Path, data_type: str = "S3Prefix", link: bool = True
+) -> int:
+    """Place the objects ``uri`` names under ``dest``; returns how many files were staged.
+
+    With ``link`` (for inputs mounted read-only) local-store objects are hard-linked; without
+    it they are copied, so the step may change them without touching the store.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if data_type == "ManifestFile":
-        return _stage_manifest(store, uri, dest)
+        return _stage_manifest(store, uri, dest, link)
     _bucket, prefix = parse_uri(uri)
     count = 0
     for info in store.list(uri):
@@ -28,7 +34,7 @@ def stage_input(store: ObjectStore, uri: str, dest: Path, data_type: str = "S3Pr
             if rel:
                 (dest / safe_key(rel)).mkdir(parents=True, exist_ok=True)
             continue
-        _place(store, info.uri, dest / _relative(info.key, prefix))
+        _place(store, info.uri, dest / _relative(info.key, prefix), link)
         count += 1
     if count == 0 and not any(dest.iterdir()):
         raise ExecutionError(f"input {uri} is empty: no objects under this prefix")
@@ -44,7 +50,7 @@ def _relative(key: str, prefix: str) -> str:
     return safe_key(key.rsplit("/", 1)[-1])
 
 
-def _stage_manifest(store: ObjectStore, uri: str, dest: Path) -> int:
+def _stage_manifest(store: ObjectStore, uri: str, dest: Path, link: bool) -> int:
     try:
         manifest = json.loads(store.get(uri))
         base = manifest[0]["prefix"]
@@ -54,20 +60,22 @@ def _stage_manifest(store: ObjectStore, uri: str, dest: Path) -> int:
             f"manifest {uri} is not a SageMaker manifest ([{{'prefix': ...}}, 'key', ...])"
         ) from None
     for rel in entries:
-        _place(store, join_uri(base, rel), dest / safe_key(rel))
+        _place(store, join_uri(base, rel), dest / safe_key(rel), link)
     return len(entries)
 
 
-def _place(store: ObjectStore, uri: str, target: Path) -> None:
+def _place(store: ObjectStore, uri: str, target: Path, link: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     local = store.local_path(uri)
     if local is not None and local.is_file():
-        try:
-            os.link(local, target)
-            return
-        except OSError:
-            shutil.copyfile(local, target)
-            return
+        if link:
+            try:
+                os.link(local, target)
+                return
+            except OSError:  # another filesystem
+                pass
+        shutil.copyfile(local, target)
+        return
     store.get_file(uri, target)
 
 

@@ -26,6 +26,8 @@ from sagepipe.errors import ExecutionError
 from sagepipe.storage import join_uri
 
 CODE_DIR = "/opt/ml/code"
+# Channels the SDK uses for code (v3 ModelTrainer chmods its driver): staged as writable copies.
+CODE_CHANNELS = frozenset({"code", "sm_drivers"})
 
 
 def _decode(value: str) -> Any:
@@ -175,11 +177,13 @@ def run_training(ctx: StepContext) -> StepOutcome:
     readonly = []
     for channel in args.get("InputDataConfig", []):
         src = channel["DataSource"]["S3DataSource"]
-        path = f"/opt/ml/input/data/{channel['ChannelName']}"
-        stage_input(
-            ctx.store, str(src["S3Uri"]), host_path(ws, path), src.get("S3DataType", "S3Prefix")
-        )
-        readonly.append(path)
+        name = channel["ChannelName"]
+        path = f"/opt/ml/input/data/{name}"
+        data = name not in CODE_CHANNELS
+        kind = src.get("S3DataType", "S3Prefix")
+        stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind, link=data)
+        if data:
+            readonly.append(path)
     _write_configs(ws, args, hps)
     argv, cwd, program, submit = _command(ctx, ws, hps)
     env = base_env(ctx.settings.python, sm_environment(args, hps, program, submit))
