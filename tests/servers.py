@@ -5,6 +5,7 @@ Each binds 127.0.0.1 only, on ports picked here, and is stopped by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,7 +39,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pat
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early ({proc.returncode}); log:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"server exited early ({proc.returncode}); log:\n{log.read_text()[-3000:]}"
+            )
         try:
             urllib.request.urlopen(url, timeout=1)
             return
@@ -46,7 +49,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pat
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"server did not answer {url} in {timeout}s; log:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(
+        f"server did not answer {url} in {timeout}s; log:\n{log.read_text()[-3000:]}"
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -56,10 +61,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(5)
 
 
@@ -80,28 +83,66 @@ class SeaweedFS:
         data.mkdir(parents=True, exist_ok=True)
         tmp.mkdir(exist_ok=True)
         config = self.root / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "test",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "test",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         names = [
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "volume.port.public",
-            "filer.port", "filer.port.grpc", "filer.port.public", "s3.port", "s3.port.grpc",
-            "admin.port", "admin.port.grpc", "webdav.port", "debug.port", "metricsPort",
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "volume.port.public",
+            "filer.port",
+            "filer.port.grpc",
+            "filer.port.public",
+            "s3.port",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "webdav.port",
+            "debug.port",
+            "metricsPort",
         ]
         ports = dict(zip(names, free_ports(len(names)), strict=True))
-        args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}"]
+        args = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+        ]
         args += [f"-{k}={v}" for k, v in ports.items()]
         args += [
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-            f"-s3.localSocket={tmp}/s3.sock", f"-filer.localSocket={tmp}/filer.sock",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-s3.localSocket={tmp}/s3.sock",
+            f"-filer.localSocket={tmp}/filer.sock",
             "-master.volumeSizeLimitMB=64",
         ]
         log = self.root / "weed.log"
         env = {**os.environ, "TMPDIR": str(tmp)}
         with log.open("wb") as fh:
-            self.proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+                start_new_session=True,
+            )
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         _wait_http(self.endpoint, self.proc, 60, log)
         self._wait_ready()
@@ -112,8 +153,15 @@ class SeaweedFS:
         from botocore.config import Config
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1", config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
         )
         deadline = time.time() + 60
         last: Exception | None = None
@@ -158,7 +206,9 @@ class MotoServer:
         with log.open("wb") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.endpoint = f"http://127.0.0.1:{port}"
         _wait_http(self.endpoint + "/moto-api/", self.proc, 60, log)
@@ -174,7 +224,9 @@ class MotoServer:
         }
 
     def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"), timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"), timeout=10
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

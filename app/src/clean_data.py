@@ -40,12 +40,16 @@ def parse_numbers(df, target):
         parsed = pd.to_numeric(values, errors="coerce")
         share = parsed.notna().mean()
         if share == 1.0:
-            df[col] = pd.to_numeric(df[col].astype(str).str.strip().replace({"": None, "nan": None}), errors="coerce")
+            df[col] = pd.to_numeric(
+                df[col].astype(str).str.strip().replace({"": None, "nan": None}), errors="coerce"
+            )
             numeric.append(col)
             print(f"column '{col}': text converted to numbers")
         elif share >= 0.5 and col != target:
             bad = values[parsed.isna()].iloc[0]
-            fail(f"column '{col}' cannot be parsed as numbers: {int((1 - share) * len(values))} values such as {bad!r}")
+            fail(
+                f"column '{col}' cannot be parsed as numbers: {int((1 - share) * len(values))} values such as {bad!r}"
+            )
     return numeric
 
 
@@ -55,7 +59,9 @@ def main():
     parser.add_argument("--output-dir", default="/opt/ml/processing/output/clean")
     parser.add_argument("--artifacts-dir", default="/opt/ml/processing/output/artifacts")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--problem-type", choices=["classification", "regression"], default="classification")
+    parser.add_argument(
+        "--problem-type", choices=["classification", "regression"], default="classification"
+    )
     args = parser.parse_args()
 
     df = pd.read_csv(os.path.join(args.input_dir, "raw.csv"))
@@ -83,7 +89,9 @@ def main():
     else:
         classes = df[args.target].astype(str).value_counts()
         if len(classes) < 2:
-            fail(f"target '{args.target}' has one class ({classes.index[0]!r}); classification needs at least two")
+            fail(
+                f"target '{args.target}' has one class ({classes.index[0]!r}); classification needs at least two"
+            )
         print("class balance: " + ", ".join(f"{k}={v}" for k, v in classes.items()))
 
     cleaning = {"target": args.target, "numeric": {}, "categorical": {}, "columns": features}
@@ -97,16 +105,22 @@ def main():
             clipped = int(((df[col] < lo) | (df[col] > hi)).sum())
             df[col] = df[col].clip(lo, hi)
             cleaning["numeric"][col] = {"median": median, "low": lo, "high": hi}
-            print(f"column '{col}': {missing} missing imputed with median {median:.4g}, {clipped} outliers clipped")
+            print(
+                f"column '{col}': {missing} missing imputed with median {median:.4g}, {clipped} outliers clipped"
+            )
         else:
             values = df[col].astype(str).where(df[col].notna())
             distinct = values.nunique()
             if distinct > MAX_CATEGORIES and distinct > 0.5 * len(df):
-                fail(f"column '{col}' cannot be encoded: {distinct} distinct text values (an id or free text?)")
+                fail(
+                    f"column '{col}' cannot be encoded: {distinct} distinct text values (an id or free text?)"
+                )
             mode = str(values.mode().iloc[0])
             df[col] = values.fillna(mode)
             cleaning["categorical"][col] = {"mode": mode}
-            print(f"column '{col}': {missing} missing imputed with '{mode}' ({distinct} categories)")
+            print(
+                f"column '{col}': {missing} missing imputed with '{mode}' ({distinct} categories)"
+            )
     os.makedirs(args.output_dir, exist_ok=True)
     os.makedirs(args.artifacts_dir, exist_ok=True)
     df.to_csv(os.path.join(args.output_dir, "clean.csv"), index=False)

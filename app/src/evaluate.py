@@ -21,7 +21,9 @@ def main():
     parser.add_argument("--test-dir", default="/opt/ml/processing/input/test")
     parser.add_argument("--output-dir", default="/opt/ml/processing/output/evaluation")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--problem-type", choices=["classification", "regression"], default="classification")
+    parser.add_argument(
+        "--problem-type", choices=["classification", "regression"], default="classification"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -37,7 +39,9 @@ def main():
         detail = {
             "accuracy": float(metrics.accuracy_score(y, pred)),
             "f1_macro": float(metrics.f1_score(y, pred, average="macro")),
-            "precision_macro": float(metrics.precision_score(y, pred, average="macro", zero_division=0)),
+            "precision_macro": float(
+                metrics.precision_score(y, pred, average="macro", zero_division=0)
+            ),
             "recall_macro": float(metrics.recall_score(y, pred, average="macro", zero_division=0)),
         }
         quality = {"name": "accuracy", "value": detail["accuracy"]}
@@ -48,7 +52,7 @@ def main():
             "mae": float(metrics.mean_absolute_error(y, pred)),
         }
         quality = {"name": "r2", "value": detail["r2"]}
-    report = {"quality": quality, "metrics": detail, "rows": int(len(test))}
+    report = {"quality": quality, "metrics": detail, "rows": len(test)}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "evaluation.json"), "w") as fh:
         json.dump(report, fh, indent=2)

@@ -21,7 +21,10 @@ def main():
     parser.add_argument("--target", required=True)
     args = parser.parse_args()
 
-    splits = {n: pd.read_csv(os.path.join(args.input_dir, n, f"{n}.csv")) for n in ("train", "validation", "test")}
+    splits = {
+        n: pd.read_csv(os.path.join(args.input_dir, n, f"{n}.csv"))
+        for n in ("train", "validation", "test")
+    }
     train = splits["train"]
     columns = [c for c in train.columns if c != args.target and "=" not in c]
     scaler = StandardScaler().fit(train[columns].astype(float))
@@ -37,7 +40,11 @@ def main():
     joblib.dump(scaler, os.path.join(args.artifacts_dir, "scaler.joblib"))
     with open(os.path.join(args.artifacts_dir, "normalization.json"), "w") as fh:
         json.dump(
-            {"columns": columns, "mean": [float(m) for m in scaler.mean_], "scale": [float(s) for s in scaler.scale_]},
+            {
+                "columns": columns,
+                "mean": [float(m) for m in scaler.mean_],
+                "scale": [float(s) for s in scaler.scale_],
+            },
             fh,
             indent=2,
         )

@@ -29,7 +29,9 @@ def read_table(folder):
     frames = []
     for path in files:
         try:
-            frame = pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path)
+            frame = (
+                pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path)
+            )
         except pd.errors.EmptyDataError:
             continue
         except Exception as exc:  # a file the readers reject: say which

@@ -38,10 +38,20 @@ def build_model(kind, classification, args):
     depth = args.max_depth or None
     if kind == "random_forest":
         cls = RandomForestClassifier if classification else RandomForestRegressor
-        return cls(n_estimators=args.n_estimators, max_depth=depth, random_state=args.seed, n_jobs=args.jobs)
+        return cls(
+            n_estimators=args.n_estimators,
+            max_depth=depth,
+            random_state=args.seed,
+            n_jobs=args.jobs,
+        )
     if kind == "gradient_boosting":
         cls = GradientBoostingClassifier if classification else GradientBoostingRegressor
-        return cls(n_estimators=args.n_estimators, max_depth=depth or 3, learning_rate=args.learning_rate, random_state=args.seed)
+        return cls(
+            n_estimators=args.n_estimators,
+            max_depth=depth or 3,
+            learning_rate=args.learning_rate,
+            random_state=args.seed,
+        )
     if kind == "linear":
         if classification:
             return LogisticRegression(C=args.regularization, max_iter=2000)
@@ -67,10 +77,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--train-dir", default="/opt/ml/processing/input/train")
     parser.add_argument("--validation-dir", default="/opt/ml/processing/input/validation")
-    parser.add_argument("--artifacts-dirs", default="/opt/ml/processing/input/cleaning,/opt/ml/processing/input/encoding,/opt/ml/processing/input/normalization")
+    parser.add_argument(
+        "--artifacts-dirs",
+        default="/opt/ml/processing/input/cleaning,/opt/ml/processing/input/encoding,/opt/ml/processing/input/normalization",
+    )
     parser.add_argument("--model-dir", default="/opt/ml/processing/output/model")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--problem-type", choices=["classification", "regression"], default="classification")
+    parser.add_argument(
+        "--problem-type", choices=["classification", "regression"], default="classification"
+    )
     parser.add_argument("--model-type", default="random_forest")
     parser.add_argument("--n-estimators", type=int, default=200)
     parser.add_argument("--max-depth", type=int, default=0, help="0: unlimited")

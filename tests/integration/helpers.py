@@ -22,8 +22,12 @@ def seed_sdk_objects(settings: Settings) -> None:
     shutil.copytree(FIXTURES / "sdk" / "objects", settings.local_store_root, dirs_exist_ok=True)
     raw = settings.local_store_root / "sdk-fixtures" / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    (raw / "part-0.csv").write_text("a,b,y\n" + "".join(f"{i},{i * 2},{i % 7}\n" for i in range(40)))
-    (raw / "part-1.csv").write_text("a,b,y\n" + "".join(f"{i},{i * 3},{i % 5}\n" for i in range(40, 60)))
+    (raw / "part-0.csv").write_text(
+        "a,b,y\n" + "".join(f"{i},{i * 2},{i % 7}\n" for i in range(40))
+    )
+    (raw / "part-1.csv").write_text(
+        "a,b,y\n" + "".join(f"{i},{i * 3},{i % 5}\n" for i in range(40, 60))
+    )
 
 
 def sandbox(kind: str) -> Sandbox:

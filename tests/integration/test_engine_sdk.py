@@ -59,10 +59,14 @@ def test_sdk_v2_definition_runs_under_bwrap(settings: Settings) -> None:
     )
     assert "MseTooHigh" not in steps
     record = {r.name: r for r in History(settings.history_path).steps(execution.execution_id)}
-    metrics = {m["MetricName"]: m["Value"] for m in record["Train"].properties["FinalMetricDataList"]}
+    metrics = {
+        m["MetricName"]: m["Value"] for m in record["Train"].properties["FinalMetricDataList"]
+    }
     assert metrics == {"train:loss": 0.5, "validation:accuracy": 0.9}
     model_uri = record["Train"].properties["ModelArtifacts"]["S3ModelArtifacts"]
-    assert model_uri.startswith("s3://sdk-fixtures/models/pipelines-") and model_uri.endswith("/output/model.tar.gz")
+    assert model_uri.startswith("s3://sdk-fixtures/models/pipelines-") and model_uri.endswith(
+        "/output/model.tar.gz"
+    )
     store = LocalStore(settings.local_store_root)
     with tarfile.open(fileobj=io.BytesIO(store.get(model_uri))) as tar:
         assert json.load(tar.extractfile("model.json"))["epochs"] == 2  # type: ignore[arg-type]
@@ -97,7 +101,10 @@ def test_sdk_v3_definition_runs_with_a_stand_in_driver(settings: Settings) -> No
     seed_sdk_objects(settings)
     definition = load(FIXTURES / "sdk" / "v3_full.json")
     train_args = definition.step("Train").arguments
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in train_args["InputDataConfig"]}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in train_args["InputDataConfig"]
+    }
     store = LocalStore(settings.local_store_root)
     store.put(
         channels["sm_drivers"] + "/sm_train.sh",
@@ -122,8 +129,12 @@ def path_argument_pipeline() -> Pipeline:
             ProcessingOutput("/opt/ml/processing/test", output_name="test"),
         ],
         job_arguments=[
-            "--input", "/opt/ml/processing/input/data", "--train", "/opt/ml/processing/train",
-            "--test", "/opt/ml/processing/test",
+            "--input",
+            "/opt/ml/processing/input/data",
+            "--train",
+            "/opt/ml/processing/train",
+            "--test",
+            "/opt/ml/processing/test",
         ],
     )
     fit = TrainingStep(
@@ -133,7 +144,10 @@ def path_argument_pipeline() -> Pipeline:
             framework="sklearn",
             framework_version="1.2-1",
             hyperparameters={"scale": 1.0},
-            metric_definitions=[MetricDefinition("loss", "loss#011([0-9.]+)"), MetricDefinition("score", "score=([0-9.]+)")],
+            metric_definitions=[
+                MetricDefinition("loss", "loss#011([0-9.]+)"),
+                MetricDefinition("score", "score=([0-9.]+)"),
+            ],
         ),
         inputs={"train": split.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri},
     )
@@ -143,11 +157,23 @@ def path_argument_pipeline() -> Pipeline:
         processor=proc,
         code="score.py",
         inputs=[
-            ProcessingInput(fit.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/model"),
-            ProcessingInput(split.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri, "/opt/ml/processing/test"),
+            ProcessingInput(
+                fit.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/model"
+            ),
+            ProcessingInput(
+                split.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
+                "/opt/ml/processing/test",
+            ),
         ],
         outputs=[ProcessingOutput("/opt/ml/processing/report", output_name="report")],
-        job_arguments=["--model", "/opt/ml/processing/model", "--test", "/opt/ml/processing/test", "--out", "/opt/ml/processing/report"],
+        job_arguments=[
+            "--model",
+            "/opt/ml/processing/model",
+            "--test",
+            "/opt/ml/processing/test",
+            "--out",
+            "/opt/ml/processing/report",
+        ],
         property_files=[report],
     )
     gate = ConditionStep(
@@ -155,7 +181,10 @@ def path_argument_pipeline() -> Pipeline:
         conditions=[ConditionLessThanOrEqualTo(JsonGet("score", report, "mse"), threshold)],
         if_steps=[
             RegisterModel(
-                "register", model_package_group_name="demo", model_data=fit.properties.ModelArtifacts.S3ModelArtifacts, image_uri=IMAGE
+                "register",
+                model_package_group_name="demo",
+                model_data=fit.properties.ModelArtifacts.S3ModelArtifacts,
+                image_uri=IMAGE,
             )
         ],
         else_steps=[FailStep("too_bad", error_message=Join(" ", ("mse above", threshold)))],
@@ -167,8 +196,12 @@ def path_argument_pipeline() -> Pipeline:
 def test_path_argument_pipeline_runs_in_both_sandboxes(settings: Settings, kind: str) -> None:
     seed_sdk_objects(settings)
     execution = run(settings, path_argument_pipeline(), kind)
-    assert execution.describe()["PipelineExecutionStatus"] == "Succeeded", execution.describe().get("FailureReason")
-    assert statuses(execution) == {s: "Succeeded" for s in ("split", "fit", "score", "gate", "register")}
+    assert execution.describe()["PipelineExecutionStatus"] == "Succeeded", execution.describe().get(
+        "FailureReason"
+    )
+    assert statuses(execution) == {
+        s: "Succeeded" for s in ("split", "fit", "score", "gate", "register")
+    }
     fit = {r.name: r for r in History(settings.history_path).steps(execution.execution_id)}["fit"]
     names = {m["MetricName"] for m in fit.properties["FinalMetricDataList"]}
     assert names == {"loss", "score"}  # '#011' in an AWS regex matches a tab

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sagepipe.config import Settings
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import open_store, parse_uri
 
@@ -16,7 +17,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from sagepipe.cli.main import settings
 
     return settings()
@@ -26,7 +27,9 @@ def _settings():  # type: ignore[no-untyped-def]
 def put(
     source: Path,
     uri: str,
-    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when the object exists.")] = False,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing when the object exists.")
+    ] = False,
     store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
 ) -> None:
     """Upload one local file to an s3:// URI."""

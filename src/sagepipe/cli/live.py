@@ -22,7 +22,8 @@ class LiveView:
         self.console = console
         self.quiet = quiet
         self.rows: dict[str, dict[str, Any]] = {
-            name: {"type": kind, "status": "Pending", "start": None, "end": None} for name, kind in steps
+            name: {"type": kind, "status": "Pending", "start": None, "end": None}
+            for name, kind in steps
         }
         self.colors = {name: _COLORS[i % len(_COLORS)] for i, (name, _) in enumerate(steps)}
         self.width = max((len(n) for n, _ in steps), default=4)
@@ -31,7 +32,9 @@ class LiveView:
 
     def __enter__(self) -> LiveView:
         if self.console.is_terminal:
-            self._live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
+            self._live = Live(
+                self._table(), console=self.console, refresh_per_second=8, transient=False
+            )
             self._live.__enter__()
         return self
 
@@ -46,14 +49,21 @@ class LiveView:
             return
         with self._lock:
             color = self.colors.get(step, "white")
-            self.console.print(f"[{color}]{step:<{self.width}}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
+            self.console.print(
+                f"[{color}]{step:<{self.width}}[/] | {line}",
+                markup=True,
+                highlight=False,
+                soft_wrap=True,
+            )
             if self._live is not None:
                 self._live.update(self._table())
 
     def on_status(self, step: str, status: str, outcome: Any) -> None:
         """A step changed status."""
         with self._lock:
-            row = self.rows.setdefault(step, {"type": "", "status": "Pending", "start": None, "end": None})
+            row = self.rows.setdefault(
+                step, {"type": "", "status": "Pending", "start": None, "end": None}
+            )
             row["status"] = status
             if status == "Executing":
                 row["start"] = time.time()

@@ -34,13 +34,17 @@ def _register_subcommands() -> None:
     app.add_typer(bucket_app, name="bucket")
 
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 _state: dict[str, Any] = {"debug": False}
 
 PipelineArg = Annotated[
     str | None,
-    typer.Argument(help="A .py file exposing `pipeline` or `get_pipeline`, or a definition .json (default: app/sagemaker_pipeline.py)."),
+    typer.Argument(
+        help="A .py file exposing `pipeline` or `get_pipeline`, or a definition .json (default: app/sagemaker_pipeline.py)."
+    ),
 ]
 
 
@@ -71,7 +75,9 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")
 @app.command()
 def definition(
     pipeline: PipelineArg = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+    ] = None,
 ) -> None:
     """Print the pipeline's definition JSON (what runs locally and what is deployed)."""
     loaded = load_pipeline(pipeline, settings())
@@ -91,7 +97,9 @@ def validate(pipeline: PipelineArg = None) -> None:
     loaded = load_pipeline(pipeline, settings())
     d = loaded.definition
     steps = list(d.all_steps())
-    console.print(f"[green]valid[/]: {loaded.name}: {len(steps)} steps, {len(d.parameters)} parameters")
+    console.print(
+        f"[green]valid[/]: {loaded.name}: {len(steps)} steps, {len(d.parameters)} parameters"
+    )
     for step in d.unsupported_steps():
         console.print(
             f"[yellow]note[/]: step '{step.name}' ({step.type}) cannot run locally; "
@@ -105,7 +113,12 @@ def graph(
     fmt: Annotated[str, typer.Option("--format", help="text, mermaid, dot or svg.")] = "text",
 ) -> None:
     """Show the steps, their types, edges and condition branches."""
-    renderers = {"text": render.graph_text, "mermaid": render.graph_mermaid, "dot": render.graph_dot, "svg": render.graph_svg}
+    renderers = {
+        "text": render.graph_text,
+        "mermaid": render.graph_mermaid,
+        "dot": render.graph_dot,
+        "svg": render.graph_svg,
+    }
     if fmt not in renderers:
         raise SagepipeError(f"--format {fmt!r} is unknown; use {', '.join(renderers)}")
     loaded = load_pipeline(pipeline, settings())
@@ -126,9 +139,13 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def run(
     pipeline: PipelineArg = None,
-    parameter: Annotated[list[str], typer.Option("-p", "--parameter", help="Name=Value; repeatable.")] = [],  # noqa: B006
+    parameter: Annotated[
+        list[str], typer.Option("-p", "--parameter", help="Name=Value; repeatable.")
+    ] = [],  # noqa: B006
     sandbox: Annotated[str | None, typer.Option(help="auto, bwrap or process.")] = None,
-    max_parallel: Annotated[int | None, typer.Option(help="Steps run at once (default: CPU count).")] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Steps run at once (default: CPU count).")
+    ] = None,
     store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream step logs.")] = False,
 ) -> None:
@@ -145,7 +162,9 @@ def run(
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
     execution = start_definition(engine, loaded.definition, loaded.name, params, max_parallel)
-    err.print(f"execution [bold]{execution.execution_id}[/] of {loaded.name} ({engine.sandbox.name} sandbox, {s.store} store)")
+    err.print(
+        f"execution [bold]{execution.execution_id}[/] of {loaded.name} ({engine.sandbox.name} sandbox, {s.store} store)"
+    )
     with view:
         try:
             while execution.wait(0.2) not in ("Succeeded", "Failed", "Stopped"):
@@ -184,7 +203,10 @@ def _print_artifacts(execution: Any, loaded: Loaded) -> None:
         if model and record.status == "Succeeded":
             console.print(f"model ({record.name}): {model}", highlight=False)
         _print_property_files(execution, record)
-    console.print(f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{loaded.name}/{execution.execution_id}/", highlight=False)
+    console.print(
+        f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{loaded.name}/{execution.execution_id}/",
+        highlight=False,
+    )
 
 
 def _print_property_files(execution: Any, record: Any) -> None:
@@ -198,7 +220,9 @@ def _print_property_files(execution: Any, record: Any) -> None:
             continue
         text = json.dumps(value)
         console.print(
-            f"{record.name}/{entry['PropertyFileName']}: {text[:300]}", highlight=False, markup=False
+            f"{record.name}/{entry['PropertyFileName']}: {text[:300]}",
+            highlight=False,
+            markup=False,
         )
 
 
@@ -209,7 +233,9 @@ def _history() -> Any:
 
 
 @executions_app.command("list")
-def executions_list(pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None) -> None:
+def executions_list(
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+) -> None:
     """The newest local executions."""
     from rich.table import Table
 
@@ -235,7 +261,9 @@ def executions_describe(execution_id: str) -> None:
 @executions_app.command("steps")
 def executions_steps(
     execution_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="ListPipelineExecutionSteps JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="ListPipelineExecutionSteps JSON.")
+    ] = False,
 ) -> None:
     """The steps of an execution."""
     from sagepipe.engine.execution import describe_steps
@@ -253,7 +281,9 @@ def executions_steps(
 def logs(
     execution_id: str,
     step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the execution ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the execution ends.")
+    ] = False,
 ) -> None:
     """Print the logs of an execution's steps, prefixed by step."""
     history = _history()
@@ -264,11 +294,17 @@ def logs(
         names = [s.name for s in history.steps(record.id)]
         if step is not None:
             if step not in names and not follow:
-                raise SagepipeError(f"execution {record.id} has no step '{step}'; steps: {', '.join(names)}")
+                raise SagepipeError(
+                    f"execution {record.id} has no step '{step}'; steps: {', '.join(names)}"
+                )
             names = [step]
         for name in names:
             path = folder / f"{name}.log"
-            text = path.read_text(errors="replace") if path.is_file() else (history.step_log(record.id, name) or "")
+            text = (
+                path.read_text(errors="replace")
+                if path.is_file()
+                else (history.step_log(record.id, name) or "")
+            )
             new = text[offsets.get(name, 0) :]
             offsets[name] = len(text)
             for line in new.splitlines():
@@ -279,7 +315,9 @@ def logs(
 
 
 @models_app.command("list")
-def models_list(group: Annotated[str | None, typer.Option(help="Only this model package group.")] = None) -> None:
+def models_list(
+    group: Annotated[str | None, typer.Option(help="Only this model package group.")] = None,
+) -> None:
     """Model versions registered by local executions."""
     from rich.table import Table
 
@@ -287,7 +325,13 @@ def models_list(group: Annotated[str | None, typer.Option(help="Only this model 
     for col in ("group", "version", "approval", "model data", "execution"):
         table.add_column(col)
     for m in _history().models(group):
-        table.add_row(m["group_name"], str(m["version"]), m["approval"], m["model_data_url"] or "", m["execution_id"])
+        table.add_row(
+            m["group_name"],
+            str(m["version"]),
+            m["approval"],
+            m["model_data_url"] or "",
+            m["execution_id"],
+        )
     console.print(table)
 
 
@@ -295,7 +339,9 @@ def models_list(group: Annotated[str | None, typer.Option(help="Only this model 
 def predict(
     model_uri: Annotated[str, typer.Argument(help="s3:// URI (or local path) of a model.tar.gz.")],
     data: Annotated[Path, typer.Argument(help="CSV of raw rows.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout).")
+    ] = None,
     store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
 ) -> None:
     """Score raw rows with a model artifact of the example app (runs app/src/predict.py)."""
@@ -317,7 +363,16 @@ def predict(
             open_store(s, store).get_file(model_uri, local)
         elif not local.exists():
             raise SagepipeError(f"{model_uri} is neither an s3:// URI nor a local file")
-        cmd = [s.python, str(scorer), "--model", str(local), "--data", str(data), "--output", str(output or "-")]
+        cmd = [
+            s.python,
+            str(scorer),
+            "--model",
+            str(local),
+            "--data",
+            str(data),
+            "--output",
+            str(output or "-"),
+        ]
         done = subprocess.run(cmd, check=False)
     if done.returncode != 0:
         raise typer.Exit(1)
@@ -331,7 +386,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     _state.clear()
     _state["debug"] = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):  # click returns Exit codes when not standalone
+            return result
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
@@ -348,7 +405,10 @@ def run_cli(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if _state.get("debug"):
             err.print_exception()
-        err.print(f"[red]internal error[/]: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False)
+        err.print(
+            f"[red]internal error[/]: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False,
+        )
         return 2
     return 0
 

@@ -41,7 +41,11 @@ def graph_text(definition: Definition) -> str:
         step = definition.step(name)
         ups = sorted(definition.graph.upstream[name])
         branch = definition.graph.branch_of.get(name)
-        where = f"  [{'if' if branch and name in definition.step(branch).if_steps_names() else 'else'} of {branch}]" if branch else ""
+        where = (
+            f"  [{'if' if branch and name in definition.step(branch).if_steps_names() else 'else'} of {branch}]"
+            if branch
+            else ""
+        )
         after = f"  <- {', '.join(ups)}" if ups else ""
         local = "" if step.runnable_locally else "  (not runnable locally)"
         lines.append(f"{name} ({step.type}){after}{where}{local}")
@@ -89,18 +93,30 @@ def graph_svg(definition: Definition) -> str:
     for d, names in rows.items():
         for i, name in enumerate(sorted(names)):
             pos[name] = (gx + i * (w + gx), gy + d * (h + gy))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">']
-    parts.append('<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z"/></marker></defs>')
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">'
+    ]
+    parts.append(
+        '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z"/></marker></defs>'
+    )
     for a, b, label in edges(definition):
         (x1, y1), (x2, y2) = pos[a], pos[b]
-        parts.append(f'<line x1="{x1 + w / 2}" y1="{y1 + h}" x2="{x2 + w / 2}" y2="{y2}" stroke="#555" marker-end="url(#a)"/>')
+        parts.append(
+            f'<line x1="{x1 + w / 2}" y1="{y1 + h}" x2="{x2 + w / 2}" y2="{y2}" stroke="#555" marker-end="url(#a)"/>'
+        )
         if label:
-            parts.append(f'<text x="{(x1 + x2) / 2 + w / 2 + 4}" y="{(y1 + h + y2) / 2}">{label}</text>')
+            parts.append(
+                f'<text x="{(x1 + x2) / 2 + w / 2 + 4}" y="{(y1 + h + y2) / 2}">{label}</text>'
+            )
     for name, (x, y) in pos.items():
         kind = definition.step(name).type
         fill = "#fff4d6" if kind == "Condition" else "#e8f0fe"
-        parts.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="#335"/>')
-        parts.append(f'<text x="{x + w / 2}" y="{y + 18}" text-anchor="middle" font-weight="bold">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="#335"/>'
+        )
+        parts.append(
+            f'<text x="{x + w / 2}" y="{y + 18}" text-anchor="middle" font-weight="bold">{html.escape(name)}</text>'
+        )
         parts.append(f'<text x="{x + w / 2}" y="{y + 34}" text-anchor="middle">{kind}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
@@ -112,7 +128,9 @@ def _id(name: str) -> str:
 
 def summary_table(definition: Definition, name: str) -> Table:
     """A table of the definition's steps."""
-    table = Table(title=f"pipeline {name}: {len(list(definition.all_steps()))} steps, {len(definition.parameters)} parameters")
+    table = Table(
+        title=f"pipeline {name}: {len(list(definition.all_steps()))} steps, {len(definition.parameters)} parameters"
+    )
     table.add_column("step")
     table.add_column("type")
     table.add_column("after")
@@ -126,14 +144,21 @@ def steps_table(steps: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for col in ("step", "status", "elapsed", "detail"):
         table.add_column(col)
-    for s in sorted(steps, key=lambda e: (e.get("StartTime") or datetime.min.astimezone(), e["StepName"])):
+    for s in sorted(
+        steps, key=lambda e: (e.get("StartTime") or datetime.min.astimezone(), e["StepName"])
+    ):
         start, end = s.get("StartTime"), s.get("EndTime")
         elapsed = f"{(end - start).total_seconds():.2f}s" if start and end else ""
         detail = s.get("FailureReason") or _meta(s)
         if s.get("CacheHitResult"):
             detail = f"cache hit ({s['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]})"
         style = STATUS_STYLE.get(s["StepStatus"], "")
-        table.add_row(s["StepName"], f"[{style}]{s['StepStatus']}[/]" if style else s["StepStatus"], elapsed, detail)
+        table.add_row(
+            s["StepName"],
+            f"[{style}]{s['StepStatus']}[/]" if style else s["StepStatus"],
+            elapsed,
+            detail,
+        )
     return table
 
 
@@ -142,10 +167,12 @@ def _meta(step: dict[str, Any]) -> str:
     if "Condition" in meta:
         return f"Outcome {meta['Condition']['Outcome']}"
     if "RegisterModel" in meta:
-        return meta["RegisterModel"]["Arn"]
+        return str(meta["RegisterModel"]["Arn"])
     return ""
 
 
 def to_json(value: Any) -> str:
     """JSON with datetimes as ISO strings."""
-    return json.dumps(value, indent=2, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    return json.dumps(
+        value, indent=2, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)
+    )

@@ -1,4 +1,5 @@
 """Fails the way user code does: a traceback whose last line says why."""
+
 import sys
 
 print("starting")

@@ -1,4 +1,5 @@
 """A training script in script mode: reads SM_CHANNEL_TRAIN, writes SM_MODEL_DIR."""
+
 import argparse
 import json
 import os

@@ -1,4 +1,5 @@
 """Evaluate: paths from arguments; writes a report JSON."""
+
 import argparse
 import json
 import os

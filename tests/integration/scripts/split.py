@@ -1,4 +1,5 @@
 """Split a CSV folder into train/test; every path comes from the arguments."""
+
 import argparse
 import csv
 import os

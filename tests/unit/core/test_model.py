@@ -46,7 +46,12 @@ def proc_step(name: str, **kw: object) -> ProcessingStep:
 def test_parameter_forms_and_type_checks() -> None:
     p = ParameterString("Mode", default_value="a", enum_values=["a", "b"])
     assert p.expr == {"Get": "Parameters.Mode"}
-    assert p.to_request() == {"Name": "Mode", "Type": "String", "DefaultValue": "a", "EnumValues": ["a", "b"]}
+    assert p.to_request() == {
+        "Name": "Mode",
+        "Type": "String",
+        "DefaultValue": "a",
+        "EnumValues": ["a", "b"],
+    }
     assert ParameterInteger("N", default_value=3).to_request()["Type"] == "Integer"
     assert ParameterFloat("F", default_value=1).to_request()["DefaultValue"] == 1
     with pytest.raises(PipelineError, match="not of type Integer"):
@@ -66,7 +71,9 @@ def test_properties_paths_render_and_validate() -> None:
     with pytest.raises(PipelineError, match="did you mean ProcessingOutputConfig"):
         _ = step.properties.ProcessingOutputConfg
     train = TrainingStep("t", estimator=Estimator(image_uri="x"))
-    assert train.properties.ModelArtifacts.S3ModelArtifacts.expr == {"Get": "Steps.t.ModelArtifacts.S3ModelArtifacts"}
+    assert train.properties.ModelArtifacts.S3ModelArtifacts.expr == {
+        "Get": "Steps.t.ModelArtifacts.S3ModelArtifacts"
+    }
     assert train.properties.FinalMetricDataList["val:acc"].Value.expr == {
         "Get": "Steps.t.FinalMetricDataList['val:acc'].Value"
     }
@@ -80,18 +87,25 @@ def test_expressions_cannot_be_used_as_strings() -> None:
 def test_join_and_jsonget_forms() -> None:
     pf = PropertyFile("Report", output_name="out", path="r.json")
     j = Join(on="/", values=["s3:/", "b", ExecutionVariables.PIPELINE_EXECUTION_ID])
-    assert j.expr == {"Std:Join": {"On": "/", "Values": ["s3:/", "b", {"Get": "Execution.PipelineExecutionId"}]}}
+    assert j.expr == {
+        "Std:Join": {"On": "/", "Values": ["s3:/", "b", {"Get": "Execution.PipelineExecutionId"}]}
+    }
     g = JsonGet("eval", pf, "a.b")
-    assert g.expr == {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.eval.PropertyFiles.Report"}, "Path": "a.b"}}
+    assert g.expr == {
+        "Std:JsonGet": {"PropertyFile": {"Get": "Steps.eval.PropertyFiles.Report"}, "Path": "a.b"}
+    }
 
 
 def test_condition_forms() -> None:
     x = ParameterInteger("X", default_value=1)
     assert ConditionGreaterThan(x, 2).to_request() == {
-        "Type": "GreaterThan", "LeftValue": {"Get": "Parameters.X"}, "RightValue": 2
+        "Type": "GreaterThan",
+        "LeftValue": {"Get": "Parameters.X"},
+        "RightValue": 2,
     }
     assert ConditionNot(ConditionIn(x, [1, 2])).to_request() == {
-        "Type": "Not", "Condition": {"Type": "In", "QueryValue": {"Get": "Parameters.X"}, "Values": [1, 2]}
+        "Type": "Not",
+        "Condition": {"Type": "In", "QueryValue": {"Get": "Parameters.X"}, "Values": [1, 2]},
     }
     assert ConditionOr([ConditionEquals(x, 1)]).to_request()["Type"] == "Or"
 
@@ -99,7 +113,12 @@ def test_condition_forms() -> None:
 def test_retry_policies_validate_exception_types() -> None:
     r = StepRetryPolicy(["SERVICE_FAULT"], max_attempts=2)
     assert r.to_request()["ExceptionType"] == ["Step.SERVICE_FAULT"]
-    assert SageMakerJobStepRetryPolicy(["SageMaker.CAPACITY_ERROR"], expire_after_mins=5).to_request()["ExpireAfterMin"] == 5
+    assert (
+        SageMakerJobStepRetryPolicy(["SageMaker.CAPACITY_ERROR"], expire_after_mins=5).to_request()[
+            "ExpireAfterMin"
+        ]
+        == 5
+    )
     with pytest.raises(PipelineError, match="invalid"):
         StepRetryPolicy(["SageMaker.CAPACITY_ERROR"], max_attempts=1)
     with pytest.raises(PipelineError, match="exactly one"):
@@ -116,7 +135,15 @@ def test_models_are_immutable() -> None:
 
 def test_dependencies_inferred_from_properties_and_depends_on() -> None:
     a = proc_step("a")
-    b = proc_step("b", inputs=[ProcessingInput(a.properties.ProcessingOutputConfig.Outputs["out"].S3Output.S3Uri, "/opt/ml/processing/in")])
+    b = proc_step(
+        "b",
+        inputs=[
+            ProcessingInput(
+                a.properties.ProcessingOutputConfig.Outputs["out"].S3Output.S3Uri,
+                "/opt/ml/processing/in",
+            )
+        ],
+    )
     c = proc_step("c", depends_on=[b])
     p = Pipeline("p", steps=[a, b, c])
     assert p.graph.upstream["b"] == {"a"}
@@ -130,9 +157,19 @@ def test_dependencies_inferred_from_properties_and_depends_on() -> None:
         (lambda: Pipeline("p", steps=[proc_step("a"), proc_step("a")]), "used twice"),
         (lambda: Pipeline("p", steps=[proc_step("bad name")]), "invalid"),
         (lambda: Pipeline("p", steps=[proc_step("a", depends_on=["zz"])]), "DependsOn 'zz'"),
-        (lambda: Pipeline("p", steps=[proc_step("a", depends_on=["b"]), proc_step("b", depends_on=["a"])]), "cycle: "),
         (
-            lambda: Pipeline("p", steps=[proc_step("a", job_arguments=[ParameterString("Undeclared", default_value="x")])]),
+            lambda: Pipeline(
+                "p", steps=[proc_step("a", depends_on=["b"]), proc_step("b", depends_on=["a"])]
+            ),
+            "cycle: ",
+        ),
+        (
+            lambda: Pipeline(
+                "p",
+                steps=[
+                    proc_step("a", job_arguments=[ParameterString("Undeclared", default_value="x")])
+                ],
+            ),
             "parameter 'Undeclared' which is not declared",
         ),
         (
@@ -140,18 +177,34 @@ def test_dependencies_inferred_from_properties_and_depends_on() -> None:
                 "p",
                 steps=[
                     proc_step("a"),
-                    proc_step("b", inputs=[ProcessingInput(proc_step("a").properties.ProcessingOutputConfig.Outputs["otu"].S3Output.S3Uri, "/opt/ml/processing/in")]),
+                    proc_step(
+                        "b",
+                        inputs=[
+                            ProcessingInput(
+                                proc_step("a")
+                                .properties.ProcessingOutputConfig.Outputs["otu"]
+                                .S3Output.S3Uri,
+                                "/opt/ml/processing/in",
+                            )
+                        ],
+                    ),
                 ],
             ),
             "no Outputs item 'otu' .did you mean out",
         ),
         (
             lambda: (
-                lambda f: Pipeline("p", steps=[f, ConditionStep("c", conditions=[ConditionEquals(1, 1)], if_steps=[f])])
+                lambda f: Pipeline(
+                    "p",
+                    steps=[f, ConditionStep("c", conditions=[ConditionEquals(1, 1)], if_steps=[f])],
+                )
             )(FailStep("f", error_message="x")),
             "also at the top level",
         ),
-        (lambda: proc_step("a", property_files=[PropertyFile("R", "nope", "r.json")]), "names output 'nope'"),
+        (
+            lambda: proc_step("a", property_files=[PropertyFile("R", "nope", "r.json")]),
+            "names output 'nope'",
+        ),
         (lambda: ProcessingInput("s3://b/k", "/tmp/x"), "must start with /opt/ml/processing/"),
         (lambda: Processor(), "either image_uri or framework"),
     ],

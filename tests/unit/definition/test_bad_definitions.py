@@ -45,7 +45,9 @@ def test_validate_exits_1_with_one_line(name: str, capsys: pytest.CaptureFixture
 @pytest.mark.parametrize("name", ["cycle.json", "malformed_json.json", "unknown_output_name.json"])
 def test_validate_as_a_real_process(name: str) -> None:
     exe = Path(sys.executable).parent / "sagepipe"
-    done = subprocess.run([str(exe), "validate", str(BAD / name)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(exe), "validate", str(BAD / name)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert EXPECTED[name] in " ".join(done.stderr.split())

@@ -75,20 +75,28 @@ def sagepipe_equivalent_of_v2_full() -> Pipeline:
     scripts = SDK / "scripts"
     input_data = ParameterString("InputData", default_value="s3://sdk-fixtures/data/raw")
     instance_type = ParameterString(
-        "ProcessingInstanceType", default_value="ml.m5.xlarge", enum_values=["ml.m5.xlarge", "ml.m5.2xlarge"]
+        "ProcessingInstanceType",
+        default_value="ml.m5.xlarge",
+        enum_values=["ml.m5.xlarge", "ml.m5.2xlarge"],
     )
     epochs = ParameterInteger("Epochs", default_value=2)
     mse_threshold = ParameterFloat("MseThreshold", default_value=1000.0)
     strict = ParameterBoolean("Strict", default_value=False)
     cache = CacheConfig(enable_caching=True, expire_after="P30D")
     retries = [
-        StepRetryPolicy(["SERVICE_FAULT", "THROTTLING"], interval_seconds=1, backoff_rate=2.0, max_attempts=3),
+        StepRetryPolicy(
+            ["SERVICE_FAULT", "THROTTLING"], interval_seconds=1, backoff_rate=2.0, max_attempts=3
+        ),
         SageMakerJobStepRetryPolicy(["JOB_INTERNAL_ERROR"], interval_seconds=2, max_attempts=2),
     ]
     preprocess = ProcessingStep(
         "Preprocess",
         processor=Processor(
-            framework="sklearn", framework_version="1.2-1", role=ROLE, instance_type=instance_type, env={"MODE": "fixture"}
+            framework="sklearn",
+            framework_version="1.2-1",
+            role=ROLE,
+            instance_type=instance_type,
+            env={"MODE": "fixture"},
         ),
         inputs=[ProcessingInput(input_data, "/opt/ml/processing/input/data")],
         outputs=[
@@ -116,7 +124,8 @@ def sagepipe_equivalent_of_v2_full() -> Pipeline:
         ),
         inputs={
             "train": TrainingInput(
-                preprocess.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri, content_type="text/csv"
+                preprocess.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri,
+                content_type="text/csv",
             )
         },
         cache_config=cache,
@@ -126,9 +135,12 @@ def sagepipe_equivalent_of_v2_full() -> Pipeline:
         "Evaluate",
         processor=Processor(image_uri=IMAGE, role=ROLE),
         inputs=[
-            ProcessingInput(train.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/model"),
             ProcessingInput(
-                preprocess.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri, "/opt/ml/processing/test"
+                train.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/model"
+            ),
+            ProcessingInput(
+                preprocess.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
+                "/opt/ml/processing/test",
             ),
         ],
         outputs=[ProcessingOutput("/opt/ml/processing/evaluation", output_name="evaluation")],
@@ -141,12 +153,18 @@ def sagepipe_equivalent_of_v2_full() -> Pipeline:
         model_data=train.properties.ModelArtifacts.S3ModelArtifacts,
         image_uri=IMAGE,
         model_metrics_uri=Join(
-            "/", (evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json")
+            "/",
+            (
+                evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+                "evaluation.json",
+            ),
         ),
     )
     fail = FailStep(
         "MseTooHigh",
-        error_message=Join(" ", ("Execution", ExecutionVariables.PIPELINE_EXECUTION_ID, "mse above", mse_threshold)),
+        error_message=Join(
+            " ", ("Execution", ExecutionVariables.PIPELINE_EXECUTION_ID, "mse above", mse_threshold)
+        ),
     )
     mse = JsonGet("Evaluate", report, "regression_metrics.mse.value")
     condition = ConditionStep(
@@ -154,7 +172,10 @@ def sagepipe_equivalent_of_v2_full() -> Pipeline:
         conditions=[
             ConditionLessThanOrEqualTo(mse, mse_threshold),
             ConditionOr(
-                [ConditionEquals(strict, False), ConditionGreaterThan(JsonGet("Evaluate", report, "accuracy"), 0.5)]
+                [
+                    ConditionEquals(strict, False),
+                    ConditionGreaterThan(JsonGet("Evaluate", report, "accuracy"), 0.5),
+                ]
             ),
             ConditionNot(ConditionIn(instance_type, ["ml.t3.medium", "ml.c5.large"])),
             ConditionGreaterThanOrEqualTo(epochs, 1),
@@ -200,7 +221,9 @@ def test_sagepipe_compiles_what_the_sdk_emits() -> None:
     assert ours != sdk
     uris = {u.uri.rsplit("/", 1)[-1] for u in compiled.uploads}
     assert uris == {"preprocess.py", "evaluate.py", "sourcedir.tar.gz"}
-    assert all(u.uri.startswith("s3://sdk-fixtures/app/SdkFullPipeline/code/") for u in compiled.uploads)
+    assert all(
+        u.uri.startswith("s3://sdk-fixtures/app/SdkFullPipeline/code/") for u in compiled.uploads
+    )
 
 
 def test_compiling_is_deterministic_and_content_addressed(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Run the same definition on Amazon SageMaker Pipelines: deploy, start, watch, logs."""
