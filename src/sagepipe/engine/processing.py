@@ -10,7 +10,7 @@ from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
 from sagepipe.engine.jobs import base_env, run_job
-from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec
+from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec, runtime_paths
 from sagepipe.engine.staging import publish_output, stage_input
 from sagepipe.errors import ExecutionError
 
@@ -95,6 +95,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         readonly=readonly,
         network=network,
         hide=[ctx.settings.home],
+        expose=runtime_paths(ctx.settings.python),
     )
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)

@@ -33,6 +33,7 @@ class LaunchSpec:
     readonly: list[str] = field(default_factory=list)
     network: bool = True
     hide: list[Path] = field(default_factory=list)
+    expose: list[Path] = field(default_factory=list)
 
 
 class Sandbox(Protocol):
@@ -88,6 +89,11 @@ class BwrapSandbox:
             args += ["--ro-bind", str(child), str(child)]
         for hidden in spec.hide:
             args += ["--tmpfs", str(hidden)]
+        for path in spec.expose:  # e.g. a virtualenv under /tmp, which the private /tmp hides
+            if path.is_dir() and (
+                _under(path, Path("/tmp")) or any(_under(path, h) for h in spec.hide)
+            ):
+                args += ["--ro-bind", str(path), str(path)]
         args += ["--bind", str(spec.workspace), CONTAINER_ROOT]
         for path in sorted(spec.readonly, key=len):
             rel = os.path.relpath(path, CONTAINER_ROOT)
@@ -123,6 +129,20 @@ class ProcessSandbox:
         argv = [rewrite(a, root) for a in spec.argv]
         env = {k: rewrite(v, root) for k, v in spec.env.items()}
         return _popen(argv, env, rewrite(spec.cwd, root), stdout, stderr)
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def runtime_paths(python: str) -> list[Path]:
+    """Folders the step interpreter needs: its virtualenv (or prefix) and the real binary's."""
+    exe = Path(python)
+    out = [exe.parent.parent]
+    real = exe.resolve()
+    if real.parent.parent not in out:
+        out.append(real.parent.parent)
+    return out
 
 
 def rewrite(value: str, root: str) -> str:

@@ -82,8 +82,8 @@ class ObjectStore(Protocol):
         """Write the object atomically."""
         ...
 
-    def put_file(self, uri: str, path: Path) -> None:
-        """Upload a local file."""
+    def put_file(self, uri: str, path: Path) -> str:
+        """Upload a local file, verified; returns the object's ETag."""
         ...
 
     def get_file(self, uri: str, path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,17 +27,21 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temp file renamed into place."""
+def atomic_copy(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` through a temp file renamed into place; returns the MD5."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
-    os.close(fd)
+    digest = hashlib.md5(usedforsecurity=False)
     try:
-        shutil.copyfile(src, tmp)
+        with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return digest.hexdigest()
 
 
 class LocalStore:
@@ -81,10 +84,10 @@ class LocalStore:
         self._check_parent(uri, path)
         atomic_write(path, data)
 
-    def put_file(self, uri: str, path: Path) -> None:
+    def put_file(self, uri: str, path: Path) -> str:
         _, _, dest = self._path(uri)
         self._check_parent(uri, dest)
-        atomic_copy(path, dest)
+        return atomic_copy(path, dest)
 
     def _check_parent(self, uri: str, path: Path) -> None:
         bucket_root = self.root / parse_uri(uri)[0]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,24 @@ from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.base import ObjectInfo, parse_uri
 from sagepipe.storage.local import TMP_PREFIX
 
-_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+PART_SIZE = 16 * 1024 * 1024
+PART_WORKERS = 8
+
+
+def multipart_etag(digests: list[bytes]) -> str:
+    """The ETag S3 gives a multipart object: MD5 of the parts' MD5s, dash, part count."""
+    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{joined}-{len(digests)}"
+
+
+def _comparable_etag(etag: str) -> bool:
+    # Plain MD5 or multipart form; KMS-encrypted objects have other ETags.
+    head, _, tail = etag.partition("-")
+    return (
+        len(head) == 32
+        and all(c in "0123456789abcdef" for c in head)
+        and (not tail or tail.isdigit())
+    )
 
 
 def boto_session(settings: Settings) -> Any:
@@ -130,21 +151,121 @@ class S3Store:
         bucket, key = parse_uri(uri)
         self._call(uri, self.client.put_object, Bucket=bucket, Key=key, Body=data)
 
-    def put_file(self, uri: str, path: Path) -> None:
+    def put_file(self, uri: str, path: Path) -> str:
+        """Upload ``path``; the server checks every request's Content-MD5. Returns the ETag."""
         bucket, key = parse_uri(uri)
-        self._call(uri, self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key)
+        size = path.stat().st_size
+        if size <= PART_SIZE:
+            data = path.read_bytes()
+            digest = hashlib.md5(data, usedforsecurity=False)
+            resp = self._call(
+                uri,
+                self.client.put_object,
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                ContentMD5=base64.b64encode(digest.digest()).decode(),
+            )
+            etag = str(resp.get("ETag", "")).strip('"')
+            if etag and len(etag) == 32 and etag != digest.hexdigest():
+                raise StorageError(
+                    f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
+                )
+            return etag or digest.hexdigest()
+        return self._put_multipart(uri, bucket, key, path, size)
+
+    def _put_multipart(self, uri: str, bucket: str, key: str, path: Path, size: int) -> str:
+        upload = self._call(uri, self.client.create_multipart_upload, Bucket=bucket, Key=key)
+        upload_id = upload["UploadId"]
+        count = (size + PART_SIZE - 1) // PART_SIZE
+        digests: list[bytes] = [b""] * count
+
+        def send(index: int) -> dict[str, Any]:
+            with path.open("rb") as fh:
+                fh.seek(index * PART_SIZE)
+                chunk = fh.read(PART_SIZE)
+            digest = hashlib.md5(chunk, usedforsecurity=False).digest()
+            digests[index] = digest
+            resp = self._call(
+                uri,
+                self.client.upload_part,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=index + 1,
+                Body=chunk,
+                ContentMD5=base64.b64encode(digest).decode(),
+            )
+            return {"PartNumber": index + 1, "ETag": resp["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
+                parts = list(pool.map(send, range(count)))
+            self._call(
+                uri,
+                self.client.complete_multipart_upload,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+        return multipart_etag(digests)
 
     def get_file(self, uri: str, path: Path) -> None:
+        """Download through a temp file in the destination folder, verified, renamed into place."""
         bucket, key = parse_uri(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-        os.close(fd)
         try:
-            self._call(uri, self.client.download_file, Bucket=bucket, Key=key, Filename=tmp)
+            head = self._call(uri, self.client.head_object, Bucket=bucket, Key=key)
+            etag = str(head.get("ETag", "")).strip('"')
+            size = int(head["ContentLength"])
+            if "-" in etag and size > PART_SIZE:
+                actual = self._get_ranged(uri, bucket, key, fd, size, etag)
+            else:
+                actual = self._get_whole(uri, bucket, key, fd)
+            if _comparable_etag(etag) and actual != etag:
+                raise StorageError(f"{uri}: download corrupted (ETag {etag}, got {actual})")
+            os.close(fd)
+            fd = -1
             os.replace(tmp, path)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _get_whole(self, uri: str, bucket: str, key: str, fd: int) -> str:
+        resp = self._call(uri, self.client.get_object, Bucket=bucket, Key=key)
+        digest = hashlib.md5(usedforsecurity=False)
+        for chunk in resp["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+            os.write(fd, chunk)
+        return digest.hexdigest()
+
+    def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int, etag: str) -> str:
+        first = self._call(uri, self.client.head_object, Bucket=bucket, Key=key, PartNumber=1)
+        part = int(first["ContentLength"]) or PART_SIZE
+        count = (size + part - 1) // part
+        digests: list[bytes] = [b""] * count
+
+        def fetch(index: int) -> None:
+            start = index * part
+            end = min(size, start + part) - 1
+            resp = self._call(
+                uri, self.client.get_object, Bucket=bucket, Key=key, Range=f"bytes={start}-{end}"
+            )
+            data = resp["Body"].read()
+            digests[index] = hashlib.md5(data, usedforsecurity=False).digest()
+            os.pwrite(fd, data, start)
+
+        with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
+            list(pool.map(fetch, range(count)))
+        return multipart_etag(digests)
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix = parse_uri(uri)
