@@ -89,11 +89,11 @@ class BwrapSandbox:
             args += ["--ro-bind", str(child), str(child)]
         for hidden in spec.hide:
             args += ["--tmpfs", str(hidden)]
-        for path in spec.expose:  # e.g. a virtualenv under /tmp, which the private /tmp hides
-            if path.is_dir() and (
-                _under(path, Path("/tmp")) or any(_under(path, h) for h in spec.hide)
+        for needed in spec.expose:  # e.g. a virtualenv under /tmp, which the private /tmp hides
+            if needed.is_dir() and (
+                _under(needed, Path("/tmp")) or any(_under(needed, h) for h in spec.hide)
             ):
-                args += ["--ro-bind", str(path), str(path)]
+                args += ["--ro-bind", str(needed), str(needed)]
         args += ["--bind", str(spec.workspace), CONTAINER_ROOT]
         for path in sorted(spec.readonly, key=len):
             rel = os.path.relpath(path, CONTAINER_ROOT)

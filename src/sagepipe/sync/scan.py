@@ -1,0 +1,140 @@
+"""List a local folder and a remote prefix as relative paths, with filters."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagepipe.storage import ObjectStore
+
+DEFAULT_EXCLUDES = (
+    ".env",
+    ".git/",
+    ".venv/",
+    "__pycache__/",
+    "*.pyc",
+    ".sagepipe/",
+    ".sagepipe-sync.json",
+    ".sagepipe-tmp-*",
+)
+IGNORE_FILE = ".sagepipeignore"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A local file or an empty folder (``is_folder``)."""
+
+    size: int
+    mtime: float
+    is_folder: bool = False
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """A remote object or folder marker."""
+
+    size: int
+    etag: str
+    mtime: float
+    key: str
+
+    @property
+    def is_folder(self) -> bool:
+        return self.key.endswith("/")
+
+
+@dataclass
+class Filters:
+    """Include/exclude globs (matched against relative paths; ``dir/`` matches a folder)."""
+
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+
+    @classmethod
+    def build(cls, include: Iterable[str], exclude: Iterable[str], folder: Path | None) -> Filters:
+        extra = list(exclude)
+        if folder is not None and (folder / IGNORE_FILE).is_file():
+            for line in (folder / IGNORE_FILE).read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    extra.append(line)
+        return cls(list(include), [*DEFAULT_EXCLUDES, *extra])
+
+    def wanted(self, rel: str) -> bool:
+        """Whether ``rel`` takes part in the sync."""
+        parts = rel.rstrip("/").split("/")
+        for pattern in self.exclude:
+            if pattern.endswith("/"):
+                name = pattern.rstrip("/")
+                if any(fnmatch.fnmatch(p, name) for p in parts[:-1]) or (
+                    rel.endswith("/") and fnmatch.fnmatch(parts[-1], name)
+                ):
+                    return False
+            elif fnmatch.fnmatch(rel.rstrip("/"), pattern) or fnmatch.fnmatch(parts[-1], pattern):
+                return False
+        if self.include:
+            return any(fnmatch.fnmatch(rel.rstrip("/"), p) for p in self.include)
+        return True
+
+
+@dataclass
+class LocalScan:
+    """A local folder's files, plus what was skipped and why."""
+
+    files: dict[str, LocalFile]
+    skipped: list[tuple[str, str]]
+
+
+def scan_local(root: Path, filters: Filters) -> LocalScan:
+    """Every file (and empty folder) under ``root``; symlinks leaving the tree are skipped."""
+    files: dict[str, LocalFile] = {}
+    skipped: list[tuple[str, str]] = []
+    if not root.exists():
+        return LocalScan(files, skipped)
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        kept = []
+        for d in sorted(dirnames):
+            full = Path(dirpath) / d
+            if full.is_symlink():
+                skipped.append((rel_dir + d + "/", "symlinked folder not followed"))
+            elif filters.wanted(rel_dir + d + "/"):
+                kept.append(d)
+        dirnames[:] = kept
+        wanted_files = [f for f in sorted(filenames) if filters.wanted(rel_dir + f)]
+        if rel_dir and not kept and not wanted_files and not filenames:
+            files[rel_dir] = LocalFile(0, 0.0, is_folder=True)
+        for name in wanted_files:
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                target = full.resolve()
+                if real_root not in target.parents or not target.is_file():
+                    skipped.append((rel_dir + name, "symlink points outside the folder"))
+                    continue
+            try:
+                st = full.stat()
+            except OSError as exc:
+                skipped.append((rel_dir + name, f"unreadable: {exc.strerror}"))
+                continue
+            files[rel_dir + name] = LocalFile(st.st_size, st.st_mtime)
+    return LocalScan(files, skipped)
+
+
+def scan_remote(
+    store: ObjectStore, bucket: str, prefix: str, filters: Filters
+) -> dict[str, RemoteObject]:
+    """Every object under ``prefix`` by path relative to it (keys are not checked here)."""
+    base = prefix.strip("/")
+    base = base + "/" if base else ""
+    out: dict[str, RemoteObject] = {}
+    for info in store.list(f"s3://{bucket}/{base}"):
+        rel = info.key[len(base) :]
+        if not rel or not filters.wanted(rel):
+            continue
+        out[rel] = RemoteObject(info.size, info.etag, info.last_modified, info.key)
+    return out
