@@ -25,7 +25,7 @@ from sagepipe.engine.history import History
 from sagepipe.engine.runner import build_engine, start_definition, upload_code
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.storage import LocalStore
-from tests.conftest import HAS_BWRAP, ROOT
+from tests.conftest import HAS_BWRAP
 from tests.integration.helpers import run, sandbox, statuses
 
 needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
@@ -198,7 +198,7 @@ def test_cache_hits_reuse_a_previous_run(settings: Settings) -> None:
 
 @needs_bwrap
 def test_bwrap_step_cannot_write_outside_its_outputs(settings: Settings, project: Path) -> None:
-    target = ROOT / f"escaped-{uuid.uuid4().hex}.txt"  # a host folder outside /tmp
+    target = Path("/var/tmp") / f"escaped-{uuid.uuid4().hex}.txt"  # a host folder outside /tmp
     in_tmp = project / "escaped.txt"  # /tmp is private in the sandbox: lands there, not here
     code = (
         "import os\n"

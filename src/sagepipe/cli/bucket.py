@@ -127,31 +127,29 @@ def _transfer(
     target = open_store(s, _store_kind(s, store))
     options = Options(delete=delete, max_delete=max_delete, prefer=prefer)
     filters = Filters.build(include, exclude, folder if folder.is_dir() else None)
-    preview = sync(target, name, prefix, folder, direction, options, filters, dry_run=True)
-    total = sum(a.size for a in preview.plan.of(TRANSFER))
-    if dry_run:
-        report = preview
-    else:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err,
-            transient=True,
-            disable=total < 8 * 1024 * 1024,
-        ) as bar:
-            task = bar.add_task(direction, total=total)
-            report = sync(
-                target,
-                name,
-                prefix,
-                folder,
-                direction,
-                options,
-                filters,
-                progress=lambda n: bar.advance(task, n),
-            )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+        disable=dry_run or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(direction, total=None)
+        report = sync(
+            target,
+            name,
+            prefix,
+            folder,
+            direction,
+            options,
+            filters,
+            dry_run=dry_run,
+            progress=lambda n: bar.advance(task, n),
+            on_plan=lambda plan: bar.update(task, total=sum(a.size for a in plan.of(TRANSFER))),
+        )
+    total = sum(a.size for a in report.plan.of(TRANSFER))
     verb = "would " if dry_run else ""
     arrow = "->" if direction == "push" else "<-"
     remote = f"s3://{name}/{prefix.strip('/')}"

@@ -86,8 +86,11 @@ class ObjectStore(Protocol):
         """Upload a local file, verified; returns the object's ETag."""
         ...
 
-    def get_file(self, uri: str, path: Path) -> None:
-        """Download to ``path`` through a temporary file renamed into place."""
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
+        """Download to ``path`` through a temporary file renamed into place.
+
+        ``expected`` (from a listing) spares a HEAD request and is checked against the data.
+        """
         ...
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:

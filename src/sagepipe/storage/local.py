@@ -102,7 +102,7 @@ class LocalStore:
         if path.is_dir():
             raise StorageError(f"{uri}: a folder with this name exists in the local store")
 
-    def get_file(self, uri: str, path: Path) -> None:
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
         _, _, src = self._path(uri)
         if not src.is_file():
             raise ObjectNotFoundError(f"{uri} does not exist")

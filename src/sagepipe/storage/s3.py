@@ -63,7 +63,7 @@ def s3_client(settings: Settings) -> Any:
         extra["response_checksum_validation"] = "when_required"
         extra["s3"] = {"addressing_style": "path"}
     return boto_session(settings).client(
-        "s3", endpoint_url=settings.endpoint_url, config=Config(max_pool_connections=32, **extra)
+        "s3", endpoint_url=settings.endpoint_url, config=Config(max_pool_connections=64, **extra)
     )
 
 
@@ -108,13 +108,16 @@ def translate(exc: Exception, what: str) -> StorageError:
 class S3Store:
     """An ObjectStore over an S3 endpoint."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, credentials: Any = None, path_style: bool = False) -> None:
         self.client = client
+        self._lister = FastLister(client, credentials, path_style) if credentials else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
         """A store using the settings' endpoint, region and credentials."""
-        return cls(s3_client(settings))
+        session = boto_session(settings)
+        credentials = session.get_credentials()
+        return cls(s3_client(settings), credentials, path_style=bool(settings.endpoint_url))
 
     def __repr__(self) -> str:
         return f"S3Store({self.client.meta.endpoint_url!r})"
@@ -215,17 +218,20 @@ class S3Store:
             raise
         return multipart_etag(digests)
 
-    def get_file(self, uri: str, path: Path) -> None:
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
         """Download through a temp file in the destination folder, verified, renamed into place."""
         bucket, key = parse_uri(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
         try:
-            head = self._call(uri, self.client.head_object, Bucket=bucket, Key=key)
-            etag = str(head.get("ETag", "")).strip('"')
-            size = int(head["ContentLength"])
+            if expected is None:
+                head = self._call(uri, self.client.head_object, Bucket=bucket, Key=key)
+                etag = str(head.get("ETag", "")).strip('"')
+                size = int(head["ContentLength"])
+            else:
+                etag, size = expected.etag, expected.size
             if "-" in etag and size > PART_SIZE:
-                actual = self._get_ranged(uri, bucket, key, fd, size, etag)
+                actual = self._get_ranged(uri, bucket, key, fd, size)
             else:
                 actual = self._get_whole(uri, bucket, key, fd)
             if _comparable_etag(etag) and actual != etag:
@@ -247,7 +253,7 @@ class S3Store:
             os.write(fd, chunk)
         return digest.hexdigest()
 
-    def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int, etag: str) -> str:
+    def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
         first = self._call(uri, self.client.head_object, Bucket=bucket, Key=key, PartNumber=1)
         part = int(first["ContentLength"]) or PART_SIZE
         count = (size + part - 1) // part
@@ -269,6 +275,21 @@ class S3Store:
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix = parse_uri(uri)
+        if self._lister is not None:
+            pages = self._lister.pages(bucket, prefix)
+            try:
+                first = next(pages, None)
+            except FastListUnavailable:
+                first = None
+            else:
+                if first is not None:
+                    yield from first
+                    for page in pages:
+                        yield from page
+                    return
+        yield from self._list_boto(bucket, prefix, uri)
+
+    def _list_boto(self, bucket: str, prefix: str, uri: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -304,3 +325,78 @@ class S3Store:
 
     def local_path(self, uri: str) -> Path | None:
         return None
+
+
+class FastListUnavailable(Exception):
+    """The fast listing cannot serve this request; boto3's paginator will."""
+
+
+class FastLister:
+    """ListObjectsV2 signed with botocore's SigV4 and parsed with ElementTree.
+
+    botocore's modelled XML parser dominates a listing (about 0.06 s per 1,000 keys here);
+    ElementTree reads the same page in a fraction of that, which keeps a no-op sync of
+    10,000 files under a second. Any answer it does not expect falls back to boto3.
+    """
+
+    def __init__(self, client: Any, credentials: Any, path_style: bool) -> None:
+        import urllib3
+
+        self.client = client
+        self.credentials = credentials
+        self.path_style = path_style
+        self.http = urllib3.PoolManager(maxsize=4)
+
+    def _url(self, bucket: str) -> str:
+        endpoint = str(self.client.meta.endpoint_url).rstrip("/")
+        if self.path_style or "." in bucket:
+            return f"{endpoint}/{bucket}"
+        scheme, _, host = endpoint.partition("://")
+        return f"{scheme}://{bucket}.{host}"
+
+    def pages(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:
+        import urllib.parse
+        import xml.etree.ElementTree as ET
+        from datetime import datetime
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        token: str | None = None
+        region = self.client.meta.region_name or "us-east-1"
+        while True:
+            query = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
+            if token:
+                query["continuation-token"] = token
+            url = f"{self._url(bucket)}?{urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)}"
+            request = AWSRequest(method="GET", url=url)
+            SigV4Auth(self.credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+            try:
+                resp = self.http.request(
+                    "GET", url, headers=dict(request.headers.items()), retries=2
+                )
+            except Exception as exc:
+                raise FastListUnavailable(str(exc)) from exc
+            if resp.status != 200:
+                raise FastListUnavailable(f"HTTP {resp.status}")
+            root = ET.fromstring(resp.data)
+            ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            page = []
+            for item in root.iter(f"{ns}Contents"):
+                key = urllib.parse.unquote_plus(item.findtext(f"{ns}Key") or "")
+                modified = datetime.fromisoformat(
+                    (item.findtext(f"{ns}LastModified") or "").replace("Z", "+00:00")
+                )
+                page.append(
+                    ObjectInfo(
+                        bucket,
+                        key,
+                        int(item.findtext(f"{ns}Size") or 0),
+                        (item.findtext(f"{ns}ETag") or "").strip('"'),
+                        modified.timestamp(),
+                    )
+                )
+            yield page
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if root.findtext(f"{ns}IsTruncated") != "true" or not token:
+                return

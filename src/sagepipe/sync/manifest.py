@@ -33,6 +33,7 @@ class Manifest:
         self.path = folder / MANIFEST_NAME
         self.remote = remote
         self.entries: dict[str, Entry] = {}
+        self.dirty = False
         self._all: dict[str, dict[str, dict[str, float | int | str]]] = {}
         if self.path.is_file():
             try:
@@ -47,8 +48,18 @@ class Manifest:
         """Whether a previous sync of this pair was recorded."""
         return bool(self.entries)
 
+    def set(self, rel: str, entry: Entry | None) -> None:
+        """Record ``rel`` as synced (or forget it when ``entry`` is None)."""
+        self.dirty = True
+        if entry is None:
+            self.entries.pop(rel, None)
+        else:
+            self.entries[rel] = entry
+
     def save(self) -> None:
-        """Write atomically."""
+        """Write atomically (nothing to do when no entry changed)."""
+        if not self.dirty:
+            return
         self._all[self.remote] = {k: asdict(v) for k, v in sorted(self.entries.items())}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".sagepipe-tmp-", dir=self.path.parent)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagepipe.errors import SagepipeError, SyncError
-from sagepipe.storage import ObjectStore
+from sagepipe.storage import ObjectInfo, ObjectStore
 from sagepipe.storage.local import TMP_PREFIX
 from sagepipe.storage.s3 import PART_SIZE, multipart_etag
 from sagepipe.sync.manifest import Entry, Manifest
@@ -20,7 +20,6 @@ from sagepipe.sync.plan import (
     DELETE,
     MKDIR,
     REFUSED,
-    SKIP,
     TRANSFER,
     UNCHANGED,
     Options,
@@ -102,6 +101,7 @@ def sync(
     dry_run: bool = False,
     progress: Progress | None = None,
     workers: int = 16,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> SyncReport:
     """Push ``folder`` to ``s3://bucket/prefix`` or pull the prefix into ``folder``."""
     prefix = prefix.strip("/")
@@ -119,16 +119,15 @@ def sync(
         direction, local.files, remote, manifest.entries, options, hasher.md5, hasher.etag
     )
     report = SyncReport(plan, dry_run, skipped_local=local.skipped)
+    if on_plan is not None:
+        on_plan(plan)
     if dry_run:
         return report
     lock = threading.Lock()
 
     def record(rel: str, entry: Entry | None) -> None:
         with lock:
-            if entry is None:
-                manifest.entries.pop(rel, None)
-            else:
-                manifest.entries[rel] = entry
+            manifest.set(rel, entry)
 
     def do(action_path: str, size: int) -> None:
         uri = remote_root + action_path
@@ -142,7 +141,9 @@ def sync(
                 )
             else:
                 obj = remote[action_path]
-                store.get_file(uri, path)
+                store.get_file(
+                    uri, path, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
+                )
                 os.utime(path, (obj.mtime, obj.mtime))
                 md5 = obj.etag if obj.etag and "-" not in obj.etag else hasher.md5(action_path)
                 record(action_path, Entry(obj.size, obj.etag, md5, path.stat().st_mtime, obj.mtime))
@@ -179,7 +180,7 @@ def sync(
             report.deleted += 1
         except (SagepipeError, OSError) as exc:
             report.errors.append((action.path, str(exc)))
-    _record_unchanged(plan, local.files, remote, hasher, record)
+    _record_unchanged(plan, local.files, remote, dict(manifest.entries), hasher, record)
     manifest.save()
     return report
 
@@ -188,14 +189,19 @@ def _record_unchanged(
     plan: Plan,
     local: Mapping[str, LocalFile],
     remote: Mapping[str, RemoteObject],
+    known: Mapping[str, Entry],
     hasher: _Hasher,
     record: Callable[[str, Entry | None], None],
 ) -> None:
-    for action in plan.of(UNCHANGED) + plan.of(SKIP):
+    for action in plan.of(UNCHANGED):
         f, r = local.get(action.path), remote.get(action.path)
-        if f is None or r is None or f.is_folder or action.kind == SKIP:
+        if f is None or r is None or f.is_folder:
             continue
-        record(action.path, Entry(f.size, r.etag, hasher.md5(action.path), f.mtime, r.mtime))
+        m = known.get(action.path)
+        if m is not None and m.size == f.size and m.local_mtime == f.mtime and m.etag == r.etag:
+            continue  # already recorded as it is
+        md5 = m.md5 if m is not None and m.local_mtime == f.mtime else hasher.md5(action.path)
+        record(action.path, Entry(f.size, r.etag, md5, f.mtime, r.mtime))
 
 
 def _remove_stale_temp_files(folder: Path) -> None:

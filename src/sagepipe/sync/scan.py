@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,16 @@ class Filters:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
 
+    def __post_init__(self) -> None:
+        def rx(patterns: list[str]) -> re.Pattern[str] | None:
+            return (
+                re.compile("|".join(fnmatch.translate(p) for p in patterns)) if patterns else None
+            )
+
+        self._dirs = rx([p.rstrip("/") for p in self.exclude if p.endswith("/")])
+        self._files = rx([p for p in self.exclude if not p.endswith("/")])
+        self._include = rx(list(self.include))
+
     @classmethod
     def build(cls, include: Iterable[str], exclude: Iterable[str], folder: Path | None) -> Filters:
         extra = list(exclude)
@@ -65,18 +76,19 @@ class Filters:
 
     def wanted(self, rel: str) -> bool:
         """Whether ``rel`` takes part in the sync."""
+        is_dir = rel.endswith("/")
         parts = rel.rstrip("/").split("/")
-        for pattern in self.exclude:
-            if pattern.endswith("/"):
-                name = pattern.rstrip("/")
-                if any(fnmatch.fnmatch(p, name) for p in parts[:-1]) or (
-                    rel.endswith("/") and fnmatch.fnmatch(parts[-1], name)
-                ):
-                    return False
-            elif fnmatch.fnmatch(rel.rstrip("/"), pattern) or fnmatch.fnmatch(parts[-1], pattern):
-                return False
-        if self.include:
-            return any(fnmatch.fnmatch(rel.rstrip("/"), p) for p in self.include)
+        folders = parts if is_dir else parts[:-1]
+        if self._dirs is not None and any(self._dirs.match(p) for p in folders):
+            return False
+        if (
+            self._files is not None
+            and not is_dir
+            and (self._files.match(rel) or self._files.match(parts[-1]))
+        ):
+            return False
+        if self._include is not None and not is_dir:
+            return bool(self._include.match(rel))
         return True
 
 
