@@ -81,9 +81,13 @@ def refuse_unsafe(remote: Mapping[str, RemoteObject]) -> dict[str, str]:
             refused[rel] = str(exc)
         if any(ord(c) < 32 for c in rel):
             refused[rel] = f"key {rel!r} contains control characters; refused"
-    files = {rel for rel, r in remote.items() if not r.is_folder}
-    for rel in files:
-        clash = [o for o in remote if o != rel and o.startswith(rel + "/")]
+    children: dict[str, list[str]] = defaultdict(list)  # folder -> keys below it
+    for rel in remote:
+        parts = rel.rstrip("/").split("/")
+        for depth in range(1, len(parts)):
+            children["/".join(parts[:depth])].append(rel)
+    for rel, r in remote.items():
+        clash = children.get(rel) if not r.is_folder else None
         if clash:
             refused[rel] = f"'{rel}' is both a file and a folder (e.g. '{clash[0]}')"
             for other in clash:
