@@ -248,6 +248,7 @@ def get_pipeline(
         "publish_model",
         processor=processor,
         code=str(SRC / "publish_model.py"),
+        cache_config=cache,
         job_arguments=[
             "--model-dir",
             f"{IN}/model",

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import HERE, record, table  # noqa: E402
-from tests.servers import SeaweedFS  # noqa: E402
+from bench._common import HERE, record, table
+from tests.servers import SeaweedFS
 
 PEERS = HERE / ".venv-peers" / "bin"
 SAGEPIPE = Path(sys.executable).parent / "sagepipe"
@@ -42,16 +42,44 @@ def tools(endpoint: str) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (upload argv template, download argv template); {src}/{dst} filled in later."""
     out = {
         "sagepipe": (
-            [str(SAGEPIPE), "bucket", "push", "{dir}", "--prefix", "{prefix}", "--bucket", "{bucket}", "--store", "s3"],
-            [str(SAGEPIPE), "bucket", "pull", "{prefix}", "--dest", "{dir}", "--bucket", "{bucket}", "--store", "s3"],
+            [
+                str(SAGEPIPE),
+                "bucket",
+                "push",
+                "{dir}",
+                "--prefix",
+                "{prefix}",
+                "--bucket",
+                "{bucket}",
+                "--store",
+                "s3",
+            ],
+            [
+                str(SAGEPIPE),
+                "bucket",
+                "pull",
+                "{prefix}",
+                "--dest",
+                "{dir}",
+                "--bucket",
+                "{bucket}",
+                "--store",
+                "s3",
+            ],
         )
     }
     if (PEERS / "aws").exists():
         aws = [str(PEERS / "aws"), "--endpoint-url", endpoint, "s3", "sync", "--only-show-errors"]
-        out["aws s3 sync"] = ([*aws, "{dir}", "s3://{bucket}/{prefix}"], [*aws, "s3://{bucket}/{prefix}", "{dir}"])
+        out["aws s3 sync"] = (
+            [*aws, "{dir}", "s3://{bucket}/{prefix}"],
+            [*aws, "s3://{bucket}/{prefix}", "{dir}"],
+        )
     if (PEERS / "s5cmd").exists():
         s5 = [str(PEERS / "s5cmd"), "--endpoint-url", endpoint, "sync"]
-        out["s5cmd sync"] = ([*s5, "{dir}/", "s3://{bucket}/{prefix}/"], [*s5, "s3://{bucket}/{prefix}/*", "{dir}/"])
+        out["s5cmd sync"] = (
+            [*s5, "{dir}/", "s3://{bucket}/{prefix}/"],
+            [*s5, "s3://{bucket}/{prefix}/*", "{dir}/"],
+        )
     return out
 
 
@@ -85,7 +113,7 @@ print(time.perf_counter() - t)
 import asyncio, time
 from obstore.store import S3Store
 import obstore
-s = S3Store({bucket!r}, endpoint={endpoint!r}, access_key_id={env['AWS_ACCESS_KEY_ID']!r}, secret_access_key={env['AWS_SECRET_ACCESS_KEY']!r}, region='us-east-1', client_options={{'allow_http': True}})
+s = S3Store({bucket!r}, endpoint={endpoint!r}, access_key_id={env["AWS_ACCESS_KEY_ID"]!r}, secret_access_key={env["AWS_SECRET_ACCESS_KEY"]!r}, region='us-east-1', client_options={{'allow_http': True}})
 paths = open({str(listing)!r}).read().split()
 async def main():
     sem = asyncio.Semaphore(16)
@@ -98,7 +126,10 @@ async def main():
 asyncio.run(main())
 """
     out = {}
-    for name, python, code in (("boto3", sys.executable, boto), ("obstore", str(PEERS / "python"), obs)):
+    for name, python, code in (
+        ("boto3", sys.executable, boto),
+        ("obstore", str(PEERS / "python"), obs),
+    ):
         if not Path(python).exists():
             continue
         samples = []
@@ -124,13 +155,21 @@ def main() -> None:
         base = Path(tmp)
         server = SeaweedFS(base / "weed").start()
         try:
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}, **server.env()}
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))},
+                **server.env(),
+            }
             env["AWS_ENDPOINT_URL"] = server.endpoint
             env["SAGEPIPE_HOME"] = str(base / "home")
             import boto3
 
-            boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket="bench")
+            boto3.client(
+                "s3",
+                endpoint_url=server.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            ).create_bucket(Bucket="bench")
             data = base / "data"
             make_data(data, args.small, args.big)
             size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
@@ -151,11 +190,20 @@ def main() -> None:
                 sub = noop_dir / f"d{i % 100:02d}"
                 sub.mkdir(exist_ok=True)
                 (sub / f"f{i:05d}.txt").write_bytes(os.urandom(1024))
-            first = run(tools(server.endpoint)["sagepipe"][0], env, dir=str(noop_dir), prefix="many", bucket="bench")
+            first = run(
+                tools(server.endpoint)["sagepipe"][0],
+                env,
+                dir=str(noop_dir),
+                prefix="many",
+                bucket="bench",
+            )
             print(f"initial push of {args.noop_files} files: {first:.2f}s")
             noops = {}
             for name, (up, _) in tools(server.endpoint).items():
-                samples = [run(up, env, dir=str(noop_dir), prefix="many", bucket="bench") for _ in range(args.runs)]
+                samples = [
+                    run(up, env, dir=str(noop_dir), prefix="many", bucket="bench")
+                    for _ in range(args.runs)
+                ]
                 noops[name] = statistics.median(samples)
                 print(f"{name:12s} no-op sync of {args.noop_files} files {noops[name]:.2f}s")
             raw = raw_transfer(env, server.endpoint, data, "bench")
@@ -163,19 +211,41 @@ def main() -> None:
             server.stop()
     sp = results["sagepipe"]
     for name, (u, d) in results.items():
-        rows.append([name, f"{u:.2f}", f"{size / u / 1e6:.0f}", f"{d:.2f}", f"{size / d / 1e6:.0f}", f"{noops[name]:.2f}",
-                     f"{u / sp[0]:.2f}x / {d / sp[1]:.2f}x / {noops[name] / noops['sagepipe']:.2f}x"])
+        rows.append(
+            [
+                name,
+                f"{u:.2f}",
+                f"{size / u / 1e6:.0f}",
+                f"{d:.2f}",
+                f"{size / d / 1e6:.0f}",
+                f"{noops[name]:.2f}",
+                f"{u / sp[0]:.2f}x / {d / sp[1]:.2f}x / {noops[name] / noops['sagepipe']:.2f}x",
+            ]
+        )
     body = (
         f"SeaweedFS (`weed mini`) on 127.0.0.1; {args.small} files x 200 KiB + {args.big} x 64 MiB "
         f"({size / 1e6:.0f} MB); median of {args.runs}; every tool run as a process (start-up included). "
         f"No-op: a second sync of {args.noop_files:,} unchanged 1 KiB files. Ratios are the tool's time over "
         "sagepipe's (above 1: sagepipe is faster).\n\n"
-        + table(["tool", "upload (s)", "MB/s", "download (s)", "MB/s", "no-op (s)", "time vs sagepipe (up / down / no-op)"], rows)
+        + table(
+            [
+                "tool",
+                "upload (s)",
+                "MB/s",
+                "download (s)",
+                "MB/s",
+                "no-op (s)",
+                "time vs sagepipe (up / down / no-op)",
+            ],
+            rows,
+        )
     )
     if raw:
-        body += "\n\nRaw transfer path, the small files only, 16 concurrent puts, in-process: " + ", ".join(
-            f"{k} {v:.2f}s" for k, v in raw.items()
-        ) + ". sagepipe keeps boto3 (one client for transfers and bucket management)."
+        body += (
+            "\n\nRaw transfer path, the small files only, 16 concurrent puts, in-process: "
+            + ", ".join(f"{k} {v:.2f}s" for k, v in raw.items())
+            + ". sagepipe keeps boto3 (one client for transfers and bucket management)."
+        )
     print(body)
     record("sync: push / pull / no-op on SeaweedFS", body)
 

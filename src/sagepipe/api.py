@@ -51,8 +51,11 @@ class Pipeline(_PipelineModel):
 
     def upsert(self, role_arn: str, *, settings: Settings | None = None) -> str:
         """Upload the code and create or update the pipeline on SageMaker; returns its ARN."""
-        from sagepipe.cloud.deploy import deploy
+        from sagepipe.cloud.deploy import deploy_from_settings
 
         settings = settings or Settings.from_env()
-        arn: str = deploy(self.compile(settings), settings, role_arn=role_arn).pipeline_arn
-        return arn
+        compiled = self.compile(settings)
+        result = deploy_from_settings(
+            compiled.definition, compiled.uploads, compiled.name, settings, role_arn
+        )
+        return result.pipeline_arn

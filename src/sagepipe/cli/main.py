@@ -30,8 +30,10 @@ app.add_typer(models_app, name="models")
 
 def _register_subcommands() -> None:
     from sagepipe.cli.bucket import bucket_app
+    from sagepipe.cli.cloud import deploy_command
 
     app.add_typer(bucket_app, name="bucket")
+    app.command("deploy")(deploy_command)
 
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
@@ -148,13 +150,25 @@ def run(
     ] = None,
     store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream step logs.")] = False,
+    backend: Annotated[str, typer.Option(help="local or sagemaker.")] = "local",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="sagemaker: print the execution ARN and return.")
+    ] = False,
 ) -> None:
-    """Run the pipeline locally; exit 0 only when the execution Succeeded."""
+    """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
     from sagepipe.cli.live import LiveView
     from sagepipe.engine.runner import build_engine, start_definition, upload_code
 
-    s = settings(sandbox=sandbox, store=store)
     params = parse_parameters(parameter)
+    if backend == "sagemaker":
+        from sagepipe.cli.cloud import run_on_sagemaker
+
+        settings()
+        run_on_sagemaker(pipeline, params, no_wait)
+        return
+    if backend != "local":
+        raise SagepipeError(f"--backend {backend!r} is unknown; use local or sagemaker")
+    s = settings(sandbox=sandbox, store=store)
     loaded = load_pipeline(pipeline, s)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
     view = LiveView(console, steps, quiet=quiet)
@@ -232,12 +246,30 @@ def _history() -> Any:
     return History(settings().history_path)
 
 
+BackendOpt = Annotated[str, typer.Option(help="local or sagemaker.")]
+
+
+def _cloud(
+    action: str, pipeline: str | None, execution: str | None, step: str | None = None
+) -> None:
+    from sagepipe.cli.cloud import executions_cloud
+
+    executions_cloud(action, pipeline, execution, step)
+
+
 @executions_app.command("list")
 def executions_list(
-    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Only this pipeline (sagemaker: its name or file).")
+    ] = None,
+    backend: BackendOpt = "local",
 ) -> None:
-    """The newest local executions."""
+    """The newest executions."""
     from rich.table import Table
+
+    if backend == "sagemaker":
+        _cloud("list", pipeline, None)
+        return
 
     table = Table(title="executions")
     for col in ("id", "pipeline", "status", "started", "duration"):
@@ -251,9 +283,13 @@ def executions_list(
 
 
 @executions_app.command("describe")
-def executions_describe(execution_id: str) -> None:
+def executions_describe(execution_id: str, backend: BackendOpt = "local") -> None:
     """DescribePipelineExecution as JSON."""
     from sagepipe.engine.execution import describe_execution
+
+    if backend == "sagemaker":
+        _cloud("describe", None, execution_id)
+        return
 
     sys.stdout.write(render.to_json(describe_execution(_history().execution(execution_id))) + "\n")
 
@@ -312,6 +348,22 @@ def logs(
         if not follow or history.execution(record.id).status in ("Succeeded", "Failed", "Stopped"):
             break
         time.sleep(0.5)
+
+
+@executions_app.command("stop")
+def executions_stop(execution_id: str, backend: BackendOpt = "sagemaker") -> None:
+    """Stop a running execution (SageMaker; local runs stop with Ctrl-C)."""
+    if backend != "sagemaker":
+        raise SagepipeError("local executions stop with Ctrl-C in the terminal that runs them")
+    _cloud("stop", None, execution_id)
+
+
+@executions_app.command("retry")
+def executions_retry(execution_id: str, backend: BackendOpt = "sagemaker") -> None:
+    """Retry the failed steps of a failed execution (SageMaker)."""
+    if backend != "sagemaker":
+        raise SagepipeError("retry is a SageMaker operation; rerun locally with 'sagepipe run'")
+    _cloud("retry", None, execution_id)
 
 
 @models_app.command("list")

@@ -23,7 +23,7 @@ from typing import Any
 
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef
-from sagepipe.engine.cache import cache_key, cache_since
+from sagepipe.definition.cache import cache_key, cache_since
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,

@@ -1,4 +1,7 @@
-"""Step caching as SageMaker documents it: a key over the job's defining arguments."""
+"""Step caching as SageMaker documents it: a key over the job's defining arguments.
+
+Shared by the local engine (to find hits) and the SageMaker dry run (to predict them).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sagepipe.errors import ExecutionError
+from sagepipe.errors import DefinitionError
 
 # The request fields SageMaker compares to decide a cache hit, per step type.
 CACHE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -30,6 +33,14 @@ _DURATION = re.compile(
 )
 
 
+def cache_fields(step_type: str, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request fields SageMaker compares for ``step_type`` (None: the type never caches)."""
+    fields = CACHE_FIELDS.get(step_type)
+    if fields is None:
+        return None
+    return {f: arguments.get(f) for f in fields}
+
+
 def cache_key(step_type: str, arguments: Mapping[str, Any]) -> str | None:
     """The cache key of a resolved step, or None for step types that do not cache."""
     fields = CACHE_FIELDS.get(step_type)
@@ -46,7 +57,7 @@ def expire_seconds(text: str | None) -> float | None:
         return None
     m = _DURATION.match(text)
     if not m or not any(m.groupdict().values()):
-        raise ExecutionError(
+        raise DefinitionError(
             f"ExpireAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"
         )
     g = {k: int(v or 0) for k, v in m.groupdict().items()}

@@ -1,0 +1,192 @@
+"""Deploy: upload the code plan (content-addressed, skipping what is there), then create or
+update the pipeline with exactly the definition text sagepipe prints and runs locally."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagepipe.cloud.client import Clients, is_not_found
+from sagepipe.cloud.limits import check_for_service
+from sagepipe.cloud.predict import Prediction, predict
+from sagepipe.definition import Definition, Upload, load
+from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
+from sagepipe.errors import SageMakerError
+from sagepipe.storage import ObjectStore, parse_uri
+
+
+@dataclass
+class DeployResult:
+    """What a deploy did (or, for a dry run, would do)."""
+
+    pipeline_arn: str
+    created: bool
+    uploaded: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    definition_location: str = "inline"
+    problems: list[str] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+
+
+def upload_plan(
+    store: ObjectStore, uploads: Sequence[Upload], dry_run: bool
+) -> tuple[list[str], list[str]]:
+    """Upload missing objects; returns (uploaded or to upload, already present)."""
+    missing, present = [], []
+    for item in uploads:
+        if store.head(item.uri) is not None:
+            present.append(item.uri)
+            continue
+        missing.append(item.uri)
+        if not dry_run:
+            store.ensure_bucket(parse_uri(item.uri)[0])
+            store.put(item.uri, item.read())
+    return missing, present
+
+
+def _exists(clients: Clients, name: str) -> dict[str, Any] | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sagepipe.cloud.client import translate
+
+    try:
+        return dict(clients.sagemaker.describe_pipeline(PipelineName=name))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if is_not_found(error):
+            return None
+        raise translate(exc, f"describe pipeline {name}") from exc
+    except BotoCoreError as exc:
+        raise translate(exc, f"describe pipeline {name}") from exc
+
+
+def deploy(
+    definition: Definition,
+    uploads: Sequence[Upload],
+    name: str,
+    clients: Clients,
+    store: ObjectStore,
+    bucket: str,
+    role_arn: str | None,
+    tags: Mapping[str, str] | None = None,
+    max_parallel: int | None = None,
+    dry_run: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+) -> DeployResult:
+    """Create or update pipeline ``name``; a dry run only checks, plans and predicts."""
+    problems = check_for_service(definition, name, role_arn)
+    if role_arn is None and not dry_run:
+        problems.append("--role is required: the IAM role SageMaker runs the pipeline's jobs as")
+    if problems and not dry_run:
+        raise SageMakerError("; ".join(problems))
+    existing = _exists(clients, name)
+    missing, present = upload_plan(store, uploads, dry_run)
+    text = definition.dumps()
+    result = DeployResult(
+        pipeline_arn=str(existing["PipelineArn"]) if existing else "",
+        created=existing is None,
+        uploaded=missing,
+        already_present=present,
+        problems=problems,
+    )
+    if dry_run:
+        result.predictions = predict_next(clients, name, definition, parameters or {})
+        return result
+    request: dict[str, Any] = {"PipelineName": name, "RoleArn": role_arn}
+    if len(text.encode()) <= MAX_INLINE_DEFINITION_BYTES:
+        request["PipelineDefinition"] = text
+    else:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        key = f"app/{name}/definitions/{digest}.json"
+        store.ensure_bucket(bucket)
+        store.put(f"s3://{bucket}/{key}", text.encode())
+        request["PipelineDefinitionS3Location"] = {"Bucket": bucket, "ObjectKey": key}
+        result.definition_location = f"s3://{bucket}/{key}"
+    if max_parallel:
+        request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": max_parallel}
+    if existing is None:
+        if tags:
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        resp = clients.call(f"create pipeline {name}", clients.sagemaker.create_pipeline, **request)
+    else:
+        resp = clients.call(f"update pipeline {name}", clients.sagemaker.update_pipeline, **request)
+        if tags:
+            clients.call(
+                "tag pipeline",
+                clients.sagemaker.add_tags,
+                ResourceArn=resp["PipelineArn"],
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+    result.pipeline_arn = str(resp["PipelineArn"])
+    return result
+
+
+def predict_next(
+    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, Any]
+) -> list[Prediction]:
+    """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
+    new_params = {p.name: p.default_value for p in definition.parameters}
+    new_params.update({k: definition.parameter(k).convert(v) for k, v in parameters.items()})
+    last = _last_succeeded(clients, name)
+    if last is None:
+        return predict(definition, new_params, None, {}, None)
+    arn, created = last
+    text = clients.call(
+        "describe the last execution's definition",
+        clients.sagemaker.describe_pipeline_definition_for_execution,
+        PipelineExecutionArn=arn,
+    )["PipelineDefinition"]
+    old = load(text)
+    listed = clients.call(
+        "list the last execution's parameters",
+        clients.sagemaker.list_pipeline_parameters_for_execution,
+        PipelineExecutionArn=arn,
+    ).get("PipelineParameters", [])
+    old_params = {p.name: p.default_value for p in old.parameters}
+    for item in listed:
+        try:
+            old_params[item["Name"]] = old.parameter(item["Name"]).convert(item["Value"])
+        except Exception:
+            old_params[item["Name"]] = item["Value"]
+    return predict(definition, new_params, old, old_params, time.time() - created)
+
+
+def _last_succeeded(clients: Clients, name: str) -> tuple[str, float] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        summaries = clients.sagemaker.list_pipeline_executions(
+            PipelineName=name, SortBy="CreationTime", SortOrder="Descending", MaxResults=50
+        ).get("PipelineExecutionSummaries", [])
+    except ClientError:
+        return None
+    for summary in summaries:
+        if summary.get("PipelineExecutionStatus") == "Succeeded":
+            return str(summary["PipelineExecutionArn"]), summary["StartTime"].timestamp()
+    return None
+
+
+def deploy_from_settings(
+    definition: Definition,
+    uploads: Sequence[Upload],
+    name: str,
+    settings: Any,
+    role_arn: str | None,
+    **kwargs: Any,
+) -> DeployResult:
+    """``deploy`` with clients and the S3 store built from ``settings``."""
+    from sagepipe.storage.s3 import S3Store
+
+    return deploy(
+        definition,
+        uploads,
+        name,
+        Clients.from_settings(settings),
+        S3Store.from_settings(settings),
+        settings.bucket,
+        role_arn,
+        **kwargs,
+    )

@@ -1,0 +1,166 @@
+"""Executions on SageMaker: start, inspect, stop, retry, and watch them with their job logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagepipe.cloud.client import Clients
+
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+LOG_GROUPS = {
+    "ProcessingJob": "/aws/sagemaker/ProcessingJobs",
+    "TrainingJob": "/aws/sagemaker/TrainingJobs",
+}
+
+
+def start(
+    clients: Clients, name: str, parameters: Mapping[str, Any], display_name: str | None = None
+) -> str:
+    """Start an execution; returns its ARN. Parameter values are sent as strings."""
+    request: dict[str, Any] = {
+        "PipelineName": name,
+        "PipelineParameters": [{"Name": k, "Value": _text(v)} for k, v in parameters.items()],
+    }
+    if display_name:
+        request["PipelineExecutionDisplayName"] = display_name
+    resp = clients.call(
+        f"start pipeline {name}", clients.sagemaker.start_pipeline_execution, **request
+    )
+    return str(resp["PipelineExecutionArn"])
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def describe(clients: Clients, arn: str) -> dict[str, Any]:
+    """DescribePipelineExecution."""
+    resp = clients.call(
+        "describe execution",
+        clients.sagemaker.describe_pipeline_execution,
+        PipelineExecutionArn=arn,
+    )
+    return {k: v for k, v in resp.items() if k != "ResponseMetadata"}
+
+
+def list_executions(clients: Clients, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest executions of pipeline ``name``."""
+    resp = clients.call(
+        f"list executions of {name}",
+        clients.sagemaker.list_pipeline_executions,
+        PipelineName=name,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=min(limit, 100),
+    )
+    return list(resp.get("PipelineExecutionSummaries", []))
+
+
+def list_steps(clients: Clients, arn: str) -> list[dict[str, Any]]:
+    """ListPipelineExecutionSteps, every page."""
+    steps: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"PipelineExecutionArn": arn, "SortOrder": "Descending"}
+        if token:
+            kwargs["NextToken"] = token
+        resp = clients.call(
+            "list execution steps", clients.sagemaker.list_pipeline_execution_steps, **kwargs
+        )
+        steps.extend(resp.get("PipelineExecutionSteps", []))
+        token = resp.get("NextToken")
+        if not token:
+            return steps
+
+
+def stop(clients: Clients, arn: str) -> None:
+    """StopPipelineExecution."""
+    clients.call(
+        "stop execution", clients.sagemaker.stop_pipeline_execution, PipelineExecutionArn=arn
+    )
+
+
+def retry(clients: Clients, arn: str) -> str:
+    """RetryPipelineExecution: run the failed steps of a failed execution again."""
+    resp = clients.call(
+        "retry execution", clients.sagemaker.retry_pipeline_execution, PipelineExecutionArn=arn
+    )
+    return str(resp["PipelineExecutionArn"])
+
+
+def job_of(step: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(log group, job name) of a processing or training step, from its Metadata."""
+    for kind, group in LOG_GROUPS.items():
+        arn = (step.get("Metadata") or {}).get(kind, {}).get("Arn")
+        if arn:
+            return group, str(arn).rsplit("/", 1)[-1]
+    return None
+
+
+@dataclass
+class LogFollower:
+    """Follows the CloudWatch log streams of each job (streams start with the job name)."""
+
+    clients: Clients
+    tokens: dict[str, str | None] = field(default_factory=dict)
+
+    def poll(self, step: str, group: str, job: str, emit: Callable[[str, str], None]) -> None:
+        """Print new events of every stream of ``job``, prefixed by ``step``."""
+        from botocore.exceptions import ClientError
+
+        try:
+            streams = self.clients.logs.describe_log_streams(
+                logGroupName=group, logStreamNamePrefix=job
+            ).get("logStreams", [])
+        except ClientError:
+            return  # the group or stream appears once the job has started
+        for stream in streams:
+            name = stream["logStreamName"]
+            kwargs: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": name,
+                "startFromHead": True,
+            }
+            if self.tokens.get(name):
+                kwargs["nextToken"] = self.tokens[name]
+            while True:
+                resp = self.clients.logs.get_log_events(**kwargs)
+                for event in resp.get("events", []):
+                    emit(step, str(event.get("message", "")).rstrip("\n"))
+                token = resp.get("nextForwardToken")
+                if not token or token == kwargs.get("nextToken"):
+                    break
+                kwargs["nextToken"] = token
+                self.tokens[name] = token
+
+
+def watch(
+    clients: Clients,
+    arn: str,
+    on_line: Callable[[str, str], None],
+    on_status: Callable[[str, str], None],
+    interval: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll until the execution ends: step statuses, job logs; returns the final description."""
+    follower = LogFollower(clients)
+    seen: dict[str, str] = {}
+    while True:
+        desc = describe(clients, arn)
+        steps = list_steps(clients, arn)
+        for step in reversed(steps):
+            name, status = step["StepName"], step["StepStatus"]
+            if seen.get(name) != status:
+                seen[name] = status
+                on_status(name, status)
+            job = job_of(step)
+            if job is not None:
+                follower.poll(name, *job, on_line)
+        if desc["PipelineExecutionStatus"] in TERMINAL:
+            return desc
+        sleep(interval)

@@ -1,0 +1,86 @@
+"""Checks the service applies when a pipeline is created, made before anything is uploaded."""
+
+from __future__ import annotations
+
+import re
+
+from sagepipe.definition import Definition
+from sagepipe.definition.cache import expire_seconds
+from sagepipe.definition.limits import MAX_DEFINITION_BYTES
+from sagepipe.errors import DefinitionError
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+STEP_TYPES = frozenset(
+    {
+        "Processing",
+        "Training",
+        "Transform",
+        "Tuning",
+        "Model",
+        "CreateModel",
+        "RegisterModel",
+        "Condition",
+        "Fail",
+        "Lambda",
+        "Callback",
+        "QualityCheck",
+        "ClarifyCheck",
+        "EMR",
+        "AutoML",
+        "NotebookJob",
+        "Endpoint",
+        "EndpointConfig",
+        "EMRServerless",
+    }
+)
+JOB_STEP_TYPES = frozenset(
+    {
+        "Processing",
+        "Training",
+        "Transform",
+        "Tuning",
+        "Model",
+        "CreateModel",
+        "RegisterModel",
+        "AutoML",
+        "QualityCheck",
+        "ClarifyCheck",
+    }
+)
+
+
+def check_for_service(
+    definition: Definition, pipeline_name: str, role_arn: str | None
+) -> list[str]:
+    """Every problem SageMaker would refuse the pipeline for, one line each."""
+    problems = []
+    if not PIPELINE_NAME.match(pipeline_name):
+        problems.append(
+            f"pipeline name {pipeline_name!r}: SageMaker allows letters, digits and '-' "
+            "(not '_'), up to 256 characters"
+        )
+    if role_arn is not None and not ROLE_ARN.match(role_arn):
+        problems.append(
+            f"role {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        )
+    size = len(definition.dumps().encode())
+    if size > MAX_DEFINITION_BYTES:
+        problems.append(
+            f"the definition is {size:,} bytes; SageMaker accepts at most {MAX_DEFINITION_BYTES:,}"
+        )
+    for step in definition.all_steps():
+        if step.type not in STEP_TYPES:
+            problems.append(f"step '{step.name}': type {step.type!r} is not a SageMaker step type")
+        for policy in step.retry_policies or ():
+            for kind in policy.get("ExceptionType", []):
+                if str(kind).startswith("SageMaker.") and step.type not in JOB_STEP_TYPES:
+                    problems.append(
+                        f"step '{step.name}': retry on {kind} only applies to job steps, not {step.type}"
+                    )
+        if step.cache_config and step.cache_config.get("ExpireAfter"):
+            try:
+                expire_seconds(str(step.cache_config["ExpireAfter"]))
+            except DefinitionError as exc:
+                problems.append(f"step '{step.name}': {exc}")
+    return problems

@@ -1,0 +1,105 @@
+"""Predict which steps of the next SageMaker execution will be cache hits.
+
+SageMaker reuses a step when its cache-relevant request fields (DESIGN: Processing:
+AppSpecification, Environment, ProcessingInputs; Training: AlgorithmSpecification, ...) equal
+those of a previous successful run within ExpireAfter. Here those fields are computed for the
+definition about to run and for the last successful execution's definition and parameters,
+with step references kept symbolic: a step reading an upstream step that will run again is a
+miss too, since that step's outputs change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sagepipe.definition import Definition
+from sagepipe.definition.cache import cache_fields, expire_seconds
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The predicted cache outcome of one step."""
+
+    step: str
+    hit: bool | None  # None: the step type never caches
+    reason: str
+
+
+def _resolve(value: Any, params: Mapping[str, Any]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"Get"} and isinstance(value["Get"], str):
+            get = value["Get"]
+            if get.startswith("Parameters."):
+                return params.get(get.removeprefix("Parameters."))
+            return value
+        return {k: _resolve(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, params) for v in value]
+    return value
+
+
+def _reads(value: Any) -> set[str]:
+    text = json.dumps(value)
+    out = set()
+    for part in text.split('"Get": "')[1:]:
+        ref = part.split('"', 1)[0]
+        if ref.startswith("Steps."):
+            out.add(ref.split(".")[1].split("[")[0])
+        elif (
+            ref.startswith("Execution.PipelineExecution")
+            or ref.startswith("Execution.StartDateTime")
+            or ref.startswith("Execution.CurrentDateTime")
+        ):
+            out.add("@execution")
+    return out
+
+
+def predict(
+    new: Definition,
+    new_params: Mapping[str, Any],
+    old: Definition | None,
+    old_params: Mapping[str, Any],
+    old_age_seconds: float | None,
+) -> list[Prediction]:
+    """Predicted cache hits for every step of ``new`` in run order."""
+    out: dict[str, Prediction] = {}
+    for name in new.graph.order():
+        step = new.step(name)
+        fields = cache_fields(step.type, step.arguments)
+        if fields is None:
+            out[name] = Prediction(name, None, f"{step.type} steps are not cached")
+            continue
+        if not (step.cache_config or {}).get("Enabled"):
+            out[name] = Prediction(name, False, "caching is off for this step")
+            continue
+        if old is None:
+            out[name] = Prediction(name, False, "no previous successful execution")
+            continue
+        try:
+            previous = old.step(name)
+        except Exception:
+            out[name] = Prediction(name, False, "new step")
+            continue
+        window = expire_seconds((step.cache_config or {}).get("ExpireAfter"))
+        if window is not None and old_age_seconds is not None and old_age_seconds > window:
+            out[name] = Prediction(name, False, "the previous run is older than ExpireAfter")
+            continue
+        mine = _resolve(fields, new_params)
+        theirs = _resolve(cache_fields(previous.type, previous.arguments), old_params)
+        if mine != theirs:
+            changed = sorted(k for k in mine if mine.get(k) != (theirs or {}).get(k))
+            out[name] = Prediction(name, False, f"changed: {', '.join(changed)}")
+            continue
+        reads = _reads(mine)
+        if "@execution" in reads:
+            out[name] = Prediction(name, False, "its inputs depend on the execution id")
+            continue
+        rerun = sorted(r for r in reads if r in out and out[r].hit is False)
+        if rerun:
+            out[name] = Prediction(name, False, f"upstream step {', '.join(rerun)} will run")
+            continue
+        out[name] = Prediction(name, True, "same inputs as the last successful execution")
+    return list(out.values())
