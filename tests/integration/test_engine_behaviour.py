@@ -145,20 +145,23 @@ def test_two_executions_at_once_do_not_mix(settings: Settings) -> None:
     code = "import os, time; time.sleep(0.3); open('/opt/ml/processing/o/who.txt', 'w').write(os.environ['WHO'])"
     results = {}
 
+    errors: list[BaseException] = []
+
     def go(who: str) -> None:
         step = py(
-            "w",
-            code.replace("/opt/ml", "/opt/ml"),
-            outputs=[out("o")],
-            processor=Processor(image_uri=IMAGE, env={"WHO": who}),
+            "w", code, outputs=[out("o")], processor=Processor(image_uri=IMAGE, env={"WHO": who})
         )
-        results[who] = run(settings, Pipeline("same", steps=[step]), "process")
+        try:
+            results[who] = run(settings, Pipeline("same", steps=[step]), "process")
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=go, args=(w,)) for w in ("one", "two")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, errors
     store = LocalStore(settings.local_store_root)
     for who, execution in results.items():
         assert execution.describe()["PipelineExecutionStatus"] == "Succeeded"

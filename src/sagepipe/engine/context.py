@@ -66,7 +66,7 @@ class Processes:
     """Running step processes, so that a stop can reach every process group."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    running: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    running: dict[subprocess.Popen[bytes], threading.Event] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
 
 

@@ -19,12 +19,13 @@ KILL_GRACE_S = 5.0
 
 @dataclass(frozen=True)
 class JobResult:
-    """How the process ended."""
+    """How the process ended, and its peak resident memory (KiB, sandbox included)."""
 
     returncode: int
     last_error: str | None
     timed_out: bool
     stopped: bool
+    peak_rss_kb: int = 0
 
 
 def base_env(python: str, extra: dict[str, str]) -> dict[str, str]:
@@ -48,8 +49,9 @@ def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> Jo
     """Launch ``spec`` in the context's sandbox and wait for it."""
     procs = ctx.processes
     proc = ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
+    waiter = _Waiter(proc)
     with procs.lock:
-        procs.running.add(proc)
+        procs.running[proc] = waiter.done
     errors: deque[str] = deque(maxlen=20)
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, ctx, None), daemon=True),
@@ -59,17 +61,43 @@ def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> Jo
         t.start()
     timed_out = False
     try:
-        proc.wait(timeout=max_runtime)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc)
-        proc.wait()
+        if not waiter.done.wait(max_runtime):
+            timed_out = True
+            kill_group(proc, done=waiter.done)
+            waiter.done.wait()
     finally:
         with procs.lock:
-            procs.running.discard(proc)
+            procs.running.pop(proc, None)
     for t in readers:
         t.join()
-    return JobResult(proc.returncode, _last_error(errors), timed_out, procs.stopping.is_set())
+    return JobResult(
+        waiter.returncode,
+        _last_error(errors),
+        timed_out,
+        procs.stopping.is_set(),
+        waiter.peak_rss_kb,
+    )
+
+
+class _Waiter:
+    """Reaps the process with wait4, which also reports its (and its children's) peak RSS."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.done = threading.Event()
+        self.returncode = -1
+        self.peak_rss_kb = 0
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            self.peak_rss_kb = int(usage.ru_maxrss)
+        except ChildProcessError:  # reaped elsewhere
+            self.returncode = self.proc.wait()
+        self.proc.returncode = self.returncode
+        self.done.set()
 
 
 def _pump(stream: IO[bytes] | None, ctx: StepContext, keep: deque[str] | None) -> None:
@@ -96,11 +124,19 @@ def _last_error(lines: deque[str]) -> str | None:
     return lines[-1]
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_S) -> None:
+def kill_group(
+    proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_S, done: threading.Event | None = None
+) -> None:
     """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
+        return
+    if done is not None:
+        if done.wait(grace):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         return
     try:
         proc.wait(timeout=grace)
@@ -113,8 +149,10 @@ def stop_all(procs: Processes) -> None:
     """Stop every running job's process group."""
     procs.stopping.set()
     with procs.lock:
-        running = list(procs.running)
-    threads = [threading.Thread(target=kill_group, args=(p,)) for p in running]
+        running = list(procs.running.items())
+    threads = [
+        threading.Thread(target=kill_group, args=(p, KILL_GRACE_S, done)) for p, done in running
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -107,7 +107,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         "ProcessingEndTime": time.time(),
         "CreationTime": started,
     }
-    metadata = {"ProcessingJob": {"Arn": _arn(ctx)}}
+    metadata = {"ProcessingJob": {"Arn": _arn(ctx)}, "_peak_rss_kb": result.peak_rss_kb}
     if result.stopped:
         return StepOutcome(
             "Stopped", {**props, "ProcessingJobStatus": "Stopped"}, metadata, "Stopped by user"

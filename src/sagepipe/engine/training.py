@@ -216,7 +216,7 @@ def run_training(ctx: StepContext) -> StepOutcome:
         "BillableTimeInSeconds": 0,
         "FinalMetricDataList": _metrics(ctx, log_start),
     }
-    metadata = {"TrainingJob": {"Arn": arn}}
+    metadata = {"TrainingJob": {"Arn": arn}, "_peak_rss_kb": result.peak_rss_kb}
     if result.stopped:
         return StepOutcome(
             "Stopped", {**props, "TrainingJobStatus": "Stopped"}, metadata, "Stopped by user"

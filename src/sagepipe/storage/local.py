@@ -141,9 +141,10 @@ class LocalStore:
     def ensure_bucket(self, bucket: str) -> bool:
         safe_key(bucket)
         path = self.root / bucket
-        if path.is_dir():
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:  # also when another process made it a moment ago
             return False
-        path.mkdir(parents=True)
         return True
 
     def local_path(self, uri: str) -> Path | None:

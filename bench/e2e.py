@@ -1,0 +1,237 @@
+"""The example pipeline on synthetic rows, against the same stages as plain function calls.
+
+Baseline: the app's seven step scripts (read, clean, prepare, normalize, train, evaluate,
+publish) called one after the other in one process, on folders, without sagepipe: the work
+itself. Pipeline: the same scripts as a sagepipe execution (bwrap when available, a fresh
+store and history per run so nothing is cached). Ratio = pipeline / baseline, median of RUNS;
+peak RSS per step from the engine (wait4 of each step's process tree).
+
+    python bench/e2e.py [--rows 1e6] [--runs 3] [--big 1e7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import record, table
+from bench.generate_data import write
+from sagepipe.config import Settings
+from sagepipe.definition import compile_pipeline
+from sagepipe.engine.history import History
+from sagepipe.engine.runner import build_engine, start_definition, upload_code
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "app" / "src"
+PARAMS = {"NEstimators": "10", "MaxDepth": "10", "QualityThreshold": "0.5"}
+STEPS = [
+    "read_data",
+    "clean_data",
+    "prepare_data",
+    "normalize_data",
+    "train",
+    "evaluate",
+    "publish_model",
+]
+
+
+def _module(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", SRC / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline(data: Path, work: Path) -> float:
+    """The seven scripts as function calls in this process."""
+    shutil.rmtree(work, ignore_errors=True)
+    w = {
+        k: work / k
+        for k in ("raw", "clean", "art1", "splits", "art2", "norm", "art3", "model", "eval", "pub")
+    }
+    target = ["--target", "species"]
+    calls = [
+        ("read_data", ["--input-dir", str(data), "--output-dir", str(w["raw"]), *target]),
+        (
+            "clean_data",
+            [
+                "--input-dir",
+                str(w["raw"]),
+                "--output-dir",
+                str(w["clean"]),
+                "--artifacts-dir",
+                str(w["art1"]),
+                *target,
+            ],
+        ),
+        (
+            "prepare_data",
+            [
+                "--input-dir",
+                str(w["clean"]),
+                "--cleaning-dir",
+                str(w["art1"]),
+                "--output-dir",
+                str(w["splits"]),
+                "--artifacts-dir",
+                str(w["art2"]),
+                *target,
+            ],
+        ),
+        (
+            "normalize_data",
+            [
+                "--input-dir",
+                str(w["splits"]),
+                "--output-dir",
+                str(w["norm"]),
+                "--artifacts-dir",
+                str(w["art3"]),
+                *target,
+            ],
+        ),
+        (
+            "train",
+            [
+                "--train-dir",
+                str(w["norm"] / "train"),
+                "--validation-dir",
+                str(w["norm"] / "validation"),
+                "--artifacts-dirs",
+                f"{w['art1']},{w['art2']},{w['art3']}",
+                "--model-dir",
+                str(w["model"]),
+                "--n-estimators",
+                PARAMS["NEstimators"],
+                "--max-depth",
+                PARAMS["MaxDepth"],
+                *target,
+            ],
+        ),
+        (
+            "evaluate",
+            [
+                "--model-dir",
+                str(w["model"]),
+                "--test-dir",
+                str(w["norm"] / "test"),
+                "--output-dir",
+                str(w["eval"]),
+                *target,
+            ],
+        ),
+        (
+            "publish_model",
+            [
+                "--model-dir",
+                str(w["model"]),
+                "--evaluation-dir",
+                str(w["eval"]),
+                "--output-dir",
+                str(w["pub"]),
+            ],
+        ),
+    ]
+    modules = {name: _module(name) for name, _ in calls}  # imports outside the timing
+    start = time.perf_counter()
+    for name, argv in calls:
+        sys.argv = [name, *argv]
+        modules[name].main()
+    return time.perf_counter() - start
+
+
+def pipeline(data_file: Path, home: Path) -> tuple[float, dict[str, int], str]:
+    """One execution on a fresh store and history; wall time, peak RSS per step, status."""
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings.from_env(
+        cwd=ROOT, environ={"SAGEPIPE_HOME": str(home), "SAGEPIPE_BUCKET": "bench"}
+    )
+    engine = build_engine(settings)
+    engine.store.ensure_bucket("bench")
+    uri = "s3://bench/other/data/raw/bench.csv"
+    engine.store.put_file(uri, data_file)
+    spec = importlib.util.spec_from_file_location(
+        "bench_app", ROOT / "app" / "sagemaker_pipeline.py"
+    )
+    assert spec and spec.loader
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    compiled = compile_pipeline(app.get_pipeline(bucket="bench"), bucket="bench")
+    upload_code(compiled, engine.store)
+    start = time.perf_counter()
+    execution = start_definition(
+        engine, compiled.definition, compiled.name, {**PARAMS, "InputDataUri": uri}
+    )
+    status = execution.wait()
+    wall = time.perf_counter() - start
+    rss = {
+        s.name: int(s.metadata.get("_peak_rss_kb", 0))
+        for s in History(settings.history_path).steps(execution.execution_id)
+    }
+    return wall, rss, status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=float, default=1e6)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--big", type=float, default=0, help="also run the pipeline once at this many rows"
+    )
+    args = parser.parse_args()
+    rows = int(args.rows)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        base = Path(tmp)
+        data = base / "data"
+        write(rows, data / "bench.csv")
+        base_times, pipe_times, rss_runs = [], [], []
+        for _ in range(args.runs):
+            base_times.append(baseline(data, base / "work"))
+            wall, rss, status = pipeline(data / "bench.csv", base / "home")
+            if status != "Succeeded":
+                raise SystemExit(f"pipeline {status}")
+            pipe_times.append(wall)
+            rss_runs.append(rss)
+            print(f"baseline {base_times[-1]:.1f}s pipeline {wall:.1f}s")
+        b, p = statistics.median(base_times), statistics.median(pipe_times)
+        rss = {s: max(r.get(s, 0) for r in rss_runs) for s in STEPS}
+        rows_table = [[s, f"{rss[s] / 1024:.0f}"] for s in STEPS]
+        body = (
+            f"{rows:,} synthetic rows (bench/generate_data.py, penguins schema), RandomForest "
+            f"{PARAMS['NEstimators']} trees depth {PARAMS['MaxDepth']}; median of {args.runs}.\n\n"
+            + table(
+                ["", "wall (s)"],
+                [
+                    ["plain functions, one process", f"{b:.1f}"],
+                    ["sagepipe pipeline", f"{p:.1f}"],
+                    ["ratio", f"{p / b:.3f}"],
+                ],
+            )
+            + "\n\nPeak RSS per step (MiB, the step's process tree):\n\n"
+            + table(["step", "peak RSS (MiB)"], rows_table)
+            + "\n\nTarget: ratio <= 1.15."
+        )
+        if args.big:
+            big_rows = int(args.big)
+            write(big_rows, data / "big.csv")
+            wall, big_rss, status = pipeline(data / "big.csv", base / "home-big")
+            body += (
+                f"\n\nAt {big_rows:,} rows, one run: {status} in {wall:.0f} s; largest step peak RSS "
+                f"{max(big_rss.values()) / 1024 / 1024:.1f} GiB ("
+                + ", ".join(f"{s} {big_rss.get(s, 0) / 1024 / 1024:.1f}" for s in STEPS)
+                + " GiB)."
+            )
+    print(body)
+    record(f"e2e: the example pipeline on {rows:,} rows", body)
+
+
+if __name__ == "__main__":
+    main()
