@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,8 +51,8 @@ def _module(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
-def baseline(data: Path, work: Path) -> float:
-    """The seven scripts as function calls in this process."""
+def baseline(data: Path, work: Path, processes: bool = False) -> float:
+    """The seven scripts as function calls in this process (or each as a plain process)."""
     shutil.rmtree(work, ignore_errors=True)
     w = {
         k: work / k
@@ -140,6 +141,13 @@ def baseline(data: Path, work: Path) -> float:
             ],
         ),
     ]
+    if processes:
+        start = time.perf_counter()
+        for name, argv in calls:
+            subprocess.run(
+                [sys.executable, str(SRC / f"{name}.py"), *argv], check=True, capture_output=True
+            )
+        return time.perf_counter() - start
     modules = {name: _module(name) for name, _ in calls}  # imports outside the timing
     start = time.perf_counter()
     for name, argv in calls:
@@ -192,16 +200,20 @@ def main() -> None:
         base = Path(tmp)
         data = base / "data"
         write(rows, data / "bench.csv")
-        base_times, pipe_times, rss_runs = [], [], []
+        base_times, proc_times, pipe_times, rss_runs = [], [], [], []
         for _ in range(args.runs):
             base_times.append(baseline(data, base / "work"))
+            proc_times.append(baseline(data, base / "work", processes=True))
             wall, rss, status = pipeline(data / "bench.csv", base / "home")
             if status != "Succeeded":
                 raise SystemExit(f"pipeline {status}")
             pipe_times.append(wall)
             rss_runs.append(rss)
-            print(f"baseline {base_times[-1]:.1f}s pipeline {wall:.1f}s")
+            print(
+                f"baseline {base_times[-1]:.1f}s processes {proc_times[-1]:.1f}s pipeline {wall:.1f}s"
+            )
         b, p = statistics.median(base_times), statistics.median(pipe_times)
+        bp = statistics.median(proc_times)
         rss = {s: max(r.get(s, 0) for r in rss_runs) for s in STEPS}
         rows_table = [[s, f"{rss[s] / 1024:.0f}"] for s in STEPS]
         body = (

@@ -80,24 +80,57 @@ def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> Jo
 
 
 class _Waiter:
-    """Reaps the process with wait4, which also reports its (and its children's) peak RSS."""
+    """Waits for the process and samples its tree's memory high-water mark meanwhile.
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    wait4's ru_maxrss is no use here: a forked child starts with its parent's high-water mark,
+    so every step would report at least the engine's own size. VmHWM in /proc belongs to each
+    process's own address space; its sum over the tree, sampled, is the step's peak.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], interval: float = 0.1) -> None:
         self.proc = proc
         self.done = threading.Event()
         self.returncode = -1
         self.peak_rss_kb = 0
+        self.interval = interval
         threading.Thread(target=self._wait, daemon=True).start()
+        threading.Thread(target=self._sample, daemon=True).start()
 
     def _wait(self) -> None:
-        try:
-            _, status, usage = os.wait4(self.proc.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-            self.peak_rss_kb = int(usage.ru_maxrss)
-        except ChildProcessError:  # reaped elsewhere
-            self.returncode = self.proc.wait()
-        self.proc.returncode = self.returncode
+        self.returncode = self.proc.wait()
         self.done.set()
+
+    def _sample(self) -> None:
+        while True:
+            total = sum(_hwm_kb(pid) for pid in _tree(self.proc.pid))
+            self.peak_rss_kb = max(self.peak_rss_kb, total)
+            if self.done.wait(self.interval):
+                return
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc children lists)."""
+    out, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        out.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as fh:
+                frontier.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _pump(stream: IO[bytes] | None, ctx: StepContext, keep: deque[str] | None) -> None:
