@@ -62,6 +62,7 @@ class Settings:
     images: Mapping[str, str] = field(default_factory=dict)
     bucket_folders: tuple[str, ...] = SEED_FOLDERS
     role_arn: str | None = None
+    prewarm: bool = True
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -105,6 +106,8 @@ class Settings:
             if isinstance(tool.get("bucket"), dict)
             else SEED_FOLDERS,
             "role_arn": env.get("SAGEPIPE_ROLE_ARN") or tool.get("role_arn"),
+            "prewarm": str(env.get("SAGEPIPE_PREWARM", tool.get("prewarm", "1"))).lower()
+            not in ("0", "false", "no", "off"),
             "env": env,
         }
         if isinstance(tool.get("bucket"), dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -26,7 +27,7 @@ from sagepipe.engine.runner import build_engine, start_definition, upload_code
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.storage import LocalStore
 from tests.conftest import HAS_BWRAP
-from tests.integration.helpers import run, sandbox, statuses
+from tests.integration.helpers import SCRIPTS, run, sandbox, statuses
 
 needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -326,3 +327,55 @@ def test_same_pipeline_runs_against_s3(seaweed: object, project: Path) -> None:
         engine.store.head(f"s3://s3run/other/logs/s3p/{execution.execution_id}/copy.log")
         is not None
     )
+
+
+@pytest.mark.parametrize("kind", ["process", pytest.param("bwrap", marks=needs_bwrap)])
+def test_warm_starts_run_the_same_scripts(settings: Settings, kind: str) -> None:
+    """Downstream steps start warm (imports done while upstream runs) with the same results."""
+    first = ProcessingStep(
+        "first",
+        processor=Processor(
+            image_uri=IMAGE,
+            command=(
+                "python3",
+                "-c",
+                "import time; time.sleep(1.0); open('/opt/ml/processing/o/x', 'w').write('41')",
+            ),
+        ),
+        outputs=[out("o")],
+    )
+    second = ProcessingStep(
+        "second",
+        processor=Processor(image_uri=IMAGE, env={"GREETING": "hi"}),
+        code="warm_step.py",
+        inputs=[
+            ProcessingInput(
+                first.properties.ProcessingOutputConfig.Outputs["o"].S3Output.S3Uri,
+                "/opt/ml/processing/input/o",
+            )
+        ],
+        outputs=[out("result")],
+        job_arguments=["--in", "/opt/ml/processing/input/o", "--out", "/opt/ml/processing/result"],
+    )
+    failing = ProcessingStep("failing", processor=PROC, code="fail.py", depends_on=[first])
+    engine = build_engine(settings, sandbox(kind))
+    compiled = compile_pipeline(
+        Pipeline("warm", steps=[first, second, failing]), bucket="test-bucket", base_dir=SCRIPTS
+    )
+    upload_code(compiled, engine.store)
+    execution = start_definition(engine, compiled.definition, "warm", {})
+    execution.wait(120)
+    assert execution.run.warmed == {"second", "failing"}
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["second"]["StepStatus"] == "Succeeded"
+    assert steps["failing"]["FailureReason"] == "ValueError: column 'price' has 3 negative values"
+    store = LocalStore(settings.local_store_root)
+    result = store.get(
+        f"s3://test-bucket/other/outputs/warm/{execution.execution_id}/second/result/result.json"
+    )
+    assert json.loads(result) == {
+        "value": 42,
+        "greeting": "hi",
+        "argv0": "warm_step.py",
+        "name": "__main__",
+    }

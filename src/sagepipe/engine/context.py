@@ -87,6 +87,7 @@ class StepContext:
     history: History
     settings: Settings
     processes: Processes
+    warm: Any = None  # a prewarm.Warm started for this step, or None
 
 
 @dataclass

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from sagepipe.engine.context import Processes, StepContext
 from sagepipe.engine.sandbox import LaunchSpec
@@ -45,10 +45,18 @@ def base_env(python: str, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> JobResult:
-    """Launch ``spec`` in the context's sandbox and wait for it."""
+def run_job(
+    ctx: StepContext,
+    spec: LaunchSpec,
+    max_runtime: float | None,
+    go: dict[str, Any] | None = None,
+) -> JobResult:
+    """Launch ``spec`` in the context's sandbox (or start the warm process with ``go``) and wait."""
     procs = ctx.processes
-    proc = ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
+    if ctx.warm is not None and go is not None:
+        proc = ctx.warm.proc
+    else:
+        proc = ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
     waiter = _Waiter(proc)
     with procs.lock:
         procs.running[proc] = waiter.done
@@ -59,6 +67,9 @@ def run_job(ctx: StepContext, spec: LaunchSpec, max_runtime: float | None) -> Jo
     ]
     for t in readers:
         t.start()
+    if ctx.warm is not None and go is not None:
+        with contextlib.suppress(OSError):  # a launcher that died says why in its output
+            ctx.warm.go(go)
     timed_out = False
     try:
         if not waiter.done.wait(max_runtime):

@@ -62,9 +62,9 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             raise ExecutionError(
                 f"input '{inp.get('InputName')}': LocalPath {local!r} must start with {PROCESSING_ROOT}"
             )
-        stage_input(
-            ctx.store, str(s3["S3Uri"]), host_path(ws, local), s3.get("S3DataType", "S3Prefix")
-        )
+        if ctx.warm is None or inp.get("InputName") not in ctx.warm.staged:
+            kind = s3.get("S3DataType", "S3Prefix")
+            stage_input(ctx.store, str(s3["S3Uri"]), host_path(ws, local), kind)
         readonly.append(local)
     outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
     for out in outputs:
@@ -98,7 +98,18 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         expose=runtime_paths(ctx.settings.python),
     )
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-    result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)
+    go = None
+    if ctx.warm is not None:  # the launcher waits with the interpreter and imports loaded
+
+        def seen(value: str) -> str:
+            return ctx.sandbox.container_path(value, ws)
+
+        go = {
+            "argv": [seen(a) for a in argv[len(ctx.images.runtime(image)) :]],
+            "env": {k: seen(v) for k, v in env.items()},
+            "cwd": seen(CONTAINER_ROOT),
+        }
+    result = run_job(ctx, spec, float(max_runtime) if max_runtime else None, go)
     props = {
         **args,
         "ProcessingJobName": ctx.job_name,

@@ -42,9 +42,17 @@ class Sandbox(Protocol):
     name: str
 
     def launch(
-        self, spec: LaunchSpec, stdout: int | IO[bytes], stderr: int | IO[bytes]
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
         """Start the process; the caller owns its process group."""
+        ...
+
+    def container_path(self, value: str, workspace: Path) -> str:
+        """How the process sees a container path (or a string holding one)."""
         ...
 
 
@@ -54,13 +62,14 @@ def _popen(
     cwd: str | None,
     stdout: int | IO[bytes],
     stderr: int | IO[bytes],
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             argv,
             env=env,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
@@ -104,9 +113,16 @@ class BwrapSandbox:
         return args
 
     def launch(
-        self, spec: LaunchSpec, stdout: int | IO[bytes], stderr: int | IO[bytes]
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
-        return _popen(self.command(spec), spec.env, None, stdout, stderr)
+        return _popen(self.command(spec), spec.env, None, stdout, stderr, stdin)
+
+    def container_path(self, value: str, workspace: Path) -> str:
+        return value
 
 
 class ProcessSandbox:
@@ -115,8 +131,15 @@ class ProcessSandbox:
     name = "process"
     _warned = False
 
+    def container_path(self, value: str, workspace: Path) -> str:
+        return rewrite(value, str(workspace))
+
     def launch(
-        self, spec: LaunchSpec, stdout: int | IO[bytes], stderr: int | IO[bytes]
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
         if not ProcessSandbox._warned:
             ProcessSandbox._warned = True
@@ -128,7 +151,7 @@ class ProcessSandbox:
         root = str(spec.workspace)
         argv = [rewrite(a, root) for a in spec.argv]
         env = {k: rewrite(v, root) for k, v in spec.env.items()}
-        return _popen(argv, env, rewrite(spec.cwd, root), stdout, stderr)
+        return _popen(argv, env, rewrite(spec.cwd, root), stdout, stderr, stdin)
 
 
 def _under(path: Path, folder: Path) -> bool:

@@ -37,6 +37,7 @@ from sagepipe.engine.expressions import Scope, json_path
 from sagepipe.engine.history import History
 from sagepipe.engine.images import ImageMap
 from sagepipe.engine.jobs import stop_all
+from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.processing import run_processing
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
@@ -77,6 +78,8 @@ class Run:
     status: dict[str, str] = field(default_factory=dict)
     skipped: set[str] = field(default_factory=set)
     failure: str | None = None
+    warm: dict[str, Warm] = field(default_factory=dict)
+    warmed: set[str] = field(default_factory=set)  # steps that ran on a warm start
 
 
 class Engine:
@@ -99,6 +102,9 @@ class Engine:
         self.images = images or ImageMap(settings.python, settings.images)
         self.on_line = on_line
         self.on_status = on_status
+        self.prewarmer = (
+            Prewarmer(settings, store, sandbox, self.images) if settings.prewarm else None
+        )
 
     def prepare(
         self,
@@ -153,26 +159,64 @@ class Engine:
         graph = run.definition.graph
         order = graph.order()
         futures: dict[Future[StepOutcome], str] = {}
-        with ThreadPoolExecutor(max_workers=run.max_parallel) as pool:
-            while True:
-                if run.failure is None and not run.processes.stopping.is_set():
-                    for name in order:
-                        if len(futures) >= run.max_parallel:
-                            break
-                        if name in run.status or name in run.skipped:
-                            continue
-                        if all(run.status.get(u) == "Succeeded" for u in graph.upstream[name]):
-                            run.status[name] = "Starting"
-                            futures[pool.submit(self._run_step, run, name)] = name
-                if not futures:
-                    break
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    name = futures.pop(fut)
-                    self._settle(run, name, fut.result())
+        try:
+            with ThreadPoolExecutor(max_workers=run.max_parallel) as pool:
+                while True:
+                    if run.failure is None and not run.processes.stopping.is_set():
+                        for name in order:
+                            if len(futures) >= run.max_parallel:
+                                break
+                            if name in run.status or name in run.skipped:
+                                continue
+                            if all(run.status.get(u) == "Succeeded" for u in graph.upstream[name]):
+                                run.status[name] = "Starting"
+                                futures[pool.submit(self._run_step, run, name)] = name
+                        self._prewarm(run, order)
+                    else:
+                        self._discard_warm(run)
+                    if not futures:
+                        break
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        name = futures.pop(fut)
+                        self._settle(run, name, fut.result())
+        finally:
+            self._discard_warm(run)
         status = self._final_status(run)
         self.history.finish_execution(run.info.id, status, run.failure)
         return status
+
+    def _prewarm(self, run: Run, order: list[str]) -> None:
+        """Start the steps about to become ready (every upstream running or done)."""
+        if self.prewarmer is None:
+            return
+        graph = run.definition.graph
+        for name in order:
+            if len(run.warm) >= run.max_parallel:
+                return
+            if name in run.status or name in run.skipped or name in run.warm:
+                continue
+            ups = graph.upstream[name]
+            states = [run.status.get(u) for u in ups]
+            if not ups or not all(st in ("Starting", "Executing", "Succeeded") for st in states):
+                continue
+            if all(st == "Succeeded" for st in states):
+                continue  # it starts right away anyway
+            if any(run.definition.step(u).type == "Condition" for u in ups):
+                continue  # the branch may not be taken
+            step = run.definition.step(name)
+            if not self.prewarmer.eligible(step):
+                continue
+            warm = self.prewarmer.start(step, self._workspace(run, name))
+            if warm is not None:
+                run.warm[name] = warm
+
+    def _discard_warm(self, run: Run) -> None:
+        for name in list(run.warm):
+            run.warm.pop(name).discard()
+
+    def _workspace(self, run: Run, name: str) -> Path:
+        return self.settings.home / "work" / run.info.id / name
 
     def stop(self, run: Run) -> None:
         """Stop every running step (their process groups); the execution ends Stopped."""
@@ -201,7 +245,8 @@ class Engine:
         step = run.definition.step(name)
         info = run.info
         job_name = f"pipelines-{info.id}-{name}-{new_id(10)}"[:63].rstrip("-")
-        workspace = self.settings.home / "work" / info.id / name
+        workspace = self._workspace(run, name)
+        warm = run.warm.pop(name, None)
         log_path = self.settings.home / "logs" / info.id / f"{name}.log"
         step_log = StepLog(log_path, name, self.on_line)
         outcome: StepOutcome
@@ -215,6 +260,9 @@ class Engine:
             if hit is not None:
                 step_log.write(f"cache hit: reusing the run of execution {hit[0]}")
                 outcome = hit[1]
+                if warm is not None:
+                    warm.discard()
+                    warm = None
             else:
                 workspace.mkdir(parents=True, exist_ok=True)
                 ctx = StepContext(
@@ -231,9 +279,19 @@ class Engine:
                     self.history,
                     self.settings,
                     run.processes,
+                    warm,
                 )
-                outcome = RUNNERS[step.type](ctx)
+                if warm is not None:
+                    run.warmed.add(name)
+                try:
+                    outcome = RUNNERS[step.type](ctx)
+                finally:
+                    if warm is not None and warm.proc.poll() is None:
+                        warm.discard()  # the runner failed before handing it the command
+                    warm = None
         except SagepipeError as exc:
+            if warm is not None:
+                warm.discard()
             self.history.start_step(info.id, name, step.type, step.display_name, key)
             outcome = StepOutcome("Failed", failure_reason=str(exc))
             step_log.write(f"error: {exc}")

@@ -1,0 +1,204 @@
+"""Warm starts: launch the next processing step's interpreter while its upstream still runs.
+
+A step's process spends a second or more importing pandas and scikit-learn before its first
+line of work. When a step is about to become ready (every upstream step running or done), its
+sandbox is started with the step's own mounts, code and environment, and a small launcher
+imports the modules the script imports at top level, then waits. When the step really starts,
+its inputs are staged into the same workspace and the launcher receives the resolved arguments
+and runs the script as ``__main__``. On a free core the imports overlap the upstream work.
+
+Only processing steps qualify whose entrypoint is ``python <script.py>`` and whose image,
+environment, network setting and input paths hold no expressions; everything else starts cold.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagepipe.config import Settings
+from sagepipe.definition import StepDef
+from sagepipe.engine.images import PYTHON_NAMES, ImageMap
+from sagepipe.engine.jobs import base_env, kill_group
+from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec, Sandbox, runtime_paths
+from sagepipe.engine.staging import stage_input
+from sagepipe.errors import SagepipeError
+from sagepipe.storage import ObjectStore
+
+LAUNCHER = """
+import json, os, runpy, sys
+for name in json.loads(sys.argv[1]):
+    try:
+        __import__(name)
+    except BaseException:
+        pass
+line = sys.stdin.readline()
+if not line.strip():
+    sys.exit(0)
+msg = json.loads(line)
+os.environ.clear()
+os.environ.update(msg["env"])
+os.chdir(msg["cwd"])
+sys.argv = msg["argv"]
+sys.path[0] = os.path.dirname(os.path.abspath(msg["argv"][0]))
+sys.stdin.close()
+sys.stdin = open(os.devnull)
+del json, os, runpy, line, msg, name
+__import__("runpy").run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def is_static(value: Any) -> bool:
+    """Whether ``value`` holds no expression (Get, Std:Join, Std:JsonGet)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in ("Get", "Std:Join", "Std:JsonGet"):
+            return False
+        return all(is_static(v) for v in value.values())
+    if isinstance(value, list):
+        return all(is_static(v) for v in value)
+    return True
+
+
+def top_level_imports(script: Path) -> list[str]:
+    """Absolute modules the script imports at its top level (not its own sibling modules)."""
+    try:
+        tree = ast.parse(script.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    siblings = {p.stem for p in script.parent.iterdir()} | {p.name for p in script.parent.iterdir()}
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return [
+        n for n in dict.fromkeys(names) if n.split(".")[0] not in siblings and n != "__future__"
+    ]
+
+
+@dataclass
+class Warm:
+    """A started, waiting step process."""
+
+    proc: subprocess.Popen[bytes]
+    workspace: Path
+    staged: set[str] = field(default_factory=set)
+
+    def go(self, message: dict[str, Any]) -> None:
+        """Hand the launcher the resolved command; it runs the script."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.close()
+
+    def discard(self) -> None:
+        """Stop the waiting process."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        kill_group(self.proc, grace=1.0)
+        with contextlib.suppress(Exception):
+            self.proc.wait(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class Prewarmer:
+    """Starts eligible steps early; the scheduler decides when."""
+
+    def __init__(
+        self, settings: Settings, store: ObjectStore, sandbox: Sandbox, images: ImageMap
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sandbox = sandbox
+        self.images = images
+
+    def eligible(self, step: StepDef) -> bool:
+        """Whether ``step`` can start warm."""
+        args = step.arguments
+        if step.type != "Processing":
+            return False
+        app = args.get("AppSpecification", {})
+        entry = app.get("ContainerEntrypoint", [])
+        if not (is_static(app.get("ImageUri")) and is_static(entry) and len(entry) >= 2):
+            return False
+        if str(entry[0]).rsplit("/", 1)[-1] not in PYTHON_NAMES or not str(entry[1]).endswith(
+            ".py"
+        ):
+            return False
+        if not (is_static(args.get("Environment")) and is_static(args.get("NetworkConfig"))):
+            return False
+        inputs = args.get("ProcessingInputs", [])
+        if not all(is_static((i.get("S3Input") or {}).get("LocalPath")) for i in inputs):
+            return False
+        try:
+            self.images.runtime(str(app.get("ImageUri", "")))
+        except SagepipeError:
+            return False
+        return self._code_input(step) is not None
+
+    def _code_input(self, step: StepDef) -> dict[str, Any] | None:
+        script = str(step.arguments["AppSpecification"]["ContainerEntrypoint"][1])
+        for inp in step.arguments.get("ProcessingInputs", []):
+            s3 = inp.get("S3Input") or {}
+            local = str(s3.get("LocalPath", "")).rstrip("/")
+            if script.startswith(local + "/") and is_static(s3.get("S3Uri")):
+                return dict(inp)
+        return None
+
+    def start(self, step: StepDef, workspace: Path) -> Warm | None:
+        """Launch ``step``'s sandbox and launcher; None when anything is off."""
+        from sagepipe.engine.processing import host_path
+
+        args = step.arguments
+        try:
+            code = self._code_input(step)
+            assert code is not None
+            workspace.mkdir(parents=True, exist_ok=True)
+            readonly = []
+            for inp in args.get("ProcessingInputs", []):
+                local = str(inp["S3Input"]["LocalPath"])
+                host_path(workspace, local).mkdir(parents=True, exist_ok=True)
+                readonly.append(local)
+            s3 = code["S3Input"]
+            stage_input(
+                self.store,
+                str(s3["S3Uri"]),
+                host_path(workspace, s3["LocalPath"]),
+                s3.get("S3DataType", "S3Prefix"),
+            )
+            for out in (args.get("ProcessingOutputConfig") or {}).get("Outputs", []):
+                host_path(workspace, out["S3Output"]["LocalPath"]).mkdir(
+                    parents=True, exist_ok=True
+                )
+            app = args["AppSpecification"]
+            script = host_path(workspace, str(app["ContainerEntrypoint"][1]))
+            runtime = self.images.runtime(str(app.get("ImageUri", "")))
+            env = base_env(
+                self.settings.python,
+                {k: str(v) for k, v in (args.get("Environment") or {}).items()},
+            )
+            network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
+            spec = LaunchSpec(
+                [*runtime, "-c", LAUNCHER, json.dumps(top_level_imports(script))],
+                env,
+                workspace,
+                cwd=CONTAINER_ROOT,
+                readonly=readonly,
+                network=network,
+                hide=[self.settings.home],
+                expose=runtime_paths(self.settings.python),
+            )
+            proc = self.sandbox.launch(
+                spec, subprocess.PIPE, subprocess.PIPE, stdin=subprocess.PIPE
+            )
+        except (SagepipeError, OSError, KeyError, AssertionError):
+            return None
+        return Warm(proc, workspace, {str(code.get("InputName"))})
