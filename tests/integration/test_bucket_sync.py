@@ -285,3 +285,20 @@ def test_wrong_credentials_is_one_line(
     assert code == 1
     assert "wrong-secret-value" not in out + err
     assert "rejected" in err or "denied" in err or "does not exist" in err
+
+
+def test_symlinks_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "home" / "s3")
+    store.ensure_bucket("links")
+    secret = tmp_path / "outside.txt"
+    secret.write_text("outside")
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("in")
+    (folder / "alias.txt").symlink_to(folder / "inside.txt")
+    (folder / "escape.txt").symlink_to(secret)
+    (folder / "escape_dir").symlink_to(tmp_path)
+    report = sync(store, "links", "p", folder, "push", Options(), Filters())
+    keys = {i.key for i in store.list("s3://links/p/")}
+    assert keys == {"p/inside.txt", "p/alias.txt"}
+    assert {path for path, _ in report.skipped_local} == {"escape.txt", "escape_dir/"}

@@ -318,3 +318,17 @@ def test_no_credentials_and_wrong_region_are_one_line(
     assert code == 1
     assert "cannot reach" in err and "AWS_REGION" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_large_definition_goes_through_s3(
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads((FIXTURES / "sdk" / "v2_generic_training.json").read_text())
+    data["Metadata"] = {"notes": "x" * 150_000}  # over the 100 KB inline limit
+    path = Path("big-pipeline.json")
+    path.write_text(json.dumps(data))
+    assert run_cli(["deploy", str(path), "--role", ROLE]) == 0
+    err = capsys.readouterr().err
+    assert "definition: s3://deploy-bucket/app/big-pipeline/definitions/" in err
+    stored = sm(moto_env).describe_pipeline(PipelineName="big-pipeline")["PipelineDefinition"]
+    assert json.loads(stored)["Metadata"]["notes"] == "x" * 150_000
