@@ -6,7 +6,7 @@ itself. Pipeline: the same scripts as a sagepipe execution (bwrap when available
 store and history per run so nothing is cached). Ratio = pipeline / baseline, median of RUNS;
 peak RSS per step from the engine (wait4 of each step's process tree).
 
-    python bench/e2e.py [--rows 1e6] [--runs 3] [--big 1e7]
+    python bench/e2e.py [--rows 1e6] [--runs 3] [--big 1e7 [--big-only]]
 """
 
 from __future__ import annotations
@@ -195,7 +195,11 @@ def main() -> None:
     parser.add_argument(
         "--big", type=float, default=0, help="also run the pipeline once at this many rows"
     )
+    parser.add_argument("--big-only", action="store_true", help="only the --big run")
     args = parser.parse_args()
+    if args.big_only:
+        big_only(int(args.big))
+        return
     rows = int(args.rows)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         base = Path(tmp)

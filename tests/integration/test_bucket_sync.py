@@ -85,6 +85,10 @@ def test_round_trip_then_noop(
     assert not any(".env" in k or "__pycache__" in k for k in keys)
     again = sync(store, bucket, "app", app, "push", Options(), Filters.build([], [], app))
     assert again.sent_files == 0 and again.ok
+    big = app / "src" / "big.bin"
+    os.utime(big, (big.stat().st_atime, big.stat().st_mtime + 60))  # touched, not changed
+    touched = sync(store, bucket, "app", app, "push", Options(), Filters.build([], [], app))
+    assert touched.sent_files == 0 and touched.ok
     dest = tmp_path / "clone"
     pulled = sync(store, bucket, "app", dest, "pull", Options(), Filters.build([], [], None))
     assert pulled.ok, pulled.errors

@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from sagepipe.cli.consoles import console, err
 from sagepipe.config import Settings
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import open_store, parse_uri
 
 bucket_app = typer.Typer(help="Manage the bucket: layout, pull, push.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
 def _settings() -> Settings:

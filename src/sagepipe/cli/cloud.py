@@ -6,16 +6,13 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sagepipe.cli import render
+from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.config import Settings
 from sagepipe.errors import SagepipeError
-
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _settings() -> Settings:

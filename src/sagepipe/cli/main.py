@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 
 from sagepipe.cli import render
+from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import Loaded, load_pipeline
 from sagepipe.config import Settings
 from sagepipe.errors import SagepipeError
@@ -36,10 +36,6 @@ def _register_subcommands() -> None:
     app.command("deploy")(deploy_command)
 
 
-# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
-_WIDTH = None if sys.stdout.isatty() else 200
-console = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 _state: dict[str, Any] = {"debug": False}
 
 PipelineArg = Annotated[

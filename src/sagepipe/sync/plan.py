@@ -56,10 +56,20 @@ def _remote_changed(r: RemoteObject, m: Entry | None) -> bool:
     return m is None or r.size != m.size or (bool(m.etag) and bool(r.etag) and r.etag != m.etag)
 
 
-def _local_changed(rel: str, f: LocalFile, m: Entry | None, md5: Callable[[str], str]) -> bool:
+def _local_changed(
+    rel: str,
+    f: LocalFile,
+    m: Entry | None,
+    md5: Callable[[str], str],
+    md5_etag: Callable[[str, str], str | None],
+) -> bool:
     if m is None or f.size != m.size:
         return True
-    return f.mtime != m.local_mtime and md5(rel) != m.md5
+    if f.mtime == m.local_mtime:
+        return False
+    if m.md5:
+        return md5(rel) != m.md5
+    return md5_etag(rel, m.etag) != m.etag  # multipart objects are recorded by ETag only
 
 
 def _same_content(
@@ -129,7 +139,7 @@ def make_plan(
             continue
         src, dst = (f, r) if pushing else (r, f)
         src_changed = (
-            _local_changed(rel, f, m, md5)
+            _local_changed(rel, f, m, md5, md5_etag)
             if pushing and f
             else _remote_changed(r, m)
             if r
@@ -138,7 +148,7 @@ def make_plan(
         dst_changed = (
             _remote_changed(r, m)
             if pushing and r
-            else _local_changed(rel, f, m, md5)
+            else _local_changed(rel, f, m, md5, md5_etag)
             if f
             else False
         )

@@ -136,16 +136,14 @@ def sync(
             if direction == "push":
                 etag = store.put_file(uri, path)
                 st = path.stat()
-                record(
-                    action_path, Entry(st.st_size, etag, hasher.md5(action_path), st.st_mtime, 0.0)
-                )
+                record(action_path, Entry(st.st_size, etag, _plain_md5(etag), st.st_mtime, 0.0))
             else:
                 obj = remote[action_path]
                 store.get_file(
                     uri, path, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
                 )
                 os.utime(path, (obj.mtime, obj.mtime))
-                md5 = obj.etag if obj.etag and "-" not in obj.etag else hasher.md5(action_path)
+                md5 = _plain_md5(obj.etag) if obj.etag else hasher.md5(action_path)
                 record(action_path, Entry(obj.size, obj.etag, md5, path.stat().st_mtime, obj.mtime))
             with lock:
                 report.sent_files += 1
@@ -202,6 +200,11 @@ def _record_unchanged(
             continue  # already recorded as it is
         md5 = m.md5 if m is not None and m.local_mtime == f.mtime else hasher.md5(action.path)
         record(action.path, Entry(f.size, r.etag, md5, f.mtime, r.mtime))
+
+
+def _plain_md5(etag: str) -> str:
+    """The MD5 an ETag is, or '' for multipart ETags (then the ETag itself is compared)."""
+    return etag if len(etag) == 32 and "-" not in etag else ""
 
 
 def _remove_stale_temp_files(folder: Path) -> None:
