@@ -13,7 +13,7 @@ import hashlib
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -27,22 +27,24 @@ class RawUnavailable(Exception):
 class RawS3:
     """Signed S3 requests over a urllib3 pool."""
 
-    def __init__(self, client: Any, credentials: Any, path_style: bool) -> None:
+    def __init__(
+        self, endpoint: str, region: str, credentials: Callable[[], Any], path_style: bool
+    ) -> None:
         import urllib3
 
-        self.client = client
-        self.credentials = credentials
+        self.endpoint = endpoint.rstrip("/")
+        self.region = region or "us-east-1"
+        self._credentials_factory = credentials
+        self._credentials: Any = None
         self.path_style = path_style
-        self.region = client.meta.region_name or "us-east-1"
         self.http = urllib3.PoolManager(maxsize=64, block=False)
 
     def _url(self, bucket: str, key: str = "", query: dict[str, str] | None = None) -> str:
-        endpoint = str(self.client.meta.endpoint_url).rstrip("/")
         path = "/" + urllib.parse.quote(key, safe="/~") if key else "/"
         if self.path_style or "." in bucket:
-            url = f"{endpoint}/{bucket}{path}"
+            url = f"{self.endpoint}/{bucket}{path}"
         else:
-            scheme, _, host = endpoint.partition("://")
+            scheme, _, host = self.endpoint.partition("://")
             url = f"{scheme}://{bucket}.{host}{path}"
         if query:
             url += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
@@ -59,8 +61,12 @@ class RawS3:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
 
+        if self._credentials is None:
+            self._credentials = self._credentials_factory()
+            if self._credentials is None:
+                raise RawUnavailable("no credentials")  # boto3 reports it properly
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
+        S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         try:
             resp = self.http.request(
                 method,

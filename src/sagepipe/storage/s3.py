@@ -54,6 +54,18 @@ def boto_session(settings: Settings) -> Any:
     return boto3.Session(**kwargs)
 
 
+def _credentials(settings: Settings) -> Any:
+    """Credentials for the lean request path: the settings' keys, else boto3's chain."""
+    env = settings.env
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        from botocore.credentials import Credentials
+
+        return Credentials(
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
+        )
+    return boto_session(settings).get_credentials()
+
+
 def s3_client(settings: Settings) -> Any:
     """An S3 client; third-party endpoints get checksums only when required."""
     from botocore.config import Config
@@ -107,21 +119,36 @@ def translate(exc: Exception, what: str) -> StorageError:
 
 
 class S3Store:
-    """An ObjectStore over an S3 endpoint."""
+    """An ObjectStore over an S3 endpoint.
 
-    def __init__(self, client: Any, credentials: Any = None, path_style: bool = False) -> None:
-        self.client = client
-        self._raw = RawS3(client, credentials, path_style) if credentials else None
+    The boto3 client is made on first use: a sync that only lists and moves small objects
+    goes through the lean request path and never pays for loading botocore's S3 model.
+    """
+
+    def __init__(self, client: Any, raw: RawS3 | None = None) -> None:
+        self._client = None if callable(client) and not hasattr(client, "meta") else client
+        self._factory = client if self._client is None else None
+        self._raw = raw
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client."""
+        if self._client is None:
+            assert self._factory is not None
+            self._client = self._factory()
+        return self._client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
         """A store using the settings' endpoint, region and credentials."""
-        session = boto_session(settings)
-        credentials = session.get_credentials()
-        return cls(s3_client(settings), credentials, path_style=bool(settings.endpoint_url))
+        endpoint = settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com"
+        raw = RawS3(
+            endpoint, settings.region, lambda: _credentials(settings), bool(settings.endpoint_url)
+        )
+        return cls(lambda: s3_client(settings), raw)
 
     def __repr__(self) -> str:
-        return f"S3Store({self.client.meta.endpoint_url!r})"
+        return f"S3Store({self._raw.endpoint if self._raw else self.client.meta.endpoint_url!r})"
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError

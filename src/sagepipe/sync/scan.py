@@ -106,34 +106,40 @@ def scan_local(root: Path, filters: Filters) -> LocalScan:
     skipped: list[tuple[str, str]] = []
     if not root.exists():
         return LocalScan(files, skipped)
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-        kept = []
-        for d in sorted(dirnames):
-            full = Path(dirpath) / d
-            if full.is_symlink():
-                skipped.append((rel_dir + d + "/", "symlinked folder not followed"))
-            elif filters.wanted(rel_dir + d + "/"):
-                kept.append(d)
-        dirnames[:] = kept
-        wanted_files = [f for f in sorted(filenames) if filters.wanted(rel_dir + f)]
-        if rel_dir and not kept and not wanted_files and not filenames:
+    real_root = str(root.resolve())
+    stack = [(str(root), "")]
+    while stack:
+        folder, rel_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append((rel_dir, f"unreadable: {exc.strerror}"))
+            continue
+        if rel_dir and not entries:
             files[rel_dir] = LocalFile(0, 0.0, is_folder=True)
-        for name in wanted_files:
-            full = Path(dirpath) / name
-            if full.is_symlink():
-                target = full.resolve()
-                if real_root not in target.parents or not target.is_file():
-                    skipped.append((rel_dir + name, "symlink points outside the folder"))
-                    continue
-            try:
-                st = full.stat()
-            except OSError as exc:
-                skipped.append((rel_dir + name, f"unreadable: {exc.strerror}"))
+            continue
+        for entry in entries:
+            rel = rel_dir + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if filters.wanted(rel + "/"):
+                    stack.append((entry.path, rel + "/"))
                 continue
-            files[rel_dir + name] = LocalFile(st.st_size, st.st_mtime)
+            if entry.is_symlink():
+                if entry.is_dir():
+                    skipped.append((rel + "/", "symlinked folder not followed"))
+                    continue
+                target = os.path.realpath(entry.path)
+                if not target.startswith(real_root + os.sep) or not os.path.isfile(target):
+                    skipped.append((rel, "symlink points outside the folder"))
+                    continue
+            if not filters.wanted(rel):
+                continue
+            try:
+                st = entry.stat()
+            except OSError as exc:
+                skipped.append((rel, f"unreadable: {exc.strerror}"))
+                continue
+            files[rel] = LocalFile(st.st_size, st.st_mtime)
     return LocalScan(files, skipped)
 
 
