@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,13 +130,16 @@ class S3Store:
         self._client = None if callable(client) and not hasattr(client, "meta") else client
         self._factory = client if self._client is None else None
         self._raw = raw
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
         """The boto3 S3 client."""
         if self._client is None:
-            assert self._factory is not None
-            self._client = self._factory()
+            with self._lock:  # transfer threads may all ask at once
+                if self._client is None:
+                    assert self._factory is not None
+                    self._client = self._factory()
         return self._client
 
     @classmethod
