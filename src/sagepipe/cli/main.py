@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from sagepipe.cli import render
@@ -437,13 +436,17 @@ def run_cli(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False)
         if isinstance(result, int):  # click returns Exit codes when not standalone
             return result
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: bad options or arguments
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {exc}", highlight=False)
         return 1
     except SagepipeError as exc:
         if _state.get("debug"):
