@@ -238,3 +238,11 @@ def test_compiling_is_deterministic_and_content_addressed(tmp_path: Path) -> Non
 def test_loaded_definition_equals_compiled_model() -> None:
     compiled = compile_pipeline(sagepipe_equivalent_of_v2_full(), bucket="sdk-fixtures")
     assert load(compiled.definition.dumps()) == compiled.definition
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_validate_passes_every_sdk_fixture(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sagepipe.cli.main import run_cli
+
+    assert run_cli(["validate", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out
