@@ -30,11 +30,7 @@ def find_project_root(start: Path) -> Path:
         if (folder / ".sagepipe").is_dir():
             return folder
         pyproject = folder / "pyproject.toml"
-        if (
-            pyproject.is_file()
-            and "tool" in _read_toml(pyproject)
-            and "sagepipe" in _read_toml(pyproject).get("tool", {})
-        ):
+        if pyproject.is_file() and "sagepipe" in _read_toml(pyproject).get("tool", {}):
             return folder
     return start
 

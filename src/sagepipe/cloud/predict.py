@@ -10,13 +10,18 @@ miss too, since that step's outputs change.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sagepipe.core.graph import scan
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import cache_fields, expire_seconds
+
+# Execution variables whose value differs on every run (the pipeline's name and ARN do not).
+_PER_RUN = frozenset(
+    {"PipelineExecutionId", "PipelineExecutionArn", "StartDateTime", "CurrentDateTime"}
+)
 
 
 @dataclass(frozen=True)
@@ -42,18 +47,11 @@ def _resolve(value: Any, params: Mapping[str, Any]) -> Any:
 
 
 def _reads(value: Any) -> set[str]:
-    text = json.dumps(value)
-    out = set()
-    for part in text.split('"Get": "')[1:]:
-        ref = part.split('"', 1)[0]
-        if ref.startswith("Steps."):
-            out.add(ref.split(".")[1].split("[")[0])
-        elif (
-            ref.startswith("Execution.PipelineExecution")
-            or ref.startswith("Execution.StartDateTime")
-            or ref.startswith("Execution.CurrentDateTime")
-        ):
-            out.add("@execution")
+    """Upstream steps ``value`` reads, plus "@execution" when it reads a per-run variable."""
+    refs = scan(value)
+    out = {ref.target for ref in refs.steps}
+    if any(name in _PER_RUN for name, _ in refs.execution):
+        out.add("@execution")
     return out
 
 

@@ -33,7 +33,7 @@ from sagepipe.engine.context import (
     StepOutcome,
 )
 from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
-from sagepipe.engine.expressions import Scope, json_path
+from sagepipe.engine.expressions import Scope
 from sagepipe.engine.history import History
 from sagepipe.engine.images import ImageMap
 from sagepipe.engine.jobs import stop_all
@@ -386,4 +386,4 @@ def resolve_parameters(definition: Definition, given: Mapping[str, Any]) -> dict
     return values
 
 
-__all__ = ["Engine", "Run", "json_path", "new_id", "resolve_parameters"]
+__all__ = ["Engine", "Run", "new_id", "resolve_parameters"]
