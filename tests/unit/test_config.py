@@ -1,0 +1,69 @@
+"""Settings: environment over .env over pyproject over defaults; region and endpoint rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sagepipe.config import Settings, find_project_root
+from sagepipe.errors import ConfigError
+
+
+def test_precedence_and_dotenv_never_overrides(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sagepipe]\nbucket = "from-pyproject"\nmax_parallel = 3\n'
+    )
+    (tmp_path / ".env").write_text(
+        "SAGEPIPE_BUCKET=from-dotenv\nAWS_DEFAULT_REGION=eu-west-1\nAWS_ACCESS_KEY_ID=dotenv-key\n"
+    )
+    s = Settings.from_env(cwd=tmp_path, environ={"AWS_ACCESS_KEY_ID": "env-key"})
+    assert s.bucket == "from-dotenv"
+    assert s.region == "eu-west-1"
+    assert s.env["AWS_ACCESS_KEY_ID"] == "env-key"
+    assert s.max_parallel == 3
+    assert (
+        Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_BUCKET": "from-env"}).bucket
+        == "from-env"
+    )
+
+
+def test_aws_region_is_honoured_before_default_region(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        cwd=tmp_path, environ={"AWS_REGION": "ap-south-1", "AWS_DEFAULT_REGION": "us-west-2"}
+    )
+    assert s.region == "ap-south-1"
+
+
+def test_endpoint_and_store(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        cwd=tmp_path, environ={"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_S3": "http://b"}
+    )
+    assert s.endpoint_url == "http://b"
+    with pytest.raises(ConfigError, match="SAGEPIPE_STORE='nfs'"):
+        Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_STORE": "nfs"})
+
+
+def test_credentials_are_not_in_repr(tmp_path: Path) -> None:
+    s = Settings.from_env(cwd=tmp_path, environ={"AWS_SECRET_ACCESS_KEY": "very-secret"})
+    assert "very-secret" not in repr(s)
+
+
+def test_project_root_and_home(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.sagepipe]\n")
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    assert find_project_root(nested) == tmp_path
+    s = Settings.from_env(cwd=nested, environ={})
+    assert s.home == tmp_path / ".sagepipe"
+    moved = Settings.from_env(cwd=nested, environ={"SAGEPIPE_HOME": str(tmp_path / "elsewhere")})
+    assert moved.history_path == tmp_path / "elsewhere" / "history.sqlite"
+
+
+def test_bucket_layout_is_configurable(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sagepipe.bucket]\nname = "team"\nfolders = ["code/", "runs/"]\n'
+    )
+    s = Settings.from_env(cwd=tmp_path, environ={})
+    assert s.bucket == "team"
+    assert s.bucket_folders == ("code/", "runs/")
