@@ -72,6 +72,8 @@ class LocalExecution:
         )
         self._status: str | None = None
         self._error: BaseException | None = None
+        # An Event rather than Thread.join: a join interrupted by Ctrl-C can return early later.
+        self._done = threading.Event()
 
     @property
     def history(self) -> History:
@@ -91,10 +93,12 @@ class LocalExecution:
             self.engine.history.finish_execution(
                 self.execution_id, "Failed", f"internal error: {exc!r}"
             )
+        finally:
+            self._done.set()
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the execution ends (or ``timeout``); returns its status."""
-        self._thread.join(timeout)
+        self._done.wait(timeout)
         if self._error is not None:
             raise self._error
         return self.status
