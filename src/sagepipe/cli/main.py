@@ -321,7 +321,10 @@ def logs(
     record = history.execution(execution_id)
     folder = settings().home / "logs" / record.id
     offsets: dict[str, int] = {}
+    terminal = ("Succeeded", "Failed", "Stopped")
     while True:
+        # Read the status first: lines written before the end are then all printed.
+        finished = not follow or history.execution(record.id).status in terminal
         names = [s.name for s in history.steps(record.id)]
         if step is not None:
             if step not in names and not follow:
@@ -337,10 +340,12 @@ def logs(
                 else (history.step_log(record.id, name) or "")
             )
             new = text[offsets.get(name, 0) :]
-            offsets[name] = len(text)
+            if not finished:
+                new = new[: new.rfind("\n") + 1]  # a line still being written waits
+            offsets[name] = offsets.get(name, 0) + len(new)
             for line in new.splitlines():
                 console.print(f"{name} | {line}", highlight=False, markup=False)
-        if not follow or history.execution(record.id).status in ("Succeeded", "Failed", "Stopped"):
+        if finished:
             break
         time.sleep(0.5)
 
