@@ -9,7 +9,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +82,18 @@ class History:
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may wait
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Two processes creating the file at once can meet SQLITE_BUSY without the busy
+        # handler being asked (switching to WAL); such set-up is retried.
+        _retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._tx() as db:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+
+        def create() -> None:
+            with self._tx() as db:
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+
+        _retry_locked(create)
 
     def close(self) -> None:
         """Close the connection."""
@@ -317,6 +323,18 @@ class History:
             item["metrics"] = json.loads(item["metrics"] or "{}")
             out.append(item)
         return out
+
+
+def _retry_locked(action: Callable[[], object], attempts: int = 50) -> None:
+    """Run ``action``, retrying while SQLite says the database is locked (up to ~10 s)."""
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
 
 
 def _execution(row: sqlite3.Row) -> ExecutionRecord:

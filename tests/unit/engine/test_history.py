@@ -1,0 +1,38 @@
+"""The history database under concurrent first use (several runs creating it at once)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sagepipe.engine.history import History
+
+
+def test_concurrent_creation_never_reports_locked(tmp_path: Path) -> None:
+    for trial in range(40):
+        path = tmp_path / f"h{trial}.sqlite"
+        errors: list[BaseException] = []
+
+        def use(name: str, path: Path = path, errors: list[BaseException] = errors) -> None:
+            try:
+                history = History(path)
+                history.save_pipeline(name, "arn", "{}")
+                history.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=use, args=(f"p{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+
+
+def test_model_versions_increase_per_group(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite")
+    first = history.register_model("g", "arn:prefix", "Approved", "s3://b/m1", None, {}, "e1", "s")
+    second = history.register_model("g", "arn:prefix", "Approved", "s3://b/m2", None, {}, "e2", "s")
+    other = history.register_model("h", "arn:prefix", "Approved", "s3://b/m3", None, {}, "e3", "s")
+    assert [first[1], second[1], other[1]] == [1, 2, 1]
+    assert [m["version"] for m in history.models("g")] == [2, 1]
