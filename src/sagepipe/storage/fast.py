@@ -137,6 +137,14 @@ class RawS3:
             resp.release_conn()
         return digest.hexdigest()
 
+    def part_size(self, bucket: str, key: str) -> int:
+        """The size of part 1 of a multipart object (HEAD ?partNumber=1)."""
+        resp = self._send("HEAD", self._url(bucket, key, {"partNumber": "1"}), {})
+        try:
+            return int(resp.headers["Content-Length"])
+        except (KeyError, ValueError) as exc:
+            raise RawUnavailable("no Content-Length") from exc
+
     def put(self, bucket: str, key: str, data: bytes, content_md5: str) -> str:
         """PUT a small object; the server checks Content-MD5. Returns the ETag."""
         resp = self._send("PUT", self._url(bucket, key), {"Content-MD5": content_md5}, data)

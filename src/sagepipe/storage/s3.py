@@ -303,8 +303,13 @@ class S3Store:
         return digest.hexdigest()
 
     def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
-        first = self._call(uri, self.client.head_object, Bucket=bucket, Key=key, PartNumber=1)
-        part = int(first["ContentLength"]) or PART_SIZE
+        part = 0
+        if self._raw is not None:
+            with contextlib.suppress(RawUnavailable):
+                part = self._raw.part_size(bucket, key)
+        if not part:
+            first = self._call(uri, self.client.head_object, Bucket=bucket, Key=key, PartNumber=1)
+            part = int(first["ContentLength"]) or PART_SIZE
         count = (size + part - 1) // part
         digests: list[bytes] = [b""] * count
 
