@@ -366,6 +366,7 @@ def test_warm_starts_run_the_same_scripts(settings: Settings, kind: str) -> None
     execution = start_definition(engine, compiled.definition, "warm", {})
     execution.wait(120)
     assert execution.run.warmed == {"second", "failing"}
+    assert not (settings.home / "work" / execution.execution_id).exists()  # workspaces cleaned
     steps = {s["StepName"]: s for s in execution.list_steps()}
     assert steps["second"]["StepStatus"] == "Succeeded"
     assert steps["failing"]["FailureReason"] == "ValueError: column 'price' has 3 negative values"
@@ -379,3 +380,31 @@ def test_warm_starts_run_the_same_scripts(settings: Settings, kind: str) -> None
         "argv0": "warm_step.py",
         "name": "__main__",
     }
+
+
+def test_warm_start_of_a_step_that_never_runs_is_cleaned_up(settings: Settings) -> None:
+    upstream = ProcessingStep("upstream", processor=PROC, code="fail.py")
+    downstream = ProcessingStep("downstream", processor=PROC, code="fail.py", depends_on=[upstream])
+    engine = build_engine(settings, sandbox("process"))
+    compiled = compile_pipeline(
+        Pipeline("cold", steps=[upstream, downstream]), bucket="test-bucket", base_dir=SCRIPTS
+    )
+    upload_code(compiled, engine.store)
+    execution = start_definition(engine, compiled.definition, "cold", {})
+    assert execution.wait(60) == "Failed"
+    assert execution.run.warmed == set()
+    assert [s["StepName"] for s in execution.list_steps()] == ["upstream"]
+    assert not (settings.home / "work" / execution.execution_id).exists()
+    leftovers = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and execution.execution_id in _cmdline(p)
+    ]
+    assert leftovers == []
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,8 @@ class Warm:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+        if not os.environ.get("SAGEPIPE_KEEP_WORKSPACE"):
+            shutil.rmtree(self.workspace, ignore_errors=True)  # the step never ran here
 
 
 class Prewarmer:

@@ -7,6 +7,7 @@ finish and starts nothing new; a stop kills every running process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -182,6 +183,8 @@ class Engine:
                         self._settle(run, name, fut.result())
         finally:
             self._discard_warm(run)
+            with contextlib.suppress(OSError):  # only when every step cleaned up after itself
+                (self.settings.home / "work" / run.info.id).rmdir()
         status = self._final_status(run)
         self.history.finish_execution(run.info.id, status, run.failure)
         return status
