@@ -189,7 +189,11 @@ def finish(execution: Any, loaded: Loaded) -> None:
     """Print the outcome and exit with 0 only on Succeeded."""
     desc = execution.describe()
     steps = execution.list_steps()
-    console.print(render.steps_table(steps, f"execution {execution.execution_id}"))
+    rss = {
+        r.name: int(r.metadata.get("_peak_rss_kb", 0))
+        for r in execution.history.steps(execution.execution_id)
+    }
+    console.print(render.steps_table(steps, f"execution {execution.execution_id}", rss))
     status = desc["PipelineExecutionStatus"]
     style = render.STATUS_STYLE.get(status, "")
     console.print(f"status: [{style}]{status}[/]")
@@ -305,7 +309,9 @@ def executions_steps(
     if as_json:
         sys.stdout.write(render.to_json({"PipelineExecutionSteps": steps}) + "\n")
     else:
-        console.print(render.steps_table(steps, f"execution {record.id} ({record.status})"))
+        records = history.steps(record.id)
+        rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
+        console.print(render.steps_table(steps, f"execution {record.id} ({record.status})", rss))
 
 
 @app.command()

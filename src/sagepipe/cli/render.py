@@ -139,11 +139,14 @@ def summary_table(definition: Definition, name: str) -> Table:
     return table
 
 
-def steps_table(steps: list[dict[str, Any]], title: str) -> Table:
-    """ListPipelineExecutionSteps entries as a table (oldest first)."""
+def steps_table(
+    steps: list[dict[str, Any]], title: str, peak_rss_kb: dict[str, int] | None = None
+) -> Table:
+    """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory."""
     table = Table(title=title)
-    for col in ("step", "status", "elapsed", "detail"):
-        table.add_column(col)
+    columns = ["step", "status", "elapsed"] + (["peak RSS"] if peak_rss_kb else []) + ["detail"]
+    for col in columns:
+        table.add_column(col, justify="right" if col == "peak RSS" else "left")
     for s in sorted(
         steps, key=lambda e: (e.get("StartTime") or datetime.min.astimezone(), e["StepName"])
     ):
@@ -153,12 +156,15 @@ def steps_table(steps: list[dict[str, Any]], title: str) -> Table:
         if s.get("CacheHitResult"):
             detail = f"cache hit ({s['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]})"
         style = STATUS_STYLE.get(s["StepStatus"], "")
-        table.add_row(
+        cells = [
             s["StepName"],
             f"[{style}]{s['StepStatus']}[/]" if style else s["StepStatus"],
             elapsed,
-            detail,
-        )
+        ]
+        if peak_rss_kb:
+            kb = peak_rss_kb.get(s["StepName"], 0)
+            cells.append(f"{kb / 1024:.0f} MiB" if kb else "")
+        table.add_row(*cells, detail)
     return table
 
 
