@@ -176,11 +176,15 @@ def _transfer(
         console.print(f"[red]error[/] {path}: {why}", highlight=False)
     sent = len(report.plan.of(TRANSFER)) if dry_run else report.sent_files
     sent_bytes = total if dry_run else report.sent_bytes
+    counts = {
+        kind: len(report.plan.of(kind)) for kind in (TRANSFER, MKDIR, DELETE, CONFLICT, REFUSED)
+    }
+    rest = len(report.plan.actions) - sum(counts.values())
+    moved = "sent" if direction == "push" else "received"
     console.print(
-        f"{folder} {arrow} {remote}: {verb}{'sent' if direction == 'push' else 'received'} {sent} files "
-        f"({sent_bytes:,} bytes), {len(report.plan.of(MKDIR))} folders, {len(report.plan.of(DELETE))} deletions, "
-        f"{len(report.plan.actions) - len(report.plan.of(TRANSFER)) - len(report.plan.of(MKDIR)) - len(report.plan.of(DELETE)) - len(report.plan.of(CONFLICT)) - len(report.plan.of(REFUSED))} unchanged or skipped, "
-        f"{len(report.plan.of(CONFLICT))} conflicts, {len(report.plan.of(REFUSED))} refused, {len(report.errors)} errors",
+        f"{folder} {arrow} {remote}: {verb}{moved} {sent} files ({sent_bytes:,} bytes), "
+        f"{counts[MKDIR]} folders, {counts[DELETE]} deletions, {rest} unchanged or skipped, "
+        f"{counts[CONFLICT]} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors",
         highlight=False,
     )
     if not report.ok:
