@@ -87,10 +87,13 @@ class Settings:
             else {}
         )
         home = Path(env["SAGEPIPE_HOME"]) if env.get("SAGEPIPE_HOME") else root / ".sagepipe"
+        # [tool.sagepipe] bucket = "name", or a [tool.sagepipe.bucket] table with name and folders
+        bucket_table = tool["bucket"] if isinstance(tool.get("bucket"), dict) else {}
+        bucket_name = bucket_table.get("name") if bucket_table else tool.get("bucket")
         values: dict[str, Any] = {
             "project_root": root,
             "home": home,
-            "bucket": env.get("SAGEPIPE_BUCKET") or tool.get("bucket") or DEFAULT_BUCKET,
+            "bucket": env.get("SAGEPIPE_BUCKET") or bucket_name or DEFAULT_BUCKET,
             "store": env.get("SAGEPIPE_STORE") or tool.get("store") or "local",
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
             "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
@@ -98,18 +101,12 @@ class Settings:
             "max_parallel": _int(env.get("SAGEPIPE_MAX_PARALLEL") or tool.get("max_parallel")),
             "python": env.get("SAGEPIPE_PYTHON") or tool.get("python") or sys.executable,
             "images": dict(tool.get("images", {})),
-            "bucket_folders": tuple(tool.get("bucket", {}).get("folders", SEED_FOLDERS))
-            if isinstance(tool.get("bucket"), dict)
-            else SEED_FOLDERS,
+            "bucket_folders": tuple(bucket_table.get("folders", SEED_FOLDERS)),
             "role_arn": env.get("SAGEPIPE_ROLE_ARN") or tool.get("role_arn"),
             "prewarm": str(env.get("SAGEPIPE_PREWARM", tool.get("prewarm", "1"))).lower()
             not in ("0", "false", "no", "off"),
             "env": env,
         }
-        if isinstance(tool.get("bucket"), dict):
-            values["bucket"] = (
-                env.get("SAGEPIPE_BUCKET") or tool["bucket"].get("name") or DEFAULT_BUCKET
-            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.check()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 CODE_PREFIX = "app"
-OTHER_PREFIX = "other"
 LOGS_PREFIX = "other/logs"
 OUTPUTS_PREFIX = "other/outputs"
 MODELS_PREFIX = "other/models"
-DATA_PREFIX = "other/data"
-RAW_DATA_PREFIX = "other/data/raw"
 
 SEED_FOLDERS: tuple[str, ...] = (
     "app/",

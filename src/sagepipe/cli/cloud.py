@@ -27,17 +27,6 @@ def _clients(s: Settings) -> Any:
     return Clients.from_settings(s)
 
 
-def parse_tags(pairs: list[str]) -> dict[str, str]:
-    """``Key=Value`` pairs to a dict."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SagepipeError(f"tag {pair!r} must look like Key=Value")
-        out[key] = value
-    return out
-
-
 def deploy_command(
     pipeline: Annotated[
         str | None, typer.Argument(help="Pipeline .py or definition .json.")
@@ -65,7 +54,7 @@ def deploy_command(
     ] = [],  # noqa: B006
 ) -> None:
     """Upload the code and create or update the pipeline on SageMaker."""
-    from sagepipe.cli.main import parse_parameters
+    from sagepipe.cli.main import parse_pairs, parse_parameters
     from sagepipe.cloud.deploy import deploy
     from sagepipe.storage.s3 import S3Store
 
@@ -83,7 +72,7 @@ def deploy_command(
         S3Store.from_settings(s),
         s.bucket,
         s.role_arn,
-        tags=parse_tags(tag),
+        tags=parse_pairs(tag, "tag", "Key=Value"),
         max_parallel=max_parallel,
         dry_run=dry_run,
         parameters=parse_parameters(parameter),

@@ -122,15 +122,22 @@ def graph(
     sys.stdout.write(renderers[fmt](loaded.definition) + "\n")
 
 
-def parse_parameters(pairs: list[str]) -> dict[str, str]:
-    """``Name=Value`` pairs to a dict."""
+def parse_pairs(
+    pairs: list[str], what: str = "parameter", form: str = "Name=Value"
+) -> dict[str, str]:
+    """``Name=Value`` pairs (parameters, tags) to a dict."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise SagepipeError(f"parameter {pair!r} must look like Name=Value")
+            raise SagepipeError(f"{what} {pair!r} must look like {form}")
         out[name] = value
     return out
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, str]:
+    """``-p Name=Value`` options to a dict."""
+    return parse_pairs(pairs)
 
 
 @app.command()

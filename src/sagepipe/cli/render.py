@@ -126,19 +126,6 @@ def _id(name: str) -> str:
     return "s_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
-def summary_table(definition: Definition, name: str) -> Table:
-    """A table of the definition's steps."""
-    table = Table(
-        title=f"pipeline {name}: {len(list(definition.all_steps()))} steps, {len(definition.parameters)} parameters"
-    )
-    table.add_column("step")
-    table.add_column("type")
-    table.add_column("after")
-    for step in (definition.step(n) for n in definition.graph.order()):
-        table.add_row(step.name, step.type, ", ".join(sorted(definition.graph.upstream[step.name])))
-    return table
-
-
 def steps_table(
     steps: list[dict[str, Any]], title: str, peak_rss_kb: dict[str, int] | None = None
 ) -> Table:

@@ -15,7 +15,7 @@ from sagepipe.cloud.predict import Prediction, predict
 from sagepipe.definition import Definition, Upload, load
 from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError
-from sagepipe.storage import ObjectStore, parse_uri
+from sagepipe.storage import ObjectStore, put_missing
 
 
 @dataclass
@@ -29,22 +29,6 @@ class DeployResult:
     definition_location: str = "inline"
     problems: list[str] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
-
-
-def upload_plan(
-    store: ObjectStore, uploads: Sequence[Upload], dry_run: bool
-) -> tuple[list[str], list[str]]:
-    """Upload missing objects; returns (uploaded or to upload, already present)."""
-    missing, present = [], []
-    for item in uploads:
-        if store.head(item.uri) is not None:
-            present.append(item.uri)
-            continue
-        missing.append(item.uri)
-        if not dry_run:
-            store.ensure_bucket(parse_uri(item.uri)[0])
-            store.put(item.uri, item.read())
-    return missing, present
 
 
 def _exists(clients: Clients, name: str) -> dict[str, Any] | None:
@@ -83,7 +67,7 @@ def deploy(
     if problems and not dry_run:
         raise SageMakerError("; ".join(problems))
     existing = _exists(clients, name)
-    missing, present = upload_plan(store, uploads, dry_run)
+    missing, present = put_missing(store, uploads, dry_run)
     text = definition.dumps()
     result = DeployResult(
         pipeline_arn=str(existing["PipelineArn"]) if existing else "",

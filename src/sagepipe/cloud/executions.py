@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagepipe.cloud.client import Clients
+from sagepipe.core.expressions import render
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 LOG_GROUPS = {
@@ -22,7 +23,7 @@ def start(
     """Start an execution; returns its ARN. Parameter values are sent as strings."""
     request: dict[str, Any] = {
         "PipelineName": name,
-        "PipelineParameters": [{"Name": k, "Value": _text(v)} for k, v in parameters.items()],
+        "PipelineParameters": [{"Name": k, "Value": render(v)} for k, v in parameters.items()],
     }
     if display_name:
         request["PipelineExecutionDisplayName"] = display_name
@@ -30,12 +31,6 @@ def start(
         f"start pipeline {name}", clients.sagemaker.start_pipeline_execution, **request
     )
     return str(resp["PipelineExecutionArn"])
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def describe(clients: Clients, arn: str) -> dict[str, Any]:

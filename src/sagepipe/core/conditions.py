@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sagepipe.core.expressions import Json, steps_of, to_expr
+from sagepipe.core.expressions import Json, to_expr
 from sagepipe.errors import PipelineError
 
 
@@ -14,10 +14,6 @@ class Condition:
 
     def to_request(self) -> dict[str, Json]:
         """The condition's definition JSON."""
-        raise NotImplementedError
-
-    def referenced_steps(self) -> frozenset[str]:
-        """Names of the steps whose properties the condition reads."""
         raise NotImplementedError
 
 
@@ -39,9 +35,6 @@ class ConditionComparison(Condition):
             "LeftValue": to_expr(self.left),
             "RightValue": to_expr(self.right),
         }
-
-    def referenced_steps(self) -> frozenset[str]:
-        return steps_of([self.left, self.right])
 
 
 @dataclass(frozen=True)
@@ -98,9 +91,6 @@ class ConditionIn(Condition):
             "Values": [to_expr(v) for v in self.in_values],
         }
 
-    def referenced_steps(self) -> frozenset[str]:
-        return steps_of([self.value, *self.in_values])
-
 
 @dataclass(frozen=True)
 class ConditionNot(Condition):
@@ -110,9 +100,6 @@ class ConditionNot(Condition):
 
     def to_request(self) -> dict[str, Json]:
         return {"Type": "Not", "Condition": self.expression.to_request()}
-
-    def referenced_steps(self) -> frozenset[str]:
-        return self.expression.referenced_steps()
 
 
 @dataclass(frozen=True)
@@ -128,9 +115,3 @@ class ConditionOr(Condition):
 
     def to_request(self) -> dict[str, Json]:
         return {"Type": "Or", "Conditions": [c.to_request() for c in self.conditions]}
-
-    def referenced_steps(self) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
-        for c in self.conditions:
-            out |= c.referenced_steps()
-        return out

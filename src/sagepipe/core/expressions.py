@@ -20,22 +20,29 @@ PRIMITIVES = (str, int, float, bool)
 
 
 class Expression:
-    """Base of every value that is resolved when the pipeline runs."""
+    """Base of every value that is resolved when the pipeline runs.
+
+    Which steps a value reads is found by scanning its JSON form (core.graph.scan), the same
+    way for authored pipelines and loaded definitions.
+    """
 
     @property
     def expr(self) -> Json:
         """The definition JSON form of this value."""
         raise NotImplementedError
 
-    def referenced_steps(self) -> frozenset[str]:
-        """Names of the steps whose properties this value reads."""
-        return frozenset()
-
     def __str__(self) -> str:
         raise PipelineError(
             f"{type(self).__name__} has no value until the pipeline runs; "
             "use Join(on='', values=[...]) to build a string from it"
         )
+
+
+def render(value: object) -> str:
+    """A resolved value as text, the way the service writes it (booleans lower-case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def to_expr(value: object) -> Json:
@@ -49,23 +56,6 @@ def to_expr(value: object) -> Json:
     if isinstance(value, dict):
         return {str(k): to_expr(v) for k, v in value.items()}
     raise PipelineError(f"value {value!r} of type {type(value).__name__} cannot go in a pipeline")
-
-
-def steps_of(value: object) -> frozenset[str]:
-    """Names of the steps any expression inside ``value`` reads."""
-    if isinstance(value, Expression):
-        return value.referenced_steps()
-    if isinstance(value, list | tuple):
-        out: frozenset[str] = frozenset()
-        for v in value:
-            out |= steps_of(v)
-        return out
-    if isinstance(value, dict):
-        return steps_of(list(value.values()))
-    return frozenset()
-
-
-_PARAM_TYPES: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
@@ -211,9 +201,6 @@ class Properties(Expression):
     def expr(self) -> Json:
         return {"Get": f"Steps.{self.step_name}{self.path.render()}"}
 
-    def referenced_steps(self) -> frozenset[str]:
-        return frozenset({self.step_name})
-
 
 @dataclass(frozen=True)
 class Join(Expression):
@@ -229,9 +216,6 @@ class Join(Expression):
     @property
     def expr(self) -> Json:
         return {"Std:Join": {"On": self.on, "Values": [to_expr(v) for v in self.values]}}
-
-    def referenced_steps(self) -> frozenset[str]:
-        return steps_of(list(self.values))
 
 
 @dataclass(frozen=True)
@@ -256,6 +240,3 @@ class JsonGet(Expression):
                 "Path": self.json_path,
             }
         }
-
-    def referenced_steps(self) -> frozenset[str]:
-        return frozenset({self.step_name})

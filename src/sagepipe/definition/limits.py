@@ -5,8 +5,6 @@ from __future__ import annotations
 VERSION = "2020-12-01"
 MAX_DEFINITION_BYTES = 1_000_000
 MAX_INLINE_DEFINITION_BYTES = 100_000
-MAX_STEPS = 50
-MAX_PARAMETERS = 200
 SUPPORTED_LOCALLY: tuple[str, ...] = (
     "Processing",
     "Training",

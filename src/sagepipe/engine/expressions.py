@@ -7,8 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagepipe.core.expressions import render
 from sagepipe.core.properties import PropertyPath
 from sagepipe.errors import ExecutionError
+
+__all__ = ["Scope", "evaluate", "json_path", "render", "walk"]
 
 Json = Any
 
@@ -79,13 +82,6 @@ class Scope:
                 raise ExecutionError("S3 objects cannot be read here")
             document = json.loads(self.read_uri(str(uri)))
         return json_path(document, path)
-
-
-def render(value: Any) -> str:
-    """A value as Std:Join writes it (booleans lower-case, as the service does)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def walk(data: Any, path: PropertyPath, text: str) -> Any:

@@ -9,10 +9,12 @@ import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
+from sagepipe.config import Settings
 from sagepipe.engine.context import Processes, StepContext
-from sagepipe.engine.sandbox import LaunchSpec
+from sagepipe.engine.sandbox import LaunchSpec, runtime_paths
 
 KILL_GRACE_S = 5.0
 
@@ -43,6 +45,28 @@ def base_env(python: str, extra: dict[str, str]) -> dict[str, str]:
             env[key] = os.environ[key]
     env.update(extra)
     return env
+
+
+def job_spec(
+    settings: Settings,
+    argv: list[str],
+    env: dict[str, str],
+    workspace: Path,
+    cwd: str,
+    readonly: list[str],
+    network: bool,
+) -> LaunchSpec:
+    """A step's launch: sagepipe's home hidden, the step interpreter's folders visible."""
+    return LaunchSpec(
+        argv,
+        env,
+        workspace,
+        cwd=cwd,
+        readonly=readonly,
+        network=network,
+        hide=[settings.home],
+        expose=runtime_paths(settings.python),
+    )
 
 
 def run_job(

@@ -26,8 +26,8 @@ from typing import Any
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
 from sagepipe.engine.images import PYTHON_NAMES, ImageMap
-from sagepipe.engine.jobs import base_env, kill_group
-from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec, Sandbox, runtime_paths
+from sagepipe.engine.jobs import base_env, job_spec, kill_group
+from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox
 from sagepipe.engine.staging import stage_input
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import ObjectStore
@@ -190,16 +190,8 @@ class Prewarmer:
                 {k: str(v) for k, v in (args.get("Environment") or {}).items()},
             )
             network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
-            spec = LaunchSpec(
-                [*runtime, "-c", LAUNCHER, json.dumps(top_level_imports(script))],
-                env,
-                workspace,
-                cwd=CONTAINER_ROOT,
-                readonly=readonly,
-                network=network,
-                hide=[self.settings.home],
-                expose=runtime_paths(self.settings.python),
-            )
+            argv = [*runtime, "-c", LAUNCHER, json.dumps(top_level_imports(script))]
+            spec = job_spec(self.settings, argv, env, workspace, CONTAINER_ROOT, readonly, network)
             proc = self.sandbox.launch(
                 spec, subprocess.PIPE, subprocess.PIPE, stdin=subprocess.PIPE
             )

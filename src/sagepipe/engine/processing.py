@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
-from sagepipe.engine.jobs import base_env, run_job
-from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec, runtime_paths
+from sagepipe.engine.jobs import base_env, job_spec, run_job
+from sagepipe.engine.sandbox import CONTAINER_ROOT
 from sagepipe.engine.staging import publish_output, stage_input
 from sagepipe.errors import ExecutionError
 
@@ -87,16 +87,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         ctx.settings.python, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
     )
     network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
-    spec = LaunchSpec(
-        argv,
-        env,
-        ws,
-        cwd=CONTAINER_ROOT,
-        readonly=readonly,
-        network=network,
-        hide=[ctx.settings.home],
-        expose=runtime_paths(ctx.settings.python),
-    )
+    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, readonly, network)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     go = None
     if ctx.warm is not None:  # the launcher waits with the interpreter and imports loaded

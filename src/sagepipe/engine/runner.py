@@ -11,20 +11,12 @@ from sagepipe.engine.execution import LocalExecution
 from sagepipe.engine.history import History
 from sagepipe.engine.sandbox import Sandbox, choose_sandbox
 from sagepipe.engine.scheduler import Engine, LineListener, StatusListener
-from sagepipe.storage import ObjectStore, open_store
+from sagepipe.storage import ObjectStore, open_store, put_missing
 
 
 def upload_code(compiled: CompiledPipeline, store: ObjectStore) -> int:
     """Put the upload plan's objects in the store, skipping those already there; returns count."""
-    done = 0
-    for item in compiled.uploads:
-        if store.head(item.uri) is not None:
-            continue
-        bucket = item.uri[5:].split("/", 1)[0]
-        store.ensure_bucket(bucket)
-        store.put(item.uri, item.read())
-        done += 1
-    return done
+    return len(put_missing(store, compiled.uploads)[0])
 
 
 def build_engine(

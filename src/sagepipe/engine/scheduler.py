@@ -148,6 +148,10 @@ class Engine:
         run = Run(info, definition, scope, parallel)
         scope.read_property_file = lambda step, name: self._property_file(run, step, name)
         scope.read_uri = self.store.get
+        try:  # once per run: the step logs go there
+            self.store.ensure_bucket(self.settings.bucket)
+        except SagepipeError as exc:
+            log.warning("bucket %s for step logs: %s", self.settings.bucket, exc)
         text = definition.dumps()
         self.history.save_pipeline(pipeline_name, pipeline_arn, text)
         self.history.create_execution(
@@ -337,7 +341,6 @@ class Engine:
     def _store_log(self, run: Run, name: str, path: Path) -> None:
         uri = f"s3://{self.settings.bucket}/{log_key(run.info.pipeline, run.info.id, name)}"
         try:
-            self.store.ensure_bucket(self.settings.bucket)
             self.store.put_file(uri, path)
         except SagepipeError as exc:
             log.warning("could not store the log of step %s at %s: %s", name, uri, exc)

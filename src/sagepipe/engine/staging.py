@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sagepipe.errors import ExecutionError, StorageError, UnsafeKeyError
+from sagepipe.errors import ExecutionError, StorageError
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
 
 
@@ -96,11 +96,7 @@ def publish_output(store: ObjectStore, src: Path, uri: str) -> int:
 
 def _publish_file(store: ObjectStore, path: Path, uri: str) -> None:
     local = store.local_path(uri)
-    if local is not None and not path.is_symlink():
-        try:
-            safe_key(parse_uri(uri)[1])
-        except UnsafeKeyError as exc:
-            raise StorageError(str(exc)) from None
+    if local is not None and not path.is_symlink():  # local_path refused unsafe keys already
         if local.is_dir():
             raise StorageError(f"{uri}: a folder with this name exists in the store")
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
-from sagepipe.engine.jobs import base_env, run_job
+from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import host_path, resource_config
-from sagepipe.engine.sandbox import CONTAINER_ROOT, LaunchSpec, runtime_paths
+from sagepipe.engine.sandbox import CONTAINER_ROOT
 from sagepipe.engine.staging import publish_output, stage_input
 from sagepipe.errors import ExecutionError
 from sagepipe.storage import join_uri
@@ -191,16 +191,7 @@ def run_training(ctx: StepContext) -> StepOutcome:
     env["PYTHONPATH"] = CODE_DIR
     env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not args.get("EnableNetworkIsolation", False)
-    spec = LaunchSpec(
-        argv,
-        env,
-        ws,
-        cwd=cwd,
-        readonly=readonly,
-        network=network,
-        hide=[ctx.settings.home],
-        expose=runtime_paths(ctx.settings.python),
-    )
+    spec = job_spec(ctx.settings, argv, env, ws, cwd, readonly, network)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     log_start = ctx.log.path.stat().st_size
     result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)

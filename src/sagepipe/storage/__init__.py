@@ -1,6 +1,13 @@
 """Object stores over ``s3://bucket/key`` URIs: the embedded local directory, or any S3 endpoint."""
 
-from sagepipe.storage.base import ObjectInfo, ObjectStore, join_uri, parse_uri, safe_key
+from sagepipe.storage.base import (
+    ObjectInfo,
+    ObjectStore,
+    join_uri,
+    parse_uri,
+    put_missing,
+    safe_key,
+)
 from sagepipe.storage.local import LocalStore
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "join_uri",
     "open_store",
     "parse_uri",
+    "put_missing",
     "safe_key",
 ]
 

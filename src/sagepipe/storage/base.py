@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -108,3 +108,38 @@ class ObjectStore(Protocol):
     def local_path(self, uri: str) -> Path | None:
         """The object's file on this machine when the store keeps one (for hard links)."""
         ...
+
+
+class Blob(Protocol):
+    """Something to upload: its URI and its bytes (the compiler's upload plan items)."""
+
+    @property
+    def uri(self) -> str:
+        """Where the object goes."""
+        ...
+
+    def read(self) -> bytes:
+        """The object's bytes."""
+        ...
+
+
+def put_missing(
+    store: ObjectStore, items: Iterable[Blob], dry_run: bool = False
+) -> tuple[list[str], list[str]]:
+    """Upload the items not already in ``store``; returns (uploaded or to upload, present)."""
+    missing: list[str] = []
+    present: list[str] = []
+    buckets: set[str] = set()
+    for item in items:
+        if store.head(item.uri) is not None:
+            present.append(item.uri)
+            continue
+        missing.append(item.uri)
+        if dry_run:
+            continue
+        bucket = parse_uri(item.uri)[0]
+        if bucket not in buckets:
+            store.ensure_bucket(bucket)
+            buckets.add(bucket)
+        store.put(item.uri, item.read())
+    return missing, present
