@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
 from sagepipe.errors import PipelineError
 
 if TYPE_CHECKING:
     from sagepipe.core.steps import PropertyFile
 
-Json = Any
 PRIMITIVES = (str, int, float, bool)
 
 
@@ -27,7 +27,7 @@ class Expression:
     """
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         """The definition JSON form of this value."""
         raise NotImplementedError
 
@@ -45,7 +45,7 @@ def render(value: object) -> str:
     return str(value)
 
 
-def to_expr(value: object) -> Json:
+def to_expr(value: object) -> JSON:
     """Return the JSON form of a primitive or an expression."""
     if isinstance(value, Expression):
         return value.expr
@@ -93,12 +93,12 @@ class Parameter(Expression):
         return isinstance(value, cls.PYTHON)
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Parameters.{self.name}"}
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The entry of the definition's ``Parameters`` list."""
-        out: dict[str, Json] = {"Name": self.name, "Type": self.TYPE}
+        out: dict[str, JSON] = {"Name": self.name, "Type": self.TYPE}
         if self.default_value is not None:
             out["DefaultValue"] = self.default_value
         if self.enum_values is not None:
@@ -150,7 +150,7 @@ class ExecutionVariable(Expression):
     name: str
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Execution.{self.name}"}
 
 
@@ -198,7 +198,7 @@ class Properties(Expression):
         return Properties(self.step_name, self.step_type, self.path.item(self.step_type, key))
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Steps.{self.step_name}{self.path.render()}"}
 
 
@@ -214,7 +214,7 @@ class Join(Expression):
         to_expr(list(self.values))
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Std:Join": {"On": self.on, "Values": [to_expr(v) for v in self.values]}}
 
 
@@ -233,7 +233,7 @@ class JsonGet(Expression):
         return pf if isinstance(pf, str) else pf.name
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {
             "Std:JsonGet": {
                 "PropertyFile": {"Get": f"Steps.{self.step_name}.PropertyFiles.{self.file_name}"},

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagepipe.core.expressions import Json, Parameter
+from sagepipe.core.expressions import Parameter
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
+from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import ConditionStep, Step
 from sagepipe.errors import PipelineError
 
-DEFAULT_EXPERIMENT_CONFIG: dict[str, Json] = {
+DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
     "ExperimentName": {"Get": "Execution.PipelineName"},
     "TrialName": {"Get": "Execution.PipelineExecutionId"},
 }

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sagepipe.core.conditions import Condition
-from sagepipe.core.expressions import Expression, Json, Properties, to_expr
+from sagepipe.core.expressions import Expression, Properties, to_expr
 from sagepipe.core.graph import Node, Refs, scan
+from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
@@ -40,9 +41,9 @@ class CacheConfig:
     enable_caching: bool = False
     expire_after: str | None = None
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The step's ``CacheConfig`` entry."""
-        out: dict[str, Json] = {"Enabled": self.enable_caching}
+        out: dict[str, JSON] = {"Enabled": self.enable_caching}
         if self.expire_after is not None:
             out["ExpireAfter"] = self.expire_after
         return out
@@ -74,9 +75,9 @@ class _RetryPolicy:
                 f"{type(self).__name__}: set exactly one of max_attempts and expire_after_mins"
             )
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The ``RetryPolicies`` entry."""
-        out: dict[str, Json] = {
+        out: dict[str, JSON] = {
             "BackoffRate": self.backoff_rate,
             "IntervalSeconds": self.interval_seconds,
         }
@@ -115,7 +116,7 @@ class PropertyFile:
     output_name: str
     path: str
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The ``PropertyFiles`` entry."""
         return {
             "PropertyFileName": self.name,
@@ -158,7 +159,7 @@ class Step:
         """Names of the explicit upstream steps."""
         return tuple(d if isinstance(d, str) else d.name for d in self.depends_on)
 
-    def expressions(self) -> Json:
+    def expressions(self) -> JSON:
         """Every authored value that may hold an expression, as JSON (for reference scanning)."""
         skip = {"name", "display_name", "description", "depends_on", "cache_config"}
         return {
@@ -188,7 +189,7 @@ class Step:
         return ()
 
 
-def _json_of(value: Any) -> Json:
+def _json_of(value: Any) -> JSON:
     if isinstance(value, Expression):
         return value.expr
     if isinstance(value, Condition):
@@ -201,7 +202,9 @@ def _json_of(value: Any) -> Json:
         return [_json_of(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _json_of(v) for k, v in value.items()}
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sagepipe.core.json_types import JSON
 from sagepipe.errors import DefinitionError
 
 # The request fields SageMaker compares to decide a cache hit, per step type.
@@ -51,11 +52,15 @@ def cache_key(step_type: str, arguments: Mapping[str, Any]) -> str | None:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def expire_seconds(text: str | None) -> float | None:
-    """Seconds in an ISO 8601 duration such as ``P30D`` or ``PT1H`` (None: never expires)."""
-    if not text:
+def expire_seconds(text: JSON) -> float | None:
+    """Seconds in an ISO 8601 duration such as ``P30D`` or ``PT1H`` (None: never expires).
+
+    Raises:
+        DefinitionError: when ``text`` is not such a duration.
+    """
+    if text is None or text == "":
         return None
-    m = _DURATION.match(text)
+    m = _DURATION.match(text) if isinstance(text, str) else None
     if not m or not any(m.groupdict().values()):
         raise DefinitionError(
             f"ExpireAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"

@@ -7,16 +7,31 @@ model does not know are carried in ``extra`` fields, so SDK v2/v3 definitions ro
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from sagepipe.core.expressions import PARAMETER_TYPES as PARAM_CLASSES
-from sagepipe.core.expressions import Json
 from sagepipe.core.graph import Graph, Node, build_graph, scan
-from sagepipe.definition.limits import MAX_DEFINITION_BYTES, SUPPORTED_LOCALLY, VERSION
+from sagepipe.core.json_types import JSON, JSONObject
+from sagepipe.core.references import parse_json_path
+from sagepipe.core.suggest import did_you_mean
+from sagepipe.definition.limits import (
+    MAX_DEFINITION_BYTES,
+    MAX_INTEGER_DIGITS,
+    MAX_NESTING_DEPTH,
+    SUPPORTED_LOCALLY,
+    VERSION,
+)
+from sagepipe.definition.requests import check_request
 from sagepipe.errors import DefinitionError, PipelineError
+
+# A step's Arguments, RetryPolicies and PropertyFiles: JSON objects whose shape the loader has
+# checked (check_request, _property_files) and that the engine and the cloud backend index field
+# by field; typed loosely so that those readers need not narrow every level again.
+CheckedObject: TypeAlias = Mapping[str, Any]
 
 _STEP_KEYS = (
     "Name",
@@ -38,14 +53,14 @@ class ParameterDef:
 
     name: str
     type: str
-    default_value: Any = None
-    enum_values: tuple[Any, ...] | None = None
-    extra: Mapping[str, Json] = field(default_factory=dict)
+    default_value: JSON = None
+    enum_values: tuple[JSON, ...] | None = None
+    extra: Mapping[str, JSON] = field(default_factory=dict)
     type_given: bool = True  # Type may be omitted in the API (String); keep it so
 
-    def to_json(self) -> dict[str, Json]:
+    def to_json(self) -> dict[str, JSON]:
         """The entry as JSON."""
-        out: dict[str, Json] = {"Name": self.name}
+        out: dict[str, JSON] = {"Name": self.name}
         if self.type_given:
             out["Type"] = self.type
         if self.default_value is not None:
@@ -55,8 +70,12 @@ class ParameterDef:
         out.update(self.extra)
         return out
 
-    def convert(self, value: Any) -> Any:
-        """Convert a start-time value (often a string) to this parameter's type."""
+    def convert(self, value: JSON) -> JSON:
+        """Convert a start-time value (often a string) to this parameter's type.
+
+        Raises:
+            DefinitionError: when ``value`` is not of the type or not one of EnumValues.
+        """
         try:
             converted = _convert(self.type, value)
         except (TypeError, ValueError):
@@ -70,17 +89,27 @@ class ParameterDef:
         return converted
 
 
-def _convert(kind: str, value: Any) -> Any:
+def _convert(kind: str, value: JSON) -> JSON:
     if kind == "String":
         return value if isinstance(value, str) else str(value)
     if kind == "Integer":
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(value)
-        return int(value)
-    if kind == "Float":
-        if isinstance(value, bool):
+        if isinstance(value, str) and len(value.strip().lstrip("+-")) > MAX_INTEGER_DIGITS:
             raise ValueError(value)
-        return float(value)
+        if not isinstance(value, str | int | float):
+            raise TypeError(value)
+        number = int(value)
+        if not -(2**63) <= number < 2**63:
+            raise ValueError(value)
+        return number
+    if kind == "Float":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TypeError(value)
+        result = float(value)
+        if not math.isfinite(result):
+            raise ValueError(value)
+        return result
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -94,16 +123,16 @@ class StepDef:
 
     name: str
     type: str
-    arguments: Mapping[str, Json]
+    arguments: CheckedObject
     depends_on: tuple[str, ...] | None = None
     display_name: str | None = None
     description: str | None = None
-    cache_config: Mapping[str, Json] | None = None
-    retry_policies: tuple[Mapping[str, Json], ...] | None = None
-    property_files: tuple[Mapping[str, Json], ...] | None = None
+    cache_config: Mapping[str, JSON] | None = None
+    retry_policies: tuple[CheckedObject, ...] | None = None
+    property_files: tuple[CheckedObject, ...] | None = None
     if_steps: tuple[StepDef, ...] = ()
     else_steps: tuple[StepDef, ...] = ()
-    extra: Mapping[str, Json] = field(default_factory=dict)
+    extra: Mapping[str, JSON] = field(default_factory=dict)
 
     def if_steps_names(self) -> tuple[str, ...]:
         """Names of the IfSteps (empty for steps that are not conditions)."""
@@ -114,24 +143,24 @@ class StepDef:
         """Whether the local engine has a runner for this step type."""
         return self.type in SUPPORTED_LOCALLY
 
-    def to_json(self) -> dict[str, Json]:
+    def to_json(self) -> dict[str, JSON]:
         """The step as JSON."""
         args = dict(self.arguments)
         if self.type == "Condition":
             args["IfSteps"] = [s.to_json() for s in self.if_steps]
             args["ElseSteps"] = [s.to_json() for s in self.else_steps]
-        out: dict[str, Json] = {"Name": self.name, "Type": self.type, "Arguments": args}
-        optional = (
-            ("DependsOn", self.depends_on),
+        out: dict[str, JSON] = {"Name": self.name, "Type": self.type, "Arguments": args}
+        optional: tuple[tuple[str, JSON], ...] = (
+            ("DependsOn", _listed(self.depends_on)),
             ("DisplayName", self.display_name),
             ("Description", self.description),
-            ("RetryPolicies", self.retry_policies),
-            ("CacheConfig", self.cache_config),
-            ("PropertyFiles", self.property_files),
+            ("RetryPolicies", _listed(self.retry_policies)),
+            ("CacheConfig", None if self.cache_config is None else dict(self.cache_config)),
+            ("PropertyFiles", _listed(self.property_files)),
         )
         for key, value in optional:
             if value is not None:
-                out[key] = list(value) if isinstance(value, tuple) else value
+                out[key] = value
         out.update(self.extra)
         return out
 
@@ -151,7 +180,7 @@ class StepDef:
             ),
         )
 
-    def property_file(self, name: str) -> Mapping[str, Json]:
+    def property_file(self, name: str) -> CheckedObject:
         """The PropertyFiles entry called ``name``."""
         for pf in self.property_files or ():
             if pf.get("PropertyFileName") == name:
@@ -159,7 +188,11 @@ class StepDef:
         raise DefinitionError(f"step '{self.name}' has no property file '{name}'")
 
 
-def _names(items: Any, key: str) -> frozenset[str] | None:
+def _listed(items: tuple[Any, ...] | None) -> JSON:
+    return None if items is None else [dict(i) if isinstance(i, Mapping) else i for i in items]
+
+
+def _names(items: JSON, key: str) -> frozenset[str] | None:
     if not isinstance(items, list):
         return None
     found = [it.get(key) for it in items if isinstance(it, dict)]
@@ -170,7 +203,7 @@ def _names(items: Any, key: str) -> frozenset[str] | None:
 
 def _item_names(step: StepDef) -> dict[str, frozenset[str]]:
     args = step.arguments
-    out: dict[str, frozenset[str] | None] = {}
+    out: dict[str, frozenset[str] | None] = {}  # args was checked by check_request
     if step.type == "Processing":
         out["ProcessingInputs"] = _names(args.get("ProcessingInputs", []), "InputName")
         outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
@@ -191,9 +224,9 @@ class Definition:
     version: str
     parameters: tuple[ParameterDef, ...]
     steps: tuple[StepDef, ...]
-    metadata: Mapping[str, Json] | None = None
-    pipeline_experiment_config: Mapping[str, Json] | None = None
-    extra: Mapping[str, Json] = field(default_factory=dict)
+    metadata: Mapping[str, JSON] | None = None
+    pipeline_experiment_config: Mapping[str, JSON] | None = None
+    extra: Mapping[str, JSON] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         nodes = [s.node() for s in self.all_steps()]
@@ -226,16 +259,23 @@ class Definition:
         for p in self.parameters:
             if p.name == name:
                 return p
-        known = ", ".join(p.name for p in self.parameters) or "none"
-        raise DefinitionError(f"unknown parameter '{name}'; parameters are: {known}")
+        known = [p.name for p in self.parameters]
+        raise DefinitionError(
+            f"unknown parameter '{name}'{did_you_mean(name, known)}; "
+            f"parameters are: {', '.join(known) or 'none'}"
+        )
+
+    def resolve_parameters(self, given: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Every parameter's value for an execution; see :func:`resolve_parameters`."""
+        return resolve_parameters(self, given)
 
     def unsupported_steps(self) -> list[StepDef]:
         """Steps the local engine cannot run."""
         return [s for s in self.all_steps() if not s.runnable_locally]
 
-    def to_json(self) -> dict[str, Json]:
+    def to_json(self) -> dict[str, JSON]:
         """The definition as JSON, equal to what was loaded."""
-        out: dict[str, Json] = {"Version": self.version}
+        out: dict[str, JSON] = {"Version": self.version}
         if self.metadata is not None:
             out["Metadata"] = dict(self.metadata)
         out["Parameters"] = [p.to_json() for p in self.parameters]
@@ -250,7 +290,36 @@ class Definition:
         return json.dumps(self.to_json(), indent=2) + "\n"
 
 
-def load(source: str | bytes | Path | Mapping[str, Json]) -> Definition:
+def resolve_parameters(definition: Definition, given: Mapping[str, JSON]) -> dict[str, JSON]:
+    """Every parameter's value for an execution, as StartPipelineExecution settles them.
+
+    Given values (often strings) are converted to the parameter's Type; others take their
+    DefaultValue.
+
+    Raises:
+        DefinitionError: for a name the definition does not declare, a value that does not
+            convert or is not in EnumValues, or a parameter with no default that is not given.
+    """
+    declared = {p.name: p for p in definition.parameters}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        hint = did_you_mean(unknown[0], declared) if len(unknown) == 1 else ""
+        raise DefinitionError(
+            f"unknown parameters {unknown}{hint}; the pipeline declares: "
+            f"{', '.join(declared) or 'none'}"
+        )
+    values: dict[str, JSON] = {}
+    for name, param in declared.items():
+        if name in given:
+            values[name] = param.convert(given[name])
+        elif param.default_value is not None:
+            values[name] = param.default_value
+        else:
+            raise DefinitionError(f"parameter '{name}' has no default; pass -p {name}=VALUE")
+    return values
+
+
+def load(source: str | bytes | Path | Mapping[str, JSON]) -> Definition:
     """Parse and validate a definition from JSON text, a file path or a dict.
 
     Raises:
@@ -267,16 +336,9 @@ def load(source: str | bytes | Path | Mapping[str, Json]) -> Definition:
                 f"definition is {len(source):,} bytes; SageMaker accepts at most "
                 f"{MAX_DEFINITION_BYTES:,} (1 MB): move large values to S3"
             )
-        try:
-            data = json.loads(source)
-        except json.JSONDecodeError as exc:
-            raise DefinitionError(
-                f"definition is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise DefinitionError(f"definition is not UTF-8 text: {exc.reason}") from None
+        data = parse(source)
     else:
-        data = source
+        data = dict(source)
     try:
         return _definition(data)
     except DefinitionError:
@@ -285,9 +347,90 @@ def load(source: str | bytes | Path | Mapping[str, Json]) -> Definition:
         raise DefinitionError(str(exc)) from None
 
 
-def _definition(data: Any) -> Definition:
+class _WideInteger(str):
+    """An integer literal too long to convert; kept as text until the check names its place."""
+
+
+def _integer(text: str) -> int | _WideInteger:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        return _WideInteger(text)
+    return int(text)
+
+
+def _constant(name: str) -> JSON:
+    raise DefinitionError(f"definition is not valid JSON: {name} is not a JSON number")
+
+
+def parse(text: str | bytes) -> JSON:
+    """JSON text as a value, refusing what SageMaker's parser refuses.
+
+    Raises:
+        DefinitionError: for text that is not JSON, not UTF-8, or nested too deep to read.
+    """
+    try:
+        value: JSON = json.loads(text, parse_int=_integer, parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            f"definition is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"definition is not UTF-8 text: {exc.reason}") from None
+    except RecursionError:
+        raise DefinitionError(_too_deep("the definition")) from None
+    return value
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where} nests objects and lists more than {MAX_NESTING_DEPTH} levels deep; "
+        "flatten it (SageMaker SDK definitions nest about 12 levels)"
+    )
+
+
+def check_values(data: JSON, where: str = "definition") -> None:
+    """Check every value of ``data``: nesting depth, number range, JsonGet Path syntax.
+
+    Iterative, so a value nested far too deep is reported rather than exhausting the stack.
+
+    Raises:
+        DefinitionError: naming the place of the first bad value.
+    """
+    stack: list[tuple[JSON, str, int]] = [(data, where, 0)]
+    while stack:
+        value, at, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            raise DefinitionError(_too_deep(at))
+        if isinstance(value, dict):
+            if set(value) == {"Std:JsonGet"}:
+                _check_json_get(value["Std:JsonGet"], f"{at}.Std:JsonGet")
+            stack.extend((v, f"{at}.{k}", depth + 1) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, _WideInteger) or (
+            isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63
+        ):
+            digits = len(value) if isinstance(value, str) else "more than 19"
+            raise DefinitionError(
+                f"{at}: an integer of {digits} digits is out of range; "
+                "SageMaker integers are 64-bit (at most 19 digits)"
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise DefinitionError(f"{at}: {value} is not a finite number")
+
+
+def _check_json_get(spec: JSON, at: str) -> None:
+    path = spec.get("Path") if isinstance(spec, dict) else None
+    if isinstance(path, str):
+        try:
+            parse_json_path(path)
+        except PipelineError as exc:
+            raise DefinitionError(f"{at}.Path: {exc}") from None
+
+
+def _definition(data: JSON) -> Definition:
     if not isinstance(data, dict):
         raise DefinitionError("definition must be a JSON object with Version, Parameters, Steps")
+    check_values(data)
     version = data.get("Version")
     if version != VERSION:
         raise DefinitionError(f"definition Version is {version!r}; expected {VERSION!r}")
@@ -306,10 +449,17 @@ def _definition(data: Any) -> Definition:
         version=version,
         parameters=tuple(_parameter(p, i) for i, p in enumerate(params)),
         steps=tuple(_step(s, f"Steps[{i}]") for i, s in enumerate(steps)),
-        metadata=data.get("Metadata"),
-        pipeline_experiment_config=data.get("PipelineExperimentConfig"),
+        metadata=_object_or_none(data, "Metadata"),
+        pipeline_experiment_config=_object_or_none(data, "PipelineExperimentConfig"),
         extra={k: v for k, v in data.items() if k not in _TOP_KEYS},
     )
+
+
+def _object_or_none(data: JSONObject, key: str) -> JSONObject | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise DefinitionError(f"definition '{key}' must be an object")
+    return value
 
 
 def _parameter(raw: Any, index: int) -> ParameterDef:
@@ -363,6 +513,8 @@ def _step(raw: Any, where: str) -> StepDef:
         else_steps = _branch(name, args.pop("ElseSteps", []), "ElseSteps")
     elif kind == "Fail" and "ErrorMessage" not in args:
         raise DefinitionError(f"fail step '{name}': Arguments.ErrorMessage is missing")
+    else:
+        check_request(name, kind, args)
     depends = raw.get("DependsOn")
     if depends is not None and (
         not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)
