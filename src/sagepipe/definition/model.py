@@ -387,7 +387,7 @@ def _too_deep(where: str) -> str:
     )
 
 
-def check_values(data: JSON, where: str = "definition") -> None:
+def check_values(data: JSON, where: str = "definition", depth: int = 0) -> None:
     """Check every value of ``data``: nesting depth, number range, JsonGet Path syntax.
 
     Iterative, so a value nested far too deep is reported rather than exhausting the stack.
@@ -395,17 +395,24 @@ def check_values(data: JSON, where: str = "definition") -> None:
     Raises:
         DefinitionError: naming the place of the first bad value.
     """
-    stack: list[tuple[JSON, str, int]] = [(data, where, 0)]
+    stack: list[tuple[JSON, str, int]] = [(data, where, depth)]
     while stack:
         value, at, depth = stack.pop()
         if depth > MAX_NESTING_DEPTH:
             raise DefinitionError(_too_deep(at))
+        named = depth < _NAMED_DEPTH  # deeper places are named by their ancestor and "…"
         if isinstance(value, dict):
             if set(value) == {"Std:JsonGet"}:
                 _check_json_get(value["Std:JsonGet"], f"{at}.Std:JsonGet")
-            stack.extend((v, f"{at}.{k}", depth + 1) for k, v in reversed(value.items()))
+            stack.extend(
+                (v, _member(at, k) if named else _ellipsis(at), depth + 1)
+                for k, v in reversed(value.items())
+            )
         elif isinstance(value, list):
-            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(value))))
+            stack.extend(
+                (v, f"{at}[{i}]" if named else _ellipsis(at), depth + 1)
+                for i, v in reversed(list(enumerate(value)))
+            )
         elif isinstance(value, _WideInteger) or (
             isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63
         ):
@@ -416,6 +423,17 @@ def check_values(data: JSON, where: str = "definition") -> None:
             )
         elif isinstance(value, float) and not math.isfinite(value):
             raise DefinitionError(f"{at}: {value} is not a finite number")
+
+
+_NAMED_DEPTH = 8
+
+
+def _member(where: str, key: str) -> str:
+    return f"{where} {key}" if where.endswith("'") else f"{where}.{key}"
+
+
+def _ellipsis(where: str) -> str:
+    return where if where.endswith("…") else f"{where}…"
 
 
 def _check_json_get(spec: JSON, at: str) -> None:
@@ -430,7 +448,7 @@ def _check_json_get(spec: JSON, at: str) -> None:
 def _definition(data: JSON) -> Definition:
     if not isinstance(data, dict):
         raise DefinitionError("definition must be a JSON object with Version, Parameters, Steps")
-    check_values(data)
+    _check_sections(data)
     version = data.get("Version")
     if version != VERSION:
         raise DefinitionError(f"definition Version is {version!r}; expected {VERSION!r}")
@@ -453,6 +471,20 @@ def _definition(data: JSON) -> Definition:
         pipeline_experiment_config=_object_or_none(data, "PipelineExperimentConfig"),
         extra={k: v for k, v in data.items() if k not in _TOP_KEYS},
     )
+
+
+def _check_sections(data: JSONObject) -> None:
+    """check_values over the definition, naming each parameter and step by its name."""
+    for key, value in data.items():
+        items = value if key in ("Parameters", "Steps") and isinstance(value, list) else None
+        if items is None:
+            check_values(value, f"definition {key}", 1)
+            continue
+        for i, item in enumerate(items):
+            name = item.get("Name") if isinstance(item, dict) else None
+            kind = "parameter" if key == "Parameters" else "step"
+            where = f"{kind} '{name}'" if isinstance(name, str) else f"definition {key}[{i}]"
+            check_values(item, where, 2)
 
 
 def _object_or_none(data: JSONObject, key: str) -> JSONObject | None:

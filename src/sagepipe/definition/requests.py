@@ -95,7 +95,7 @@ def _problems(
             return
         yield from _length(len(value), shape, where, "entries")
         for key, item in value.items():
-            yield from _scalar(key, shape["key"], f"{where} key {key!r}")
+            yield from _scalar(key, shape["key"], f"{where} name")
             yield from _problems(item, shape["value"], f"{where}.{key}")
     else:
         yield from _scalar(value, shape_name, where)

@@ -205,7 +205,11 @@ def evaluate(condition: Mapping[str, JSON], scope: Scope) -> bool:
         raise ConditionError(_failed(kind, "unknown condition type"))
     if isinstance(left, str) and isinstance(right, str) and not _numeric(left, right):
         return _COMPARE_TEXT[str(kind)](left, right)
-    return compare(_number(left, kind, right), _number(right, kind, left))
+    a, b = _number(left), _number(right)
+    if a is None or b is None:
+        why = f"cannot compare {_typed(left)} with {_typed(right)}; {kind} compares numbers"
+        raise ConditionError(_failed(kind, why))
+    return compare(a, b)
 
 
 _COMPARE_TEXT: dict[str, Callable[[str, str], bool]] = {
@@ -236,7 +240,7 @@ def _failed(kind: JSON, why: str) -> str:
     return f"ClientError: Failed to evaluate condition {kind}: {why}"
 
 
-def _number(value: JSON, kind: JSON, other: JSON) -> float:
+def _number(value: JSON) -> float | None:
     """``value`` as a number for an ordering comparison; numeric strings count as numbers."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -244,13 +248,8 @@ def _number(value: JSON, kind: JSON, other: JSON) -> float:
         try:
             return float(value)
         except ValueError:
-            pass
-    raise ConditionError(
-        _failed(
-            kind,
-            f"cannot compare {_typed(value)} with {_typed(other)}; {kind} compares numbers",
-        )
-    )
+            return None
+    return None
 
 
 def _typed(value: JSON) -> str:
