@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
+from sagepipe.core.references import parse_json_path
 from sagepipe.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -225,6 +226,9 @@ class JsonGet(Expression):
     step_name: str
     property_file: PropertyFile | str
     json_path: str
+
+    def __post_init__(self) -> None:
+        parse_json_path(self.json_path)  # a bad path fails here, not when the condition runs
 
     @property
     def file_name(self) -> str:

@@ -20,13 +20,12 @@ from importlib import resources
 from typing import Any
 
 from sagepipe.core.json_types import JSON
+from sagepipe.core.steps import PROCESSING_ROOT
 from sagepipe.core.suggest import did_you_mean
+from sagepipe.definition.limits import MAX_TRAINING_SECONDS
 from sagepipe.errors import DefinitionError
 
 EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})
-PROCESSING_ROOT = "/opt/ml/processing/"
-# SageMaker documents 28 days as the longest a training job may run; the model gives no maximum.
-MAX_TRAINING_SECONDS = 2_419_200
 _SHOWN = 60  # characters of a value quoted in a message
 
 
@@ -110,13 +109,15 @@ def _structure(
     members: Mapping[str, str] = shape.get("members", {})
     skip = set(top["set_by_pipeline"]) if top else set()
     for name in shape.get("required", ()):
-        if name not in value and name not in skip:
+        if value.get(name) is None and name not in skip:
             operation = top["shape"].removesuffix("Request") if top else "SageMaker"
             yield f"{where}.{name} is missing; {operation} requires it"
     for name, item in value.items():
+        if item is None:  # a null member counts as absent
+            continue
         if name in members:
             yield from _problems(item, members[name], f"{where}.{name}")
-        elif item is not None and did_you_mean(name, members):
+        elif did_you_mean(name, members):
             # an unknown member close to a known one is a typo; others are left to SageMaker
             yield f"{where}.{name} is not a field here{did_you_mean(name, members)}"
 

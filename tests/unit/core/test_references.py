@@ -91,3 +91,11 @@ def test_did_you_mean() -> None:
     )
     assert hint.startswith(" (did you mean ml.m5.xlarge")
     assert hint.count(",") <= 2  # three names at most
+
+
+def test_json_get_checks_its_path_when_built() -> None:
+    from sagepipe import JsonGet
+
+    assert JsonGet("Eval", "Report", "metrics['a.b'].value").json_path == "metrics['a.b'].value"
+    with pytest.raises(PipelineError, match=r"JsonGet Path 'metrics\.\.mse' is invalid"):
+        JsonGet("Eval", "Report", "metrics..mse")
