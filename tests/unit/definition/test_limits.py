@@ -16,7 +16,7 @@ from sagepipe.definition.limits import (
     SUPPORTED_LOCALLY,
     VERSION,
 )
-from sagepipe.definition.model import check_values, parse
+from sagepipe.definition.values import check_values, parse
 from sagepipe.engine.scheduler import RUNNERS
 from sagepipe.errors import DefinitionError
 from tests.conftest import FIXTURES
