@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from sagepipe.core.expressions import to_expr
+from sagepipe.core.expressions import PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
 
@@ -22,8 +22,8 @@ class Condition:
 class ConditionComparison(Condition):
     """``left <op> right``; either side may be a primitive or an expression."""
 
-    left: Any
-    right: Any
+    left: PipelineValue
+    right: PipelineValue
     TYPE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
@@ -77,8 +77,8 @@ class ConditionLessThanOrEqualTo(ConditionComparison):
 class ConditionIn(Condition):
     """``value in in_values``."""
 
-    value: Any
-    in_values: tuple[Any, ...]
+    value: PipelineValue
+    in_values: tuple[PipelineValue, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_values", tuple(self.in_values))

@@ -6,8 +6,9 @@ names of the steps it reads from, which is how data dependencies are inferred.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
@@ -39,6 +40,14 @@ class Expression:
         )
 
 
+# What an author may write where the definition takes a value: a primitive, an expression
+# (a parameter, a step property, Join, JsonGet), or a list or mapping of those.
+PipelineValue: TypeAlias = (
+    "Expression | str | int | float | bool | Sequence[PipelineValue] "
+    "| Mapping[str, PipelineValue] | None"
+)
+
+
 def render(value: object) -> str:
     """A resolved value as text, the way the service writes it (booleans lower-case)."""
     if isinstance(value, bool):
@@ -64,8 +73,8 @@ class Parameter(Expression):
     """A pipeline parameter; values given at start time are strings converted to ``TYPE``."""
 
     name: str
-    default_value: Any = None
-    enum_values: tuple[Any, ...] | None = None
+    default_value: str | int | float | bool | None = None
+    enum_values: tuple[str | int | float | bool, ...] | None = None
     TYPE: ClassVar[str] = ""
     PYTHON: ClassVar[tuple[type, ...]] = ()
 
@@ -208,7 +217,7 @@ class Join(Expression):
     """``Std:Join``: the values rendered as strings and joined by ``on``."""
 
     on: str = ""
-    values: tuple[Any, ...] = ()
+    values: tuple[PipelineValue, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sagepipe.core.conditions import Condition
-from sagepipe.core.expressions import Expression, Properties, to_expr
+from sagepipe.core.expressions import Expression, PipelineValue, Properties, to_expr
 from sagepipe.core.graph import Node, Refs, scan
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
@@ -220,10 +220,10 @@ class Processor:
     framework_version: str | None = None
     command: tuple[str, ...] = ("python3",)
     role: str | None = None
-    instance_type: Any = "ml.m5.xlarge"
-    instance_count: Any = 1
+    instance_type: PipelineValue = "ml.m5.xlarge"
+    instance_count: PipelineValue = 1
     volume_size_in_gb: int = 30
-    env: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, PipelineValue] = field(default_factory=dict)
     network_isolation: bool = False
     max_runtime_in_seconds: int | None = None
     region: str = "us-east-1"
@@ -241,7 +241,7 @@ class Processor:
 class ProcessingInput:
     """Data a processing step reads, staged at ``destination`` inside the container."""
 
-    source: Any
+    source: PipelineValue
     destination: str
     input_name: str | None = None
     s3_data_type: str = "S3Prefix"
@@ -264,7 +264,7 @@ class ProcessingOutput:
     """Data a processing step writes at ``source``, published to ``destination`` on success."""
 
     source: str
-    destination: Any = None
+    destination: PipelineValue = None
     output_name: str | None = None
     s3_upload_mode: str = "EndOfJob"
 
@@ -287,7 +287,7 @@ class ProcessingStep(Step):
     inputs: tuple[ProcessingInput, ...] = field(default=(), kw_only=True)
     outputs: tuple[ProcessingOutput, ...] = field(default=(), kw_only=True)
     code: str | None = field(default=None, kw_only=True)
-    job_arguments: tuple[Any, ...] = field(default=(), kw_only=True)
+    job_arguments: tuple[PipelineValue, ...] = field(default=(), kw_only=True)
     property_files: tuple[PropertyFile, ...] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = "Processing"
 
@@ -331,7 +331,7 @@ class ProcessingStep(Step):
 class TrainingInput:
     """A training channel's data source."""
 
-    s3_data: Any
+    s3_data: PipelineValue
     content_type: str | None = None
     s3_data_type: str = "S3Prefix"
     distribution: str = "FullyReplicated"
@@ -353,15 +353,15 @@ class Estimator:
     framework: str | None = None
     framework_version: str | None = None
     py_version: str = "py3"
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    output_path: Any = None
+    hyperparameters: Mapping[str, PipelineValue] = field(default_factory=dict)
+    output_path: PipelineValue = None
     metric_definitions: tuple[MetricDefinition, ...] = ()
     role: str | None = None
-    instance_type: Any = "ml.m5.xlarge"
-    instance_count: Any = 1
+    instance_type: PipelineValue = "ml.m5.xlarge"
+    instance_count: PipelineValue = 1
     volume_size_in_gb: int = 30
     max_runtime_in_seconds: int = 86400
-    environment: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, PipelineValue] = field(default_factory=dict)
     network_isolation: bool = False
     region: str = "us-east-1"
 
@@ -436,7 +436,7 @@ class ConditionStep(Step):
 class FailStep(Step):
     """Stop the execution as Failed with ``error_message``."""
 
-    error_message: Any = field(default="", kw_only=True)
+    error_message: PipelineValue = field(default="", kw_only=True)
     STEP_TYPE: ClassVar[str] = "Fail"
 
     def __post_init__(self) -> None:
@@ -449,14 +449,14 @@ class RegisterModel(Step):
     """Register a model version in a model package group (the local registry, or SageMaker's)."""
 
     model_package_group_name: str = field(kw_only=True)
-    model_data: Any = field(kw_only=True)
+    model_data: PipelineValue = field(kw_only=True)
     image_uri: str = field(kw_only=True)
     approval_status: str = field(default="PendingManualApproval", kw_only=True)
     content_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
     response_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
     inference_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
     transform_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
-    model_metrics_uri: Any = field(default=None, kw_only=True)
+    model_metrics_uri: PipelineValue = field(default=None, kw_only=True)
     STEP_TYPE: ClassVar[str] = "RegisterModel"
 
     def __post_init__(self) -> None:

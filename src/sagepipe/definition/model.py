@@ -187,7 +187,7 @@ class StepDef:
         raise DefinitionError(f"step '{self.name}' has no property file '{name}'")
 
 
-def _listed(items: tuple[Any, ...] | None) -> JSON:
+def _listed(items: tuple[str | CheckedObject, ...] | None) -> JSON:
     return None if items is None else [dict(i) if isinstance(i, Mapping) else i for i in items]
 
 
@@ -395,12 +395,13 @@ def _object_or_none(data: JSONObject, key: str) -> JSONObject | None:
     return value
 
 
-def _parameter(raw: Any, index: int) -> ParameterDef:
+def _parameter(raw: JSON, index: int) -> ParameterDef:
     where = f"Parameters[{index}]"
-    if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
+    name = raw.get("Name") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or not isinstance(name, str):
         raise DefinitionError(f"{where} must be an object with a string 'Name'")
-    name, kind = raw["Name"], raw.get("Type", "String")
-    if kind not in PARAM_CLASSES:
+    kind = raw.get("Type", "String")
+    if not isinstance(kind, str) or kind not in PARAM_CLASSES:
         raise DefinitionError(
             f"parameter '{name}' has Type {kind!r}; use one of {', '.join(PARAM_CLASSES)}"
         )
@@ -423,7 +424,7 @@ def _parameter(raw: Any, index: int) -> ParameterDef:
     )
 
 
-def _step(raw: Any, where: str) -> StepDef:
+def _step(raw: JSON, where: str) -> StepDef:
     if not isinstance(raw, dict):
         raise DefinitionError(f"{where} must be an object with Name, Type and Arguments")
     name = raw.get("Name")
@@ -439,9 +440,10 @@ def _step(raw: Any, where: str) -> StepDef:
     else_steps: tuple[StepDef, ...] = ()
     if kind == "Condition":
         args = dict(args)
-        if not isinstance(args.get("Conditions"), list) or not args["Conditions"]:
+        conditions = args.get("Conditions")
+        if not isinstance(conditions, list) or not conditions:
             raise DefinitionError(f"condition step '{name}': Arguments.Conditions must be a list")
-        _check_conditions(name, args["Conditions"], "Arguments.Conditions")
+        _check_conditions(name, conditions, "Arguments.Conditions")
         if_steps = _branch(name, args.pop("IfSteps", []), "IfSteps")
         else_steps = _branch(name, args.pop("ElseSteps", []), "ElseSteps")
     elif kind == "Fail" and "ErrorMessage" not in args:
@@ -460,35 +462,44 @@ def _step(raw: Any, where: str) -> StepDef:
         name=name,
         type=kind,
         arguments=args,
-        depends_on=tuple(depends) if depends is not None else None,
-        display_name=raw.get("DisplayName"),
-        description=raw.get("Description"),
+        depends_on=tuple(str(d) for d in depends) if depends is not None else None,
+        display_name=_text(name, raw, "DisplayName"),
+        description=_text(name, raw, "Description"),
         cache_config=cache,
         retry_policies=_tuple_of_objects(name, raw, "RetryPolicies"),
-        property_files=_property_files(name, raw),
+        property_files=_property_files(name, raw, args),
         if_steps=if_steps,
         else_steps=else_steps,
         extra={k: v for k, v in raw.items() if k not in _STEP_KEYS},
     )
 
 
-def _tuple_of_objects(name: str, raw: dict[str, Any], key: str) -> tuple[Any, ...] | None:
+def _text(name: str, raw: JSONObject, key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DefinitionError(f"step '{name}': {key} must be a string")
+    return value
+
+
+def _tuple_of_objects(name: str, raw: JSONObject, key: str) -> tuple[JSONObject, ...] | None:
     value = raw.get(key)
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise DefinitionError(f"step '{name}': {key} must be a list of objects")
-    return tuple(value)
+    return tuple(v for v in value if isinstance(v, dict))
 
 
-def _property_files(name: str, raw: dict[str, Any]) -> tuple[Any, ...] | None:
+def _property_files(name: str, raw: JSONObject, args: JSONObject) -> tuple[JSONObject, ...] | None:
     files = _tuple_of_objects(name, raw, "PropertyFiles")
+    config = args.get("ProcessingOutputConfig")
+    outputs = config.get("Outputs") if isinstance(config, dict) else None
+    listed = outputs if isinstance(outputs, list) else []
+    names = {o.get("OutputName") for o in listed if isinstance(o, dict)}
     for pf in files or ():
         missing = [k for k in ("PropertyFileName", "OutputName", "FilePath") if k not in pf]
         if missing:
             raise DefinitionError(f"step '{name}': PropertyFiles entry lacks {', '.join(missing)}")
-        outputs = (raw.get("Arguments", {}).get("ProcessingOutputConfig") or {}).get("Outputs", [])
-        names = {o.get("OutputName") for o in outputs if isinstance(o, dict)}
         if pf["OutputName"] not in names:
             raise DefinitionError(
                 f"step '{name}': PropertyFile '{pf['PropertyFileName']}' names output "
@@ -506,34 +517,38 @@ _COMPARISONS = {
 }
 
 
-def _check_conditions(step: str, conditions: list[Any], where: str) -> None:
+def _check_conditions(step: str, conditions: list[JSON], where: str) -> None:
     for i, cond in enumerate(conditions):
         at = f"{where}[{i}]"
         kind = cond.get("Type") if isinstance(cond, dict) else None
-        if kind in _COMPARISONS:
-            missing = [k for k in ("LeftValue", "RightValue") if k not in cond]
-        elif kind == "In":
-            missing = [k for k in ("QueryValue", "Values") if k not in cond]
-        elif kind == "Not":
-            missing = [] if isinstance(cond.get("Condition"), dict) else ["Condition"]
-            if not missing:
-                _check_conditions(step, [cond["Condition"]], f"{at}.Condition")
-        elif kind == "Or":
-            missing = [] if isinstance(cond.get("Conditions"), list) else ["Conditions"]
-            if not missing:
-                _check_conditions(step, cond["Conditions"], f"{at}.Conditions")
-        else:
+        if not isinstance(cond, dict) or kind not in (*_COMPARISONS, "In", "Not", "Or"):
             known = ", ".join(sorted({*_COMPARISONS, "In", "Not", "Or"}))
             raise DefinitionError(
                 f"condition step '{step}' {at}: unknown condition Type {kind!r}; use one of {known}"
             )
+        if kind in _COMPARISONS:
+            missing = [k for k in ("LeftValue", "RightValue") if k not in cond]
+        elif kind == "In":
+            missing = [k for k in ("QueryValue", "Values") if k not in cond]
+            if not missing and not isinstance(cond["Values"], list):
+                missing = ["Values as a list"]
+        elif kind == "Not":
+            inner = cond.get("Condition")
+            missing = [] if isinstance(inner, dict) else ["Condition"]
+            if not missing:
+                _check_conditions(step, [inner], f"{at}.Condition")
+        else:
+            inner = cond.get("Conditions")
+            missing = [] if isinstance(inner, list) else ["Conditions"]
+            if isinstance(inner, list):
+                _check_conditions(step, inner, f"{at}.Conditions")
         if missing:
             raise DefinitionError(
                 f"condition step '{step}' {at}: {kind} condition lacks {', '.join(missing)}"
             )
 
 
-def _branch(name: str, raw: Any, key: str) -> tuple[StepDef, ...]:
+def _branch(name: str, raw: JSON, key: str) -> tuple[StepDef, ...]:
     if not isinstance(raw, list):
         raise DefinitionError(f"condition step '{name}': {key} must be a list of steps")
     return tuple(_step(s, f"step '{name}' {key}[{i}]") for i, s in enumerate(raw))

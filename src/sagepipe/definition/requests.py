@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
-from typing import Any
+from typing import TypedDict
 
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import PROCESSING_ROOT
@@ -34,10 +34,36 @@ def is_expression(value: object) -> bool:
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in EXPRESSION_KEYS
 
 
+class _Shape(TypedDict, total=False):
+    """One shape of the service model, reduced to what is checked."""
+
+    type: str
+    required: list[str]
+    members: dict[str, str]
+    member: str
+    key: str
+    value: str
+    min: float
+    max: float
+    pattern: str
+    enum: list[str]
+
+
+class _Operation(TypedDict):
+    shape: str
+    set_by_pipeline: list[str]
+
+
+class _Model(TypedDict):
+    source: str
+    operations: dict[str, _Operation]
+    shapes: dict[str, _Shape]
+
+
 @functools.cache
-def _model() -> Mapping[str, Any]:
+def _model() -> _Model:
     text = resources.files("sagepipe.definition").joinpath("sagemaker_requests.json").read_text()
-    data: Mapping[str, Any] = json.loads(text)
+    data: _Model = json.loads(text)
     return data
 
 
@@ -73,7 +99,7 @@ def check_request(step: str, step_type: str, arguments: Mapping[str, JSON]) -> N
 
 
 def _problems(
-    value: JSON, shape_name: str, where: str, top: Mapping[str, Any] | None = None
+    value: JSON, shape_name: str, where: str, top: _Operation | None = None
 ) -> Iterator[str]:
     if is_expression(value):
         return
@@ -100,9 +126,7 @@ def _problems(
         yield from _scalar(value, shape_name, where)
 
 
-def _structure(
-    value: JSON, shape: Mapping[str, Any], where: str, top: Mapping[str, Any] | None
-) -> Iterator[str]:
+def _structure(value: JSON, shape: _Shape, where: str, top: _Operation | None) -> Iterator[str]:
     if not isinstance(value, dict):
         yield f"{where} is {_show(value)}; it must be an object"
         return
@@ -153,21 +177,21 @@ def _scalar(value: JSON, shape_name: str, where: str) -> Iterator[str]:
         yield f"{where} is {_show(value)}; it must be a time"
 
 
-def _length(size: int, shape: Mapping[str, Any], where: str, unit: str) -> Iterator[str]:
+def _length(size: int, shape: _Shape, where: str, unit: str) -> Iterator[str]:
     if size < shape.get("min", 0):
         yield f"{where} has {size} {unit}; it needs at least {shape['min']}"
     elif "max" in shape and size > shape["max"]:
         yield f"{where} has {size} {unit}; SageMaker accepts at most {shape['max']}"
 
 
-def _range(value: float, shape: Mapping[str, Any], where: str) -> Iterator[str]:
+def _range(value: float, shape: _Shape, where: str) -> Iterator[str]:
     if "min" in shape and value < shape["min"]:
         yield f"{where} is {value}; it must be at least {shape['min']}"
     elif "max" in shape and value > shape["max"]:
         yield f"{where} is {value}; it must be at most {shape['max']}"
 
 
-def _list_hint(shape: Mapping[str, Any]) -> str:
+def _list_hint(shape: _Shape) -> str:
     member = _model()["shapes"][shape["member"]]
     if member["type"] == "string":
         return ' of strings, e.g. ["python3", "script.py"]'
