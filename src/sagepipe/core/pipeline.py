@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from sagepipe.core.expressions import Parameter
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
@@ -29,7 +28,7 @@ class Pipeline:
     name: str
     steps: tuple[Step, ...] = ()
     parameters: tuple[Parameter, ...] = ()
-    pipeline_experiment_config: dict[str, Any] | None = field(
+    pipeline_experiment_config: dict[str, JSON] | None = field(
         default_factory=lambda: dict(DEFAULT_EXPERIMENT_CONFIG)
     )
     max_parallel_execution_steps: int | None = None

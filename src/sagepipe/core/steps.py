@@ -391,7 +391,7 @@ class TrainingStep(Step):
     """A training job: the estimator run on named input channels."""
 
     estimator: Estimator = field(kw_only=True)
-    inputs: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+    inputs: Mapping[str, TrainingInput | PipelineValue] = field(default_factory=dict, kw_only=True)
     STEP_TYPE: ClassVar[str] = "Training"
 
     def __post_init__(self) -> None:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagepipe.core.expressions import ExecutionVariables, Join, to_expr
+from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
 from sagepipe.core.pipeline import Pipeline
 from sagepipe.core.steps import (
     ConditionStep,
     Estimator,
     FailStep,
+    ProcessingInput,
     ProcessingStep,
     RegisterModel,
     Step,
@@ -95,7 +96,14 @@ class _Context:
 
     def default_uri(self, prefix: str, *parts: str) -> JSON:
         execution = ExecutionVariables.PIPELINE_EXECUTION_ID
-        values: list[Any] = ["s3:/", self.bucket, prefix, self.pipeline.name, execution, *parts]
+        values: list[PipelineValue] = [
+            "s3:/",
+            self.bucket,
+            prefix,
+            self.pipeline.name,
+            execution,
+            *parts,
+        ]
         return Join(on="/", values=tuple(values)).expr
 
 
@@ -212,7 +220,9 @@ def _processing(ctx: _Context, step: Step) -> dict[str, JSON]:
     return args
 
 
-def _s3_input(name: str, uri: JSON, local_path: str, inp: Any) -> dict[str, JSON]:
+def _s3_input(
+    name: str, uri: JSON, local_path: str, inp: ProcessingInput | None
+) -> dict[str, JSON]:
     return {
         "InputName": name,
         "AppManaged": False,
@@ -266,7 +276,7 @@ def _training(ctx: _Context, step: Step) -> dict[str, JSON]:
     return args
 
 
-def _channel(name: str, source: Any) -> dict[str, JSON]:
+def _channel(name: str, source: TrainingInput | PipelineValue) -> dict[str, JSON]:
     inp = source if isinstance(source, TrainingInput) else TrainingInput(s3_data=source)
     channel: dict[str, JSON] = {
         "DataSource": {
