@@ -35,10 +35,6 @@ class ExecutionError(SagepipeError):
     """A local execution could not be started or inspected."""
 
 
-class StepFailedError(ExecutionError):
-    """A step failed; the message is the step's FailureReason."""
-
-
 class SageMakerError(SagepipeError):
     """A SageMaker API call failed."""
 

@@ -104,7 +104,8 @@ def test_app_trains_publishes_and_predicts(settings: Settings, tmp_path: Path) -
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 344
     accuracy = sum(r["prediction"] == r["species"] for r in rows) / len(rows)
     assert accuracy > 0.9

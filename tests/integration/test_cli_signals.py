@@ -40,10 +40,14 @@ def _start(project: Path) -> tuple[subprocess.Popen[str], str]:
         start_new_session=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"execution (\w{12}) of slow", line)
-    assert match, line
-    return proc, match.group(1)
+    seen = []  # the process sandbox's one-time warning may come before the header
+    for _ in range(10):
+        seen.append(proc.stderr.readline())
+        if match := re.search(r"execution (\w{12}) of slow", seen[-1]):
+            return proc, match.group(1)
+    proc.kill()
+    proc.communicate()
+    raise AssertionError("".join(seen))
 
 
 def test_ctrl_c_stops_the_run(project: Path) -> None:
@@ -73,7 +77,7 @@ def test_logs_follow_prints_while_running(project: Path) -> None:
             timeout=120,
         )
     finally:
-        proc.wait(120)
+        proc.communicate(timeout=120)  # waits and closes the run's pipes
     assert follow.returncode == 0, follow.stderr
     ticks = [line for line in follow.stdout.splitlines() if line.startswith("slow | tick")]
     assert len(ticks) == 60

@@ -34,14 +34,23 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2
 PROC = Processor(image_uri=IMAGE)
 
 
+# SageMaker caps each ContainerEntrypoint item at 256 characters: inline code travels as
+# ContainerArguments of at most 256 characters each, joined again by this loader.
+INLINE = (
+    "import sys; c = ''.join(sys.argv[1:]); del sys.argv[1:]; exec(compile(c, '<inline>', 'exec'))"
+)
+
+
 def py(name: str, code: str, **kw: object) -> ProcessingStep:
     """A processing step running inline Python code."""
     processor = kw.pop("processor", PROC)
+    chunks = [code[i : i + 256] for i in range(0, len(code), 256)]
     return ProcessingStep(
         name,
         processor=Processor(
-            image_uri=IMAGE, command=("python3", "-c", code), **processor_kw(processor)
+            image_uri=IMAGE, command=("python3", "-c", INLINE), **processor_kw(processor)
         ),
+        job_arguments=chunks,
         **kw,
     )  # type: ignore[arg-type]
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from sagepipe.core.expressions import Json, to_expr
+from sagepipe.core.expressions import PipelineValue, to_expr
+from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
 
 
 class Condition:
     """Base of every condition."""
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The condition's definition JSON."""
         raise NotImplementedError
 
@@ -21,15 +22,15 @@ class Condition:
 class ConditionComparison(Condition):
     """``left <op> right``; either side may be a primitive or an expression."""
 
-    left: Any
-    right: Any
+    left: PipelineValue
+    right: PipelineValue
     TYPE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         to_expr(self.left)
         to_expr(self.right)
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         return {
             "Type": self.TYPE,
             "LeftValue": to_expr(self.left),
@@ -76,15 +77,15 @@ class ConditionLessThanOrEqualTo(ConditionComparison):
 class ConditionIn(Condition):
     """``value in in_values``."""
 
-    value: Any
-    in_values: tuple[Any, ...]
+    value: PipelineValue
+    in_values: tuple[PipelineValue, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_values", tuple(self.in_values))
         if not self.in_values:
             raise PipelineError("ConditionIn needs at least one value in in_values")
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         return {
             "Type": "In",
             "QueryValue": to_expr(self.value),
@@ -98,7 +99,7 @@ class ConditionNot(Condition):
 
     expression: Condition
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         return {"Type": "Not", "Condition": self.expression.to_request()}
 
 
@@ -113,5 +114,5 @@ class ConditionOr(Condition):
         if not self.conditions:
             raise PipelineError("ConditionOr needs at least one condition")
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         return {"Type": "Or", "Conditions": [c.to_request() for c in self.conditions]}

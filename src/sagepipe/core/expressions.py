@@ -6,16 +6,18 @@ names of the steps it reads from, which is how data dependencies are inferred.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
+from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
+from sagepipe.core.references import parse_json_path
 from sagepipe.errors import PipelineError
 
 if TYPE_CHECKING:
     from sagepipe.core.steps import PropertyFile
 
-Json = Any
 PRIMITIVES = (str, int, float, bool)
 
 
@@ -27,7 +29,7 @@ class Expression:
     """
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         """The definition JSON form of this value."""
         raise NotImplementedError
 
@@ -38,6 +40,14 @@ class Expression:
         )
 
 
+# What an author may write where the definition takes a value: a primitive, an expression
+# (a parameter, a step property, Join, JsonGet), or a list or mapping of those.
+PipelineValue: TypeAlias = (
+    "Expression | str | int | float | bool | Sequence[PipelineValue] "
+    "| Mapping[str, PipelineValue] | None"
+)
+
+
 def render(value: object) -> str:
     """A resolved value as text, the way the service writes it (booleans lower-case)."""
     if isinstance(value, bool):
@@ -45,7 +55,7 @@ def render(value: object) -> str:
     return str(value)
 
 
-def to_expr(value: object) -> Json:
+def to_expr(value: object) -> JSON:
     """Return the JSON form of a primitive or an expression."""
     if isinstance(value, Expression):
         return value.expr
@@ -63,8 +73,8 @@ class Parameter(Expression):
     """A pipeline parameter; values given at start time are strings converted to ``TYPE``."""
 
     name: str
-    default_value: Any = None
-    enum_values: tuple[Any, ...] | None = None
+    default_value: str | int | float | bool | None = None
+    enum_values: tuple[str | int | float | bool, ...] | None = None
     TYPE: ClassVar[str] = ""
     PYTHON: ClassVar[tuple[type, ...]] = ()
 
@@ -93,12 +103,12 @@ class Parameter(Expression):
         return isinstance(value, cls.PYTHON)
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Parameters.{self.name}"}
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The entry of the definition's ``Parameters`` list."""
-        out: dict[str, Json] = {"Name": self.name, "Type": self.TYPE}
+        out: dict[str, JSON] = {"Name": self.name, "Type": self.TYPE}
         if self.default_value is not None:
             out["DefaultValue"] = self.default_value
         if self.enum_values is not None:
@@ -150,7 +160,7 @@ class ExecutionVariable(Expression):
     name: str
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Execution.{self.name}"}
 
 
@@ -198,7 +208,7 @@ class Properties(Expression):
         return Properties(self.step_name, self.step_type, self.path.item(self.step_type, key))
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Get": f"Steps.{self.step_name}{self.path.render()}"}
 
 
@@ -207,14 +217,14 @@ class Join(Expression):
     """``Std:Join``: the values rendered as strings and joined by ``on``."""
 
     on: str = ""
-    values: tuple[Any, ...] = ()
+    values: tuple[PipelineValue, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
         to_expr(list(self.values))
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {"Std:Join": {"On": self.on, "Values": [to_expr(v) for v in self.values]}}
 
 
@@ -226,6 +236,9 @@ class JsonGet(Expression):
     property_file: PropertyFile | str
     json_path: str
 
+    def __post_init__(self) -> None:
+        parse_json_path(self.json_path)  # a bad path fails here, not when the condition runs
+
     @property
     def file_name(self) -> str:
         """The PropertyFile's name."""
@@ -233,7 +246,7 @@ class JsonGet(Expression):
         return pf if isinstance(pf, str) else pf.name
 
     @property
-    def expr(self) -> Json:
+    def expr(self) -> JSON:
         return {
             "Std:JsonGet": {
                 "PropertyFile": {"Get": f"Steps.{self.step_name}.PropertyFiles.{self.file_name}"},

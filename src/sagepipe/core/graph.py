@@ -7,18 +7,19 @@ with the same messages.
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from sagepipe.core.expressions import ExecutionVariables, Json
+from sagepipe.core.expressions import ExecutionVariables
+from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath, list_key
+from sagepipe.core.references import parse_get
+from sagepipe.core.suggest import did_you_mean
 from sagepipe.errors import PipelineError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
-_STEP_GET = re.compile(r"^Steps\.([^.\[]+)(.*)$")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Refs:
     execution: tuple[tuple[str, str], ...] = ()
 
 
-def scan(value: Json, where: str = "") -> Refs:
+def scan(value: JSON, where: str = "") -> Refs:
     """Find every ``Get`` of a step, parameter or execution variable inside ``value``."""
     steps: list[Reference] = []
     params: list[tuple[str, str]] = []
@@ -48,25 +49,20 @@ def scan(value: Json, where: str = "") -> Refs:
     for get, at in _gets(value, where):
         if not isinstance(get, str):
             raise PipelineError(f"{at}: 'Get' must be a string, not {get!r}")
-        if get.startswith("Parameters."):
-            params.append((get.removeprefix("Parameters."), at))
-        elif get.startswith("Execution."):
-            execution.append((get.removeprefix("Execution."), at))
-        elif m := _STEP_GET.match(get):
-            target, rest = m.groups()
-            if rest.startswith(".PropertyFiles."):
-                pf = rest.removeprefix(".PropertyFiles.")
-                steps.append(Reference(target, at, property_file=pf))
-            else:
-                steps.append(Reference(target, at, path=rest))
+        try:
+            ref = parse_get(get)
+        except PipelineError as exc:
+            raise PipelineError(f"{at}: {exc}") from None
+        if ref.kind == "Parameters":
+            params.append((ref.name, at))
+        elif ref.kind == "Execution":
+            execution.append((ref.name, at))
         else:
-            raise PipelineError(
-                f"{at}: cannot read {get!r}; a Get starts with Parameters., Execution. or Steps."
-            )
+            steps.append(Reference(ref.name, at, ref.path, ref.property_file))
     return Refs(tuple(steps), tuple(params), tuple(execution))
 
 
-def _gets(value: Json, where: str) -> Iterator[tuple[Json, str]]:
+def _gets(value: JSON, where: str) -> Iterator[tuple[JSON, str]]:
     if isinstance(value, dict):
         if set(value) == {"Get"}:
             yield value["Get"], where
@@ -105,18 +101,6 @@ class Graph:
         """Step names in an order where every step follows its upstream steps."""
         return list(graphlib.TopologicalSorter(self.upstream).static_order())
 
-    def downstream(self, name: str) -> set[str]:
-        """Every step that depends, directly or not, on ``name``."""
-        out: set[str] = set()
-        frontier = [name]
-        while frontier:
-            current = frontier.pop()
-            for other, ups in self.upstream.items():
-                if current in ups and other not in out:
-                    out.add(other)
-                    frontier.append(other)
-        return out
-
 
 def build_graph(
     nodes: Iterable[Node], top_level: Iterable[str], parameters: Iterable[str]
@@ -146,7 +130,9 @@ def build_graph(
         ups = set(_check_refs(node, by_name, declared))
         for dep in node.depends_on:
             if dep not in by_name:
-                raise PipelineError(f"step '{node.name}' DependsOn '{dep}'{_close(dep, by_name)}")
+                raise PipelineError(
+                    f"step '{node.name}' DependsOn '{dep}'{did_you_mean(dep, by_name)}"
+                )
             ups.add(dep)
         if node.name in branch_of:
             ups.add(branch_of[node.name])
@@ -191,13 +177,13 @@ def _check_refs(node: Node, by_name: Mapping[str, Node], declared: set[str]) -> 
         if pname not in declared:
             raise PipelineError(
                 f"step '{node.name}' {at} reads parameter '{pname}' which is not declared"
-                f"{_close(pname, declared)}; add it to the pipeline's parameters"
+                f"{did_you_mean(pname, declared)}; add it to the pipeline's parameters"
             )
     for vname, at in node.refs.execution:
         if vname not in ExecutionVariables.NAMES:
             raise PipelineError(
                 f"step '{node.name}' {at} reads unknown execution variable '{vname}'"
-                f"{_close(vname, ExecutionVariables.NAMES)}"
+                f"{did_you_mean(vname, ExecutionVariables.NAMES)}"
             )
     for ref in node.refs.steps:
         yield _check_ref(node, ref, by_name)
@@ -207,7 +193,7 @@ def _check_ref(node: Node, ref: Reference, by_name: Mapping[str, Node]) -> str:
     prefix = f"step '{node.name}' {ref.where} reads Steps.{ref.target}"
     target = by_name.get(ref.target)
     if target is None:
-        raise PipelineError(f"{prefix}: no such step{_close(ref.target, by_name)}")
+        raise PipelineError(f"{prefix}: no such step{did_you_mean(ref.target, by_name)}")
     if ref.property_file is not None:
         if ref.property_file not in target.property_files:
             known = ", ".join(sorted(target.property_files)) or "none"
@@ -238,10 +224,5 @@ def _check_item_names(prefix: str, target: Node, path: PropertyPath) -> None:
             kind = list_path.rsplit(".", 1)[-1]
             raise PipelineError(
                 f"{prefix}: '{target.name}' has no {kind} item '{seg[0]}'"
-                f"{_close(seg[0], names)}; {kind} are: {', '.join(sorted(names)) or 'none'}"
+                f"{did_you_mean(seg[0], names)}; {kind} are: {', '.join(sorted(names)) or 'none'}"
             )
-
-
-def _close(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from sagepipe.core.expressions import Json, Parameter
+from sagepipe.core.expressions import Parameter
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
+from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import ConditionStep, Step
 from sagepipe.errors import PipelineError
 
-DEFAULT_EXPERIMENT_CONFIG: dict[str, Json] = {
+DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
     "ExperimentName": {"Get": "Execution.PipelineName"},
     "TrialName": {"Get": "Execution.PipelineExecutionId"},
 }
@@ -28,7 +28,7 @@ class Pipeline:
     name: str
     steps: tuple[Step, ...] = ()
     parameters: tuple[Parameter, ...] = ()
-    pipeline_experiment_config: dict[str, Any] | None = field(
+    pipeline_experiment_config: dict[str, JSON] | None = field(
         default_factory=lambda: dict(DEFAULT_EXPERIMENT_CONFIG)
     )
     max_parallel_execution_steps: int | None = None

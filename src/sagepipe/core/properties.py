@@ -7,11 +7,11 @@ parts pipelines read) so that a wrong path is refused when the pipeline is built
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from sagepipe.core.suggest import did_you_mean
 from sagepipe.errors import PipelineError
 
 
@@ -271,9 +271,9 @@ class PropertyPath:
 
 
 def _hint(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=3)
+    close = did_you_mean(name, options)
     if close:
-        return f"; did you mean {', '.join(close)}?"
+        return close
     if options:
         return f"; properties here are: {', '.join(options[:12])}"
     return ""

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sagepipe.core.conditions import Condition
-from sagepipe.core.expressions import Expression, Json, Properties, to_expr
+from sagepipe.core.expressions import Expression, PipelineValue, Properties, to_expr
 from sagepipe.core.graph import Node, Refs, scan
+from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
@@ -40,9 +41,9 @@ class CacheConfig:
     enable_caching: bool = False
     expire_after: str | None = None
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The step's ``CacheConfig`` entry."""
-        out: dict[str, Json] = {"Enabled": self.enable_caching}
+        out: dict[str, JSON] = {"Enabled": self.enable_caching}
         if self.expire_after is not None:
             out["ExpireAfter"] = self.expire_after
         return out
@@ -74,9 +75,9 @@ class _RetryPolicy:
                 f"{type(self).__name__}: set exactly one of max_attempts and expire_after_mins"
             )
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The ``RetryPolicies`` entry."""
-        out: dict[str, Json] = {
+        out: dict[str, JSON] = {
             "BackoffRate": self.backoff_rate,
             "IntervalSeconds": self.interval_seconds,
         }
@@ -115,7 +116,7 @@ class PropertyFile:
     output_name: str
     path: str
 
-    def to_request(self) -> dict[str, Json]:
+    def to_request(self) -> dict[str, JSON]:
         """The ``PropertyFiles`` entry."""
         return {
             "PropertyFileName": self.name,
@@ -158,7 +159,7 @@ class Step:
         """Names of the explicit upstream steps."""
         return tuple(d if isinstance(d, str) else d.name for d in self.depends_on)
 
-    def expressions(self) -> Json:
+    def expressions(self) -> JSON:
         """Every authored value that may hold an expression, as JSON (for reference scanning)."""
         skip = {"name", "display_name", "description", "depends_on", "cache_config"}
         return {
@@ -188,7 +189,7 @@ class Step:
         return ()
 
 
-def _json_of(value: Any) -> Json:
+def _json_of(value: Any) -> JSON:
     if isinstance(value, Expression):
         return value.expr
     if isinstance(value, Condition):
@@ -201,7 +202,9 @@ def _json_of(value: Any) -> Json:
         return [_json_of(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _json_of(v) for k, v in value.items()}
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -217,10 +220,10 @@ class Processor:
     framework_version: str | None = None
     command: tuple[str, ...] = ("python3",)
     role: str | None = None
-    instance_type: Any = "ml.m5.xlarge"
-    instance_count: Any = 1
+    instance_type: PipelineValue = "ml.m5.xlarge"
+    instance_count: PipelineValue = 1
     volume_size_in_gb: int = 30
-    env: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, PipelineValue] = field(default_factory=dict)
     network_isolation: bool = False
     max_runtime_in_seconds: int | None = None
     region: str = "us-east-1"
@@ -238,7 +241,7 @@ class Processor:
 class ProcessingInput:
     """Data a processing step reads, staged at ``destination`` inside the container."""
 
-    source: Any
+    source: PipelineValue
     destination: str
     input_name: str | None = None
     s3_data_type: str = "S3Prefix"
@@ -261,7 +264,7 @@ class ProcessingOutput:
     """Data a processing step writes at ``source``, published to ``destination`` on success."""
 
     source: str
-    destination: Any = None
+    destination: PipelineValue = None
     output_name: str | None = None
     s3_upload_mode: str = "EndOfJob"
 
@@ -284,7 +287,7 @@ class ProcessingStep(Step):
     inputs: tuple[ProcessingInput, ...] = field(default=(), kw_only=True)
     outputs: tuple[ProcessingOutput, ...] = field(default=(), kw_only=True)
     code: str | None = field(default=None, kw_only=True)
-    job_arguments: tuple[Any, ...] = field(default=(), kw_only=True)
+    job_arguments: tuple[PipelineValue, ...] = field(default=(), kw_only=True)
     property_files: tuple[PropertyFile, ...] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = "Processing"
 
@@ -328,7 +331,7 @@ class ProcessingStep(Step):
 class TrainingInput:
     """A training channel's data source."""
 
-    s3_data: Any
+    s3_data: PipelineValue
     content_type: str | None = None
     s3_data_type: str = "S3Prefix"
     distribution: str = "FullyReplicated"
@@ -350,15 +353,15 @@ class Estimator:
     framework: str | None = None
     framework_version: str | None = None
     py_version: str = "py3"
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    output_path: Any = None
+    hyperparameters: Mapping[str, PipelineValue] = field(default_factory=dict)
+    output_path: PipelineValue = None
     metric_definitions: tuple[MetricDefinition, ...] = ()
     role: str | None = None
-    instance_type: Any = "ml.m5.xlarge"
-    instance_count: Any = 1
+    instance_type: PipelineValue = "ml.m5.xlarge"
+    instance_count: PipelineValue = 1
     volume_size_in_gb: int = 30
     max_runtime_in_seconds: int = 86400
-    environment: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, PipelineValue] = field(default_factory=dict)
     network_isolation: bool = False
     region: str = "us-east-1"
 
@@ -388,7 +391,7 @@ class TrainingStep(Step):
     """A training job: the estimator run on named input channels."""
 
     estimator: Estimator = field(kw_only=True)
-    inputs: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+    inputs: Mapping[str, TrainingInput | PipelineValue] = field(default_factory=dict, kw_only=True)
     STEP_TYPE: ClassVar[str] = "Training"
 
     def __post_init__(self) -> None:
@@ -433,7 +436,7 @@ class ConditionStep(Step):
 class FailStep(Step):
     """Stop the execution as Failed with ``error_message``."""
 
-    error_message: Any = field(default="", kw_only=True)
+    error_message: PipelineValue = field(default="", kw_only=True)
     STEP_TYPE: ClassVar[str] = "Fail"
 
     def __post_init__(self) -> None:
@@ -446,14 +449,14 @@ class RegisterModel(Step):
     """Register a model version in a model package group (the local registry, or SageMaker's)."""
 
     model_package_group_name: str = field(kw_only=True)
-    model_data: Any = field(kw_only=True)
+    model_data: PipelineValue = field(kw_only=True)
     image_uri: str = field(kw_only=True)
     approval_status: str = field(default="PendingManualApproval", kw_only=True)
     content_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
     response_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
     inference_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
     transform_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
-    model_metrics_uri: Any = field(default=None, kw_only=True)
+    model_metrics_uri: PipelineValue = field(default=None, kw_only=True)
     STEP_TYPE: ClassVar[str] = "RegisterModel"
 
     def __post_init__(self) -> None:

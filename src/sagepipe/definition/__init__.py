@@ -1,7 +1,14 @@
 """The SageMaker pipeline definition JSON: compile authored pipelines, load and validate JSON."""
 
 from sagepipe.definition.compile import CompiledPipeline, Upload, compile_pipeline
-from sagepipe.definition.model import Definition, ParameterDef, StepDef, load
+from sagepipe.definition.model import (
+    Definition,
+    ParameterDef,
+    StepDef,
+    load,
+    resolve_parameters,
+)
+from sagepipe.definition.requests import check_request
 
 __all__ = [
     "CompiledPipeline",
@@ -9,6 +16,8 @@ __all__ = [
     "ParameterDef",
     "StepDef",
     "Upload",
+    "check_request",
     "compile_pipeline",
     "load",
+    "resolve_parameters",
 ]

@@ -10,8 +10,8 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
 
+from sagepipe.core.json_types import JSON
 from sagepipe.errors import DefinitionError
 
 # The request fields SageMaker compares to decide a cache hit, per step type.
@@ -33,7 +33,7 @@ _DURATION = re.compile(
 )
 
 
-def cache_fields(step_type: str, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+def cache_fields(step_type: str, arguments: Mapping[str, JSON]) -> dict[str, JSON] | None:
     """The request fields SageMaker compares for ``step_type`` (None: the type never caches)."""
     fields = CACHE_FIELDS.get(step_type)
     if fields is None:
@@ -41,7 +41,7 @@ def cache_fields(step_type: str, arguments: Mapping[str, Any]) -> dict[str, Any]
     return {f: arguments.get(f) for f in fields}
 
 
-def cache_key(step_type: str, arguments: Mapping[str, Any]) -> str | None:
+def cache_key(step_type: str, arguments: Mapping[str, JSON]) -> str | None:
     """The cache key of a resolved step, or None for step types that do not cache."""
     fields = CACHE_FIELDS.get(step_type)
     if fields is None:
@@ -51,11 +51,15 @@ def cache_key(step_type: str, arguments: Mapping[str, Any]) -> str | None:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def expire_seconds(text: str | None) -> float | None:
-    """Seconds in an ISO 8601 duration such as ``P30D`` or ``PT1H`` (None: never expires)."""
-    if not text:
+def expire_seconds(text: JSON) -> float | None:
+    """Seconds in an ISO 8601 duration such as ``P30D`` or ``PT1H`` (None: never expires).
+
+    Raises:
+        DefinitionError: when ``text`` is not such a duration.
+    """
+    if text is None or text == "":
         return None
-    m = _DURATION.match(text)
+    m = _DURATION.match(text) if isinstance(text, str) else None
     if not m or not any(m.groupdict().values()):
         raise DefinitionError(
             f"ExpireAfter {text!r} is not an ISO 8601 duration such as P30D or PT12H"
@@ -65,7 +69,7 @@ def expire_seconds(text: str | None) -> float | None:
     return float(days * 86400 + g["h"] * 3600 + g["mi"] * 60 + g["s"])
 
 
-def cache_since(cache_config: Mapping[str, Any] | None) -> float | None:
+def cache_since(cache_config: Mapping[str, JSON] | None) -> float | None:
     """The earliest start time a cached run may have, or None when caching is off."""
     if not cache_config or not cache_config.get("Enabled"):
         return None

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagepipe.core.expressions import ExecutionVariables, Join, Json, to_expr
+from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
+from sagepipe.core.json_types import JSON
 from sagepipe.core.pipeline import Pipeline
 from sagepipe.core.steps import (
     ConditionStep,
     Estimator,
     FailStep,
+    ProcessingInput,
     ProcessingStep,
     RegisterModel,
     Step,
@@ -92,9 +94,16 @@ class _Context:
         )
         return uri
 
-    def default_uri(self, prefix: str, *parts: str) -> Json:
+    def default_uri(self, prefix: str, *parts: str) -> JSON:
         execution = ExecutionVariables.PIPELINE_EXECUTION_ID
-        values: list[Any] = ["s3:/", self.bucket, prefix, self.pipeline.name, execution, *parts]
+        values: list[PipelineValue] = [
+            "s3:/",
+            self.bucket,
+            prefix,
+            self.pipeline.name,
+            execution,
+            *parts,
+        ]
         return Join(on="/", values=tuple(values)).expr
 
 
@@ -120,7 +129,7 @@ def compile_pipeline(
         base_dir or Path.cwd(),
         {},
     )
-    data: dict[str, Json] = {"Version": VERSION, "Metadata": {}}
+    data: dict[str, JSON] = {"Version": VERSION, "Metadata": {}}
     data["Parameters"] = [p.to_request() for p in pipeline.parameters]
     if pipeline.pipeline_experiment_config is not None:
         data["PipelineExperimentConfig"] = pipeline.pipeline_experiment_config
@@ -128,11 +137,11 @@ def compile_pipeline(
     return CompiledPipeline(pipeline.name, load(data), tuple(ctx.uploads.values()))
 
 
-def _step(ctx: _Context, step: Step) -> dict[str, Json]:
+def _step(ctx: _Context, step: Step) -> dict[str, JSON]:
     builder = _BUILDERS.get(type(step))
     if builder is None:
         raise PipelineError(f"step '{step.name}': {type(step).__name__} cannot be compiled")
-    out: dict[str, Json] = {"Name": step.name, "Type": step.STEP_TYPE}
+    out: dict[str, JSON] = {"Name": step.name, "Type": step.STEP_TYPE}
     out["Arguments"] = builder(ctx, step)
     if step.depends_on:
         out["DependsOn"] = list(step.depends_on_names)
@@ -149,15 +158,15 @@ def _step(ctx: _Context, step: Step) -> dict[str, Json]:
     return out
 
 
-def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
+def _processing(ctx: _Context, step: Step) -> dict[str, JSON]:
     assert isinstance(step, ProcessingStep)
     proc = step.processor
     image = proc.image_uri or framework_image(
         str(proc.framework), str(proc.framework_version), proc.region
     )
-    app: dict[str, Json] = {"ImageUri": image}
-    entry = list(proc.command)
-    inputs: list[Json] = []
+    app: dict[str, JSON] = {"ImageUri": image}
+    entry: list[JSON] = list(proc.command)
+    inputs: list[JSON] = []
     for name, inp in zip(step.input_names, step.inputs, strict=False):
         inputs.append(_s3_input(name, to_expr(inp.source), inp.destination, inp))
     if step.code is not None:
@@ -167,7 +176,7 @@ def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
     app["ContainerEntrypoint"] = entry
     if step.job_arguments:
         app["ContainerArguments"] = to_expr(list(step.job_arguments))
-    args: dict[str, Json] = {
+    args: dict[str, JSON] = {
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceType": to_expr(proc.instance_type),
@@ -180,10 +189,10 @@ def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
     }
     if inputs:
         args["ProcessingInputs"] = inputs
-    outputs: list[Json] = []
+    outputs: list[JSON] = []
     for name, out in zip(step.output_names, step.outputs, strict=True):
         dest = out.destination
-        uri = (
+        dest_uri = (
             to_expr(dest) if dest is not None else ctx.default_uri(OUTPUTS_PREFIX, step.name, name)
         )
         outputs.append(
@@ -191,7 +200,7 @@ def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
                 "OutputName": name,
                 "AppManaged": False,
                 "S3Output": {
-                    "S3Uri": uri,
+                    "S3Uri": dest_uri,
                     "LocalPath": out.source,
                     "S3UploadMode": out.s3_upload_mode,
                 },
@@ -211,7 +220,9 @@ def _processing(ctx: _Context, step: Step) -> dict[str, Json]:
     return args
 
 
-def _s3_input(name: str, uri: Json, local_path: str, inp: Any) -> dict[str, Json]:
+def _s3_input(
+    name: str, uri: JSON, local_path: str, inp: ProcessingInput | None
+) -> dict[str, JSON]:
     return {
         "InputName": name,
         "AppManaged": False,
@@ -226,13 +237,13 @@ def _s3_input(name: str, uri: Json, local_path: str, inp: Any) -> dict[str, Json
     }
 
 
-def _training(ctx: _Context, step: Step) -> dict[str, Json]:
+def _training(ctx: _Context, step: Step) -> dict[str, JSON]:
     assert isinstance(step, TrainingStep)
     est = step.estimator
     image = est.image_uri or framework_image(
         str(est.framework), str(est.framework_version), est.region, est.py_version
     )
-    algo: dict[str, Json] = {"TrainingInputMode": "File", "TrainingImage": image}
+    algo: dict[str, JSON] = {"TrainingInputMode": "File", "TrainingImage": image}
     if est.metric_definitions:
         algo["MetricDefinitions"] = [
             {"Name": m.name, "Regex": m.regex} for m in est.metric_definitions
@@ -240,7 +251,7 @@ def _training(ctx: _Context, step: Step) -> dict[str, Json]:
     output = (
         to_expr(est.output_path) if est.output_path is not None else ctx.default_uri(MODELS_PREFIX)
     )
-    args: dict[str, Json] = {
+    args: dict[str, JSON] = {
         "AlgorithmSpecification": algo,
         "OutputDataConfig": {"S3OutputPath": output},
         "StoppingCondition": {"MaxRuntimeInSeconds": est.max_runtime_in_seconds},
@@ -265,9 +276,9 @@ def _training(ctx: _Context, step: Step) -> dict[str, Json]:
     return args
 
 
-def _channel(name: str, source: Any) -> dict[str, Json]:
+def _channel(name: str, source: TrainingInput | PipelineValue) -> dict[str, JSON]:
     inp = source if isinstance(source, TrainingInput) else TrainingInput(s3_data=source)
-    channel: dict[str, Json] = {
+    channel: dict[str, JSON] = {
         "DataSource": {
             "S3DataSource": {
                 "S3DataType": inp.s3_data_type,
@@ -284,9 +295,9 @@ def _channel(name: str, source: Any) -> dict[str, Json]:
     return channel
 
 
-def _hyperparameters(ctx: _Context, est: Estimator) -> dict[str, Json]:
+def _hyperparameters(ctx: _Context, est: Estimator) -> dict[str, JSON]:
     encode: Callable[[Any], str] = json.dumps if est.script_mode else str
-    out: dict[str, Json] = {}
+    out: dict[str, JSON] = {}
     for key, value in est.hyperparameters.items():
         if isinstance(value, str | int | float | bool):
             out[str(key)] = encode(value)
@@ -340,7 +351,7 @@ def _walk(directory: Path) -> list[Path]:
     return out
 
 
-def _condition(ctx: _Context, step: Step) -> dict[str, Json]:
+def _condition(ctx: _Context, step: Step) -> dict[str, JSON]:
     assert isinstance(step, ConditionStep)
     return {
         "Conditions": [c.to_request() for c in step.conditions],
@@ -349,14 +360,14 @@ def _condition(ctx: _Context, step: Step) -> dict[str, Json]:
     }
 
 
-def _fail(ctx: _Context, step: Step) -> dict[str, Json]:
+def _fail(ctx: _Context, step: Step) -> dict[str, JSON]:
     assert isinstance(step, FailStep)
     return {"ErrorMessage": to_expr(step.error_message)}
 
 
-def _register(ctx: _Context, step: Step) -> dict[str, Json]:
+def _register(ctx: _Context, step: Step) -> dict[str, JSON]:
     assert isinstance(step, RegisterModel)
-    args: dict[str, Json] = {"ModelPackageGroupName": step.model_package_group_name}
+    args: dict[str, JSON] = {"ModelPackageGroupName": step.model_package_group_name}
     if step.model_metrics_uri is not None:
         args["ModelMetrics"] = {
             "ModelQuality": {
@@ -382,7 +393,7 @@ def _register(ctx: _Context, step: Step) -> dict[str, Json]:
     return args
 
 
-_BUILDERS: dict[type, Callable[[_Context, Step], dict[str, Json]]] = {
+_BUILDERS: dict[type, Callable[[_Context, Step], dict[str, JSON]]] = {
     ProcessingStep: _processing,
     TrainingStep: _training,
     ConditionStep: _condition,

@@ -7,13 +7,21 @@ import time
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
-from sagepipe.engine.expressions import evaluate, render
+from sagepipe.engine.expressions import ConditionError, evaluate, render
 from sagepipe.errors import SagepipeError
 
 
 def run_condition(ctx: StepContext) -> StepOutcome:
-    """Evaluate every condition (all must hold); the outcome picks IfSteps or ElseSteps."""
-    outcome = all(evaluate(c, ctx.scope) for c in ctx.step.arguments["Conditions"])
+    """Evaluate every condition (all must hold); the outcome picks IfSteps or ElseSteps.
+
+    Values that cannot be compared (a non-numeric string against a number) fail the step, as
+    on SageMaker, rather than picking a branch.
+    """
+    try:
+        outcome = all(evaluate(c, ctx.scope) for c in ctx.step.arguments["Conditions"])
+    except ConditionError as exc:
+        ctx.log.write(str(exc))
+        return StepOutcome("Failed", failure_reason=str(exc))
     text = "True" if outcome else "False"
     ctx.log.write(f"conditions evaluated to {text}")
     return StepOutcome(
