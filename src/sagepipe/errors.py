@@ -15,6 +15,10 @@ class DefinitionError(PipelineError):
     """A pipeline definition JSON is malformed or inconsistent."""
 
 
+class UsageError(SagepipeError):
+    """A command-line mistake: an option value, an argument or a combination of them."""
+
+
 class ConfigError(SagepipeError):
     """Settings, environment or pyproject configuration is invalid."""
 
@@ -35,8 +39,8 @@ class ExecutionError(SagepipeError):
     """A local execution could not be started or inspected."""
 
 
-class StepFailedError(ExecutionError):
-    """A step failed; the message is the step's FailureReason."""
+class HistoryError(ExecutionError):
+    """The history database cannot be opened or read."""
 
 
 class SageMakerError(SagepipeError):
