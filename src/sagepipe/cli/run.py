@@ -57,7 +57,7 @@ def run_locally(
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
-    from sagepipe.engine.runner import build_engine, start_definition, upload_code
+    from sagepipe.engine.runner import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
@@ -65,11 +65,13 @@ def run_locally(
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
-    execution = start_definition(engine, loaded.definition, loaded.name, params, max_parallel)
+    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel)
+    # Said before any step starts, so it is the first line whatever the steps log.
     err.print(
-        f"execution [bold]{execution.execution_id}[/] of {escape(loaded.name)} "
+        f"execution [bold]{prepared.info.id}[/] of {escape(loaded.name)} "
         f"({engine.sandbox.name} sandbox, {s.store} store)"
     )
+    execution = LocalExecution(engine, prepared).start()
     with view:
         try:
             while execution.wait(0.2) not in ("Succeeded", "Failed", "Stopped"):
