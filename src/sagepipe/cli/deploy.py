@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,9 @@ from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, ParameterOpt, PipelineArg, RoleOpt, parse_pairs
 from sagepipe.cli.state import settings
-from sagepipe.cloud.deploy import DeployResult, deploy_from_settings
+
+if TYPE_CHECKING:
+    from sagepipe.cloud.deploy import DeployResult
 
 
 def deploy(
@@ -38,6 +40,8 @@ def deploy(
 
     It sends exactly what `sagepipe definition` prints for the same --bucket and --role.
     """
+    from sagepipe.cloud.deploy import deploy_from_settings
+
     s = settings(ctx).with_overrides(bucket=bucket, role_arn=role)
     tags = parse_pairs(tag, "tag", "Key=Value")
     params = parse_pairs(parameter)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,9 +17,10 @@ from sagepipe.cli.options import Backend, BackendOpt
 from sagepipe.cli.run import print_sagemaker_steps, print_steps
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.engine.execution import TERMINAL, describe_execution, describe_steps, step_results
-from sagepipe.engine.history import History
 from sagepipe.errors import UsageError
+
+if TYPE_CHECKING:
+    from sagepipe.engine.history import History
 
 executions_app = typer.Typer(
     help="Inspect executions (local by default; --backend sagemaker for SageMaker's).",
@@ -32,6 +33,8 @@ StepArg = Annotated[str | None, typer.Argument(help="Only this step.")]
 
 
 def _history(s: Settings) -> History:
+    from sagepipe.engine.history import History
+
     return History(s.history_path)
 
 
@@ -106,6 +109,8 @@ def describe(
 
         desc = ex.describe(_clients(s), _arn(execution))
     else:
+        from sagepipe.engine.execution import describe_execution
+
         desc = describe_execution(_history(s).execution(execution))
     sys.stdout.write(render.to_json(desc) + "\n")
 
@@ -131,6 +136,8 @@ def steps(
         else:
             print_sagemaker_steps(clients, arn)
         return
+    from sagepipe.engine.execution import describe_steps, step_results
+
     history = _history(s)
     record = history.execution(execution)
     records = history.steps(record.id)
@@ -166,6 +173,8 @@ def logs(
     if backend is Backend.sagemaker:
         _sagemaker_logs(s, _arn(execution), step)
         return
+    from sagepipe.engine.execution import TERMINAL
+
     history = _history(s)
     record = history.execution(execution)
     folder = s.home / "logs" / record.id

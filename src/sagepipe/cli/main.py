@@ -42,7 +42,8 @@ def main(
         force=True,
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        # their retry warnings are noise: the error that follows says what went wrong
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 pipeline.register(app)

@@ -16,7 +16,6 @@ from rich.table import Table
 from sagepipe.cli.consoles import console
 from sagepipe.cli.options import StoreOpt, output_file
 from sagepipe.cli.state import settings
-from sagepipe.engine.history import History
 from sagepipe.errors import SagepipeError, UsageError
 
 models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
@@ -29,6 +28,8 @@ def list_models(
     group: Annotated[str | None, typer.Option(help="Only this model package group.")] = None,
 ) -> None:
     """Model versions registered by local executions."""
+    from sagepipe.engine.history import History
+
     table = Table(title="models")
     for col in ("group", "version", "approval", "model data", "execution"):
         table.add_column(col)

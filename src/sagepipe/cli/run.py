@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,8 +22,10 @@ from sagepipe.cli.options import (
 )
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.engine.execution import LocalExecution, StepResults, step_results
 from sagepipe.layout import LOGS_PREFIX
+
+if TYPE_CHECKING:
+    from sagepipe.engine.execution import LocalExecution, StepResults
 
 
 def run(
@@ -57,6 +59,7 @@ def run_locally(
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
+    from sagepipe.engine.execution import LocalExecution
     from sagepipe.engine.runner import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
@@ -84,6 +87,8 @@ def run_locally(
 
 
 def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
+    from sagepipe.engine.execution import step_results
+
     desc = execution.describe()
     records = execution.history.steps(execution.execution_id)
     results = {
@@ -171,6 +176,7 @@ def run_on_sagemaker(
 def print_sagemaker_steps(clients: Any, arn: str) -> None:
     """The steps of a SageMaker execution, with training metrics and model artifacts."""
     from sagepipe.cloud import executions as ex
+    from sagepipe.engine.execution import StepResults
 
     steps = ex.list_steps(clients, arn)
     results = {}
