@@ -78,7 +78,7 @@ def init(
     ] = None,
 ) -> None:
     """Create the bucket when missing and the seed's folders (app/, other/logs/, ...)."""
-    from sagepipe.sync.layout import init_bucket
+    from sagepipe.sync.bucket_init import init_bucket
 
     s = settings(ctx)
     name = _bucket(s, bucket)

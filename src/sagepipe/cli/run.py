@@ -139,9 +139,10 @@ def run_on_sagemaker(
     from sagepipe.cloud import executions as ex
     from sagepipe.cloud.client import Clients
 
+    from sagepipe.definition.parameters import resolve_parameters
+
     loaded = load_pipeline(pipeline, s)
-    for name in params:
-        loaded.definition.parameter(name)  # unknown names fail here, before any cost
+    resolve_parameters(loaded.definition, params)  # wrong names or values fail before any cost
     clients = Clients.from_settings(s)
     arn = ex.start(clients, loaded.name, params)
     if no_wait:

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagepipe.cloud.client import Clients
-from sagepipe.cloud.limits import check_for_service
 from sagepipe.cloud.predict import Prediction, predict
+from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, Upload, load
 from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
+from sagepipe.definition.parameters import resolve_parameters
 from sagepipe.errors import SageMakerError, SagepipeError
 from sagepipe.storage import ObjectStore, put_missing
 from sagepipe.storage.aws import aws_errors, is_not_found
@@ -108,8 +109,7 @@ def predict_next(
     clients: Clients, name: str, definition: Definition, parameters: Mapping[str, Any]
 ) -> list[Prediction]:
     """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
-    new_params = {p.name: p.default_value for p in definition.parameters}
-    new_params.update({k: definition.parameter(k).convert(v) for k, v in parameters.items()})
+    new_params = resolve_parameters(definition, parameters)
     last = _last_succeeded(clients, name)
     if last is None:
         return predict(definition, new_params, None, {}, None)

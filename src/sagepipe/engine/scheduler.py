@@ -25,6 +25,7 @@ from typing import Any
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef
 from sagepipe.definition.cache import cache_key, cache_since
+from sagepipe.definition.parameters import resolve_parameters
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,
@@ -371,25 +372,6 @@ def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:
         return dict(step.arguments)
     resolved: dict[str, Any] = scope.resolve(dict(step.arguments))
     return resolved
-
-
-def resolve_parameters(definition: Definition, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Every parameter's value: given ones converted to their Type, others their default."""
-    declared = {p.name: p for p in definition.parameters}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise DefinitionError(
-            f"unknown parameters {unknown}; the pipeline declares: {', '.join(declared) or 'none'}"
-        )
-    values: dict[str, Any] = {}
-    for name, param in declared.items():
-        if name in given:
-            values[name] = param.convert(given[name])
-        elif param.default_value is not None:
-            values[name] = param.default_value
-        else:
-            raise DefinitionError(f"parameter '{name}' has no default; pass -p {name}=VALUE")
-    return values
 
 
 __all__ = ["Engine", "Run", "new_id", "resolve_parameters"]
