@@ -418,3 +418,45 @@ def test_a_missing_aws_profile_is_one_line(
         assert run_cli(args) == 1
         err = capsys.readouterr().err
         assert "AWS profile 'nope'" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_executions_steps_and_logs_on_sagemaker(
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = sm(moto_env)
+    definition = (FIXTURES / "sdk" / "v3_full.json").read_text()
+    client.create_pipeline(PipelineName="inspected", PipelineDefinition=definition, RoleArn=ROLE)
+    arn = client.start_pipeline_execution(PipelineName="inspected")["PipelineExecutionArn"]
+    job = "pipelines-abc-train-x1"
+    logs = boto3.client("logs", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    group, stream = "/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1700000000"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": "[epoch 1] loss=0.5"}],
+    )
+    fake, stubber = hybrid(client)
+    steps = recording("list_pipeline_execution_steps", execution_arn=arn, job=job)
+    expected = {"PipelineExecutionArn": arn, "SortOrder": "Descending"}
+    for _ in range(2):
+        stubber.add_response("list_pipeline_execution_steps", steps, expected)
+    clients = Clients(fake, logs, "us-east-1")
+    monkeypatch.setattr(Clients, "from_settings", classmethod(lambda cls, s: clients))
+    monkeypatch.setattr(
+        ex,
+        "training_job",
+        lambda c, step: (
+            {"FinalMetricDataList": [{"MetricName": "validation:accuracy", "Value": 0.93}]}
+            if step["StepName"] == "Train"
+            else None
+        ),
+    )
+    with stubber:
+        assert run_cli(["executions", "steps", arn, "--backend", "sagemaker"]) == 0
+        table = capsys.readouterr().out
+        assert "validation:accuracy=0.93" in table and "target column 'species'" in table
+        assert run_cli(["executions", "logs", arn, "Train", "--backend", "sagemaker"]) == 0
+        assert capsys.readouterr().out.strip() == "Train | [epoch 1] loss=0.5"
+    stubber.assert_no_pending_responses()
