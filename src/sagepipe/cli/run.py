@@ -138,7 +138,6 @@ def run_on_sagemaker(
     """Start the deployed pipeline and watch it like a local run."""
     from sagepipe.cloud import executions as ex
     from sagepipe.cloud.client import Clients
-
     from sagepipe.definition.parameters import resolve_parameters
 
     loaded = load_pipeline(pipeline, s)
