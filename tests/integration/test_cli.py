@@ -92,9 +92,7 @@ def test_validate_reports_steps_not_runnable_locally(tmp_path: Path) -> None:
     # the image has no local runtime: the message keeps the setting's name (no markup loss)
     assert "step 'GenericTrain': image" in out and "[tool.sagepipe.images]" in out
     assert res.stderr.strip() == "error: 2 steps cannot run here (listed above)"
-    (tmp_path / "pyproject.toml").write_text(
-        '[tool.sagepipe.images]\n"my-trainer" = "{python}"\n'
-    )
+    (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
     res = sp(tmp_path, "validate", str(path))
     assert "GenericTrain" not in res.stdout and "error: 1 step cannot" in res.stderr
 

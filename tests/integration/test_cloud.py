@@ -359,7 +359,9 @@ def test_upsert_writes_the_given_role_into_every_job_step(moto_env: dict[str, st
     assert arn.endswith(":pipeline/penguins-training")
     stored = sm(moto_env).describe_pipeline(PipelineName="penguins-training")
     definition = json.loads(stored["PipelineDefinition"])
-    roles = {s["Arguments"].get("RoleArn") for s in definition["Steps"] if s["Type"] == "Processing"}
+    roles = {
+        s["Arguments"].get("RoleArn") for s in definition["Steps"] if s["Type"] == "Processing"
+    }
     assert roles == {ROLE}
     assert DEFAULT_ROLE not in stored["PipelineDefinition"]
     assert stored["RoleArn"] == ROLE
