@@ -194,7 +194,9 @@ class Settings:
                 f"SAGEPIPE_SANDBOX={self.sandbox!r} is unknown; use {', '.join(SANDBOXES)}"
             )
         if self.max_parallel is not None and self.max_parallel < 1:
-            raise ConfigError(f"max_parallel must be at least 1, not {self.max_parallel}")
+            raise ConfigError(
+                f"SAGEPIPE_MAX_PARALLEL / max_parallel must be at least 1, not {self.max_parallel}"
+            )
         check_bucket_name(self.bucket)
         if self.home.exists() and not self.home.is_dir():
             raise ConfigError(f"SAGEPIPE_HOME {str(self.home)!r} is a file; it must name a folder")

@@ -106,8 +106,8 @@ def _check_model(local: Path, uri: str) -> None:
     try:
         with tarfile.open(local) as tar:
             names = {Path(n).name for n in tar.getnames()}
-    except (tarfile.TarError, OSError) as exc:
-        raise UsageError(f"{uri} is not a model.tar.gz ({exc})") from None
+    except (tarfile.TarError, OSError):
+        raise UsageError(f"{uri} is not a model.tar.gz (not a readable tar archive)") from None
     if MODEL_FILE not in names:
         raise UsageError(f"{uri}: the archive has no {MODEL_FILE}; not a model of the example app")
 
