@@ -146,3 +146,9 @@ def test_user_errors_are_one_line_exit_1(app_project: Path, args: list[str], mes
     assert res.returncode == 1, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert message in " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("args", [[], ["bucket"], ["executions"], ["models"]])
+def test_a_bare_group_shows_its_help(tmp_path: Path, args: list[str]) -> None:
+    res = sp(tmp_path, *args)
+    assert res.returncode == 0 and "Usage:" in res.stdout and res.stderr == ""

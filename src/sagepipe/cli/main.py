@@ -77,6 +77,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     except typer.TyperException as exc:  # click's usage errors: bad options or arguments
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+            return 0
         where = getattr(getattr(exc, "ctx", None), "command_path", "sagepipe")
         _error(f"{exc.format_message()} (see '{where} --help')", debug)
         return 1
