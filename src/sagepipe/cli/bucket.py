@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,9 @@ from sagepipe.cli.state import settings
 from sagepipe.config import Settings, check_bucket_name
 from sagepipe.errors import ConfigError, UsageError
 from sagepipe.storage import ObjectStore, open_store, parse_uri
+
+if TYPE_CHECKING:
+    from sagepipe.sync.runner import SyncReport
 
 bucket_app = typer.Typer(help="Manage the bucket: layout, pull, push.", no_args_is_help=True)
 
@@ -133,7 +136,7 @@ def _transfer(
 ) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from sagepipe.sync.plan import CONFLICT, DELETE, MKDIR, REFUSED, SKIP, TRANSFER, Options
+    from sagepipe.sync.plan import TRANSFER, Options
     from sagepipe.sync.runner import sync
     from sagepipe.sync.scan import Filters
 
@@ -168,10 +171,20 @@ def _transfer(
             progress=lambda n: bar.advance(task, n),
             on_plan=lambda plan: bar.update(task, total=sum(a.size for a in plan.of(TRANSFER))),
         )
+    _print_report(report, direction, folder, f"s3://{name}/{prefix.strip('/')}", dry_run)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(
+    report: SyncReport, direction: str, folder: Path, remote: str, dry_run: bool
+) -> None:
+    """Every action (or, for a dry run, every planned one), then the summary line."""
+    from sagepipe.sync.plan import CONFLICT, DELETE, MKDIR, REFUSED, SKIP, TRANSFER
+
     total = sum(a.size for a in report.plan.of(TRANSFER))
     verb = "would " if dry_run else ""
     arrow = "->" if direction == "push" else "<-"
-    remote = f"s3://{name}/{prefix.strip('/')}"
     for a in report.plan.of(TRANSFER):
         console.print(
             f"{verb}{'upload' if direction == 'push' else 'download'} {a.path} ({a.reason})",
@@ -211,8 +224,6 @@ def _transfer(
         f"{counts[CONFLICT]} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
     )
     console.print(summary, highlight=False, markup=False)
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 DeleteOpt = Annotated[

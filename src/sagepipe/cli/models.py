@@ -16,7 +16,7 @@ from rich.table import Table
 from sagepipe.cli.consoles import console
 from sagepipe.cli.options import StoreOpt, output_file
 from sagepipe.cli.state import settings
-from sagepipe.errors import SagepipeError, UsageError
+from sagepipe.errors import ExecutionError, UsageError
 
 models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
 MODEL_FILE = "model.joblib"
@@ -76,7 +76,9 @@ def predict(
         done = subprocess.run(cmd, check=False, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise SagepipeError(f"predict.py failed: {lines[-1].strip() if lines else done.returncode}")
+        raise ExecutionError(
+            f"predict.py failed: {lines[-1].strip() if lines else done.returncode}"
+        )
     sys.stderr.write(done.stderr)
 
 
