@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.cli.render import STATUS_STYLE
+from sagepipe.engine.execution import TERMINAL
 
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
 
@@ -68,7 +69,7 @@ class LiveView:
             row["status"] = status
             if status == "Executing":
                 row["start"] = time.time()
-            elif status in ("Succeeded", "Failed", "Stopped"):
+            elif status in TERMINAL:
                 row["end"] = time.time()
                 if outcome is not None and outcome.failure_reason:
                     row["reason"] = outcome.failure_reason

@@ -59,7 +59,7 @@ def run_locally(
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
-    from sagepipe.engine.execution import LocalExecution
+    from sagepipe.engine.execution import TERMINAL, LocalExecution
     from sagepipe.engine.runner import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
@@ -77,7 +77,7 @@ def run_locally(
     execution = LocalExecution(engine, prepared).start()
     with view:
         try:
-            while execution.wait(0.2) not in ("Succeeded", "Failed", "Stopped"):
+            while execution.wait(0.2) not in TERMINAL:
                 pass
         except KeyboardInterrupt:
             err.print("stopping: killing running steps ...")
