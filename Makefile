@@ -13,12 +13,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# The example app's steps run on the step interpreter (by default this venv's Python), so the
+# example's libraries are installed next to sagepipe; sagepipe itself does not need them.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[example]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,example]'
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,8 @@ class Pipeline(_PipelineModel):
         """Upload the code and create or update the pipeline on SageMaker; returns its ARN."""
         from sagepipe.cloud.deploy import deploy_from_settings
 
-        settings = settings or Settings.from_env()
+        # The role is written into every job step: compile with it, never with the placeholder.
+        settings = replace(settings or Settings.from_env(), role_arn=role_arn)
         compiled = self.compile(settings)
         result = deploy_from_settings(
             compiled.definition, compiled.uploads, compiled.name, settings, role_arn

@@ -8,10 +8,12 @@ pyproject.toml, then defaults. Credentials are kept out of ``repr``.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +26,73 @@ STORES = ("local", "s3")
 SANDBOXES = ("auto", "bwrap", "process")
 
 
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+
+
+def check_bucket_name(name: str) -> str:
+    """Return ``name`` when S3 accepts it as a bucket name, else raise ConfigError."""
+    if not BUCKET_NAME.match(name) or ".." in name or re.fullmatch(r"[\d.]+", name):
+        raise ConfigError(
+            f"bucket name {name!r} is not valid on S3: 3-63 lowercase letters, digits, '.' "
+            "and '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
 def find_project_root(start: Path) -> Path:
     """The nearest folder upward holding a sagepipe pyproject or ``.sagepipe/``; else ``start``."""
     for folder in (start, *start.parents):
         if (folder / ".sagepipe").is_dir():
             return folder
         pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and "sagepipe" in _read_toml(pyproject).get("tool", {}):
+        if pyproject.is_file() and "sagepipe" in _table(_read_toml(pyproject), "tool", pyproject):
             return folder
     return start
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {_one_line(exc)}") from None
+
+
+def _read_dotenv(cwd: Path) -> dict[str, str]:
+    from dotenv import dotenv_values, find_dotenv
+
+    path = str(cwd / ".env") if (cwd / ".env").is_file() else find_dotenv(usecwd=True)
+    if not path:
+        return {}
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read {path}: {_one_line(exc)}; .env must be UTF-8 text"
+        ) from None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _table(data: Mapping[str, Any], key: str, where: object) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be a table, not {type(value).__name__}")
+    return value
+
+
+def _str(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"[tool.sagepipe] {name} must be a string, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,43 +121,59 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``), ``.env`` and pyproject."""
-        from dotenv import dotenv_values, find_dotenv
+        """Build settings from ``environ`` (default ``os.environ``), ``.env`` and pyproject.
 
+        Raises:
+            ConfigError: one line naming the variable, file or key to fix.
+        """
         cwd = (cwd or Path.cwd()).resolve()
-        base = dict(os.environ if environ is None else environ)
-        dotenv_path = str(cwd / ".env") if (cwd / ".env").is_file() else find_dotenv(usecwd=True)
-        env = (
-            {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
-            if dotenv_path
-            else {}
-        )
-        env.update(base)
+        env = _read_dotenv(cwd)
+        env.update(os.environ if environ is None else environ)
         root = find_project_root(cwd)
+        pyproject = root / "pyproject.toml"
         tool = (
-            _read_toml(root / "pyproject.toml").get("tool", {}).get("sagepipe", {})
-            if (root / "pyproject.toml").is_file()
+            _table(_table(_read_toml(pyproject), "tool", pyproject), "sagepipe", pyproject)
+            if pyproject.is_file()
             else {}
         )
         home = Path(env["SAGEPIPE_HOME"]) if env.get("SAGEPIPE_HOME") else root / ".sagepipe"
         # [tool.sagepipe] bucket = "name", or a [tool.sagepipe.bucket] table with name and folders
         bucket_table = tool["bucket"] if isinstance(tool.get("bucket"), dict) else {}
-        bucket_name = bucket_table.get("name") if bucket_table else tool.get("bucket")
+        bucket_name = _str(
+            bucket_table.get("name") if bucket_table else tool.get("bucket"), "bucket"
+        )
+        folders = bucket_table.get("folders", SEED_FOLDERS)
+        if not isinstance(folders, list | tuple) or not all(isinstance(f, str) for f in folders):
+            raise ConfigError("[tool.sagepipe.bucket] folders must be a list of strings")
+        images = tool.get("images", {})
+        if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
+            raise ConfigError(
+                '[tool.sagepipe.images] must map image patterns to commands, e.g. "my-image" = "{python}"'
+            )
         values: dict[str, Any] = {
             "project_root": root,
             "home": home,
             "bucket": env.get("SAGEPIPE_BUCKET") or bucket_name or DEFAULT_BUCKET,
-            "store": env.get("SAGEPIPE_STORE") or tool.get("store") or "local",
+            "store": env.get("SAGEPIPE_STORE") or _str(tool.get("store"), "store") or "local",
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
             "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-            "sandbox": env.get("SAGEPIPE_SANDBOX") or tool.get("sandbox") or "auto",
-            "max_parallel": _int(env.get("SAGEPIPE_MAX_PARALLEL") or tool.get("max_parallel")),
-            "python": env.get("SAGEPIPE_PYTHON") or tool.get("python") or sys.executable,
-            "images": dict(tool.get("images", {})),
-            "bucket_folders": tuple(bucket_table.get("folders", SEED_FOLDERS)),
-            "role_arn": env.get("SAGEPIPE_ROLE_ARN") or tool.get("role_arn"),
-            "prewarm": str(env.get("SAGEPIPE_PREWARM", tool.get("prewarm", "1"))).lower()
-            not in ("0", "false", "no", "off"),
+            "sandbox": env.get("SAGEPIPE_SANDBOX")
+            or _str(tool.get("sandbox"), "sandbox")
+            or "auto",
+            "max_parallel": _int(
+                env.get("SAGEPIPE_MAX_PARALLEL") or tool.get("max_parallel"),
+                "SAGEPIPE_MAX_PARALLEL / max_parallel",
+            ),
+            "python": env.get("SAGEPIPE_PYTHON")
+            or _str(tool.get("python"), "python")
+            or sys.executable,
+            "images": dict(images),
+            "bucket_folders": tuple(folders),
+            "role_arn": env.get("SAGEPIPE_ROLE_ARN") or _str(tool.get("role_arn"), "role_arn"),
+            "prewarm": _flag(
+                env.get("SAGEPIPE_PREWARM", tool.get("prewarm", True)),
+                "SAGEPIPE_PREWARM / prewarm",
+            ),
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -112,14 +181,45 @@ class Settings:
         settings.check()
         return settings
 
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """These settings with the given (non-None) values replaced, checked again."""
+        changed = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        changed.check()
+        return changed
+
     def check(self) -> None:
         """Raise ConfigError for values that cannot work."""
         if self.store not in STORES:
             raise ConfigError(f"SAGEPIPE_STORE={self.store!r}; use one of {', '.join(STORES)}")
         if self.sandbox not in SANDBOXES:
-            raise ConfigError(f"sandbox {self.sandbox!r} is unknown; use {', '.join(SANDBOXES)}")
+            raise ConfigError(
+                f"SAGEPIPE_SANDBOX={self.sandbox!r} is unknown; use {', '.join(SANDBOXES)}"
+            )
         if self.max_parallel is not None and self.max_parallel < 1:
-            raise ConfigError("max_parallel must be at least 1")
+            raise ConfigError(
+                f"SAGEPIPE_MAX_PARALLEL / max_parallel must be at least 1, not {self.max_parallel}"
+            )
+        check_bucket_name(self.bucket)
+        if self.role_arn is not None and not ROLE_ARN.match(self.role_arn):
+            raise ConfigError(
+                f"role {self.role_arn!r} (--role / SAGEPIPE_ROLE_ARN) is not an IAM role ARN "
+                "(arn:aws:iam::<account>:role/<name>)"
+            )
+        if self.home.exists() and not self.home.is_dir():
+            raise ConfigError(f"SAGEPIPE_HOME {str(self.home)!r} is a file; it must name a folder")
+        if self.endpoint_url and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
+            raise ConfigError(
+                f"S3 endpoint {self.endpoint_url!r} (AWS_ENDPOINT_URL) must be an http(s):// URL"
+            )
+        for pattern in self.images:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"[tool.sagepipe.images] key {pattern!r} is not a valid regex: {exc}"
+                ) from None
+        if not (shutil.which(self.python) or Path(self.python).is_file()):
+            raise ConfigError(f"step interpreter {self.python!r} (SAGEPIPE_PYTHON) not found")
 
     @property
     def local_store_root(self) -> Path:
@@ -132,10 +232,23 @@ class Settings:
         return self.home / "history.sqlite"
 
 
-def _int(value: Any) -> int | None:
+def _int(value: Any, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
+        if isinstance(value, bool | float):
+            raise TypeError
         return int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"expected an integer, got {value!r}") from None
+        raise ConfigError(f"{name} must be an integer, not {str(value)[:40]!r}") from None
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    raise ConfigError(f"{name} must be on or off (1/0, true/false), not {str(value)[:40]!r}")

@@ -15,6 +15,10 @@ class DefinitionError(PipelineError):
     """A pipeline definition JSON is malformed or inconsistent."""
 
 
+class UsageError(SagepipeError):
+    """A command-line mistake: an option value, an argument or a combination of them."""
+
+
 class ConfigError(SagepipeError):
     """Settings, environment or pyproject configuration is invalid."""
 
@@ -33,6 +37,10 @@ class UnsafeKeyError(StorageError):
 
 class ExecutionError(SagepipeError):
     """A local execution could not be started or inspected."""
+
+
+class HistoryError(ExecutionError):
+    """The history database cannot be opened or read."""
 
 
 class SageMakerError(SagepipeError):

@@ -86,8 +86,15 @@ def test_validate_reports_steps_not_runnable_locally(tmp_path: Path) -> None:
     path = tmp_path / "lambda.json"
     path.write_text(json.dumps(data))
     res = sp(tmp_path, "validate", str(path))
-    assert res.returncode == 0
-    assert "'Notify' (Lambda) cannot run locally" in " ".join(res.stdout.split())
+    assert res.returncode == 1
+    out = " ".join(res.stdout.split())
+    assert "step 'Notify': Lambda steps run only on SageMaker" in out
+    # the image has no local runtime: the message keeps the setting's name (no markup loss)
+    assert "step 'GenericTrain': image" in out and "[tool.sagepipe.images]" in out
+    assert res.stderr.strip() == "error: 2 steps cannot run here (listed above)"
+    (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
+    res = sp(tmp_path, "validate", str(path))
+    assert "GenericTrain" not in res.stdout and "error: 1 step cannot" in res.stderr
 
 
 def test_run_inspect_and_predict(app_project: Path, tmp_path: Path) -> None:
@@ -130,7 +137,7 @@ def test_failed_run_exits_1(app_project: Path) -> None:
         (["run", "-p", "ModelType=svm"], "'svm' is not one of"),
         (["run", "-p", "broken"], "must look like Name=Value"),
         (["validate", "missing.py"], "not found"),
-        (["graph", "--format", "png"], "--format 'png' is unknown"),
+        (["graph", "--format", "png"], "'png' is not one of"),
         (["executions", "describe", "zzzz"], "no local execution 'zzzz'"),
     ],
 )
@@ -139,3 +146,9 @@ def test_user_errors_are_one_line_exit_1(app_project: Path, args: list[str], mes
     assert res.returncode == 1, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert message in " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("args", [[], ["bucket"], ["executions"], ["models"]])
+def test_a_bare_group_shows_its_help(tmp_path: Path, args: list[str]) -> None:
+    res = sp(tmp_path, *args)
+    assert res.returncode == 0 and "Usage:" in res.stdout and res.stderr == ""

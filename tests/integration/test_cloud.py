@@ -20,9 +20,10 @@ from botocore.stub import Stubber
 
 from sagepipe.cli.main import run_cli
 from sagepipe.cloud import executions as ex
-from sagepipe.cloud.client import Clients, translate
+from sagepipe.cloud.client import Clients
 from sagepipe.config import Settings
 from sagepipe.errors import SageMakerError
+from sagepipe.storage.aws import translate
 from tests.conftest import FIXTURES, ROOT
 from tests.servers import MotoServer
 
@@ -93,12 +94,14 @@ def test_deploy_start_describe(
 
 
 def test_dry_run_predicts_cache_hits_and_misses(
-    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run_cli(["deploy", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    assert run_cli(["deploy", "--dry-run"]) == 1  # no role: the dry run says so
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--role is required" in out
     assert "would be created" in out and "no previous successful execution" in out
-    assert run_cli(["deploy", "--role", ROLE]) == 0
+    monkeypatch.setenv("SAGEPIPE_ROLE_ARN", ROLE)
+    assert run_cli(["deploy"]) == 0
     assert run_cli(["run", "--backend", "sagemaker", "--no-wait"]) == 0  # moto: Succeeded at once
     capsys.readouterr()
     assert run_cli(["deploy", "--dry-run"]) == 0
@@ -135,10 +138,10 @@ def test_dry_run_reports_service_limits(
     ]
     path = Path("under_score.json")
     path.write_text(json.dumps(data))
-    assert run_cli(["deploy", str(path), "--dry-run", "--role", "not-a-role"]) == 1
+    role = "arn:aws:iam::123456789012:role/Pipelines"
+    assert run_cli(["deploy", str(path), "--dry-run", "--role", role]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "pipeline name 'under_score'" in out
-    assert "is not an IAM role ARN" in out
     assert "ExpireAfter '30 days' is not an ISO 8601 duration" in out
     assert "retry on SageMaker.CAPACITY_ERROR only applies to job steps, not Condition" in out
 
@@ -280,7 +283,7 @@ def _client_error(code: str, message: str, op: str = "CreatePipeline") -> Client
     ],
 )
 def test_recorded_service_errors_become_one_line(error: ClientError, expected: str) -> None:
-    message = str(translate(error, "create pipeline p"))
+    message = str(translate(error, "create pipeline p", "sagemaker"))
     assert expected in message
     assert "\n" not in message and "Traceback" not in message
 
@@ -337,3 +340,125 @@ def test_large_definition_goes_through_s3(
     assert body == capsys.readouterr().out  # the text `sagepipe definition` prints
     # moto keeps an S3-loaded definition as a Python repr, so only its presence is checked here
     assert sm(moto_env).describe_pipeline(PipelineName="big-pipeline")["PipelineDefinition"]
+
+
+def _app_pipeline() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_pipeline", Path("app/sagemaker_pipeline.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_pipeline()
+
+
+def test_upsert_writes_the_given_role_into_every_job_step(moto_env: dict[str, str]) -> None:
+    from sagepipe.definition.compile import DEFAULT_ROLE
+
+    arn = _app_pipeline().upsert(role_arn=ROLE)  # no SAGEPIPE_ROLE_ARN in the environment
+    assert arn.endswith(":pipeline/penguins-training")
+    stored = sm(moto_env).describe_pipeline(PipelineName="penguins-training")
+    definition = json.loads(stored["PipelineDefinition"])
+    roles = {
+        s["Arguments"].get("RoleArn") for s in definition["Steps"] if s["Type"] == "Processing"
+    }
+    assert roles == {ROLE}
+    assert DEFAULT_ROLE not in stored["PipelineDefinition"]
+    assert stored["RoleArn"] == ROLE
+
+
+def test_a_placeholder_role_never_reaches_sagemaker(
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["definition", "-o", "local.json"]) == 0  # compiled without a role
+    capsys.readouterr()
+    assert run_cli(["deploy", "local.json", "--role", ROLE]) == 1
+    err = capsys.readouterr().err
+    assert "placeholder role" in err and len(err.strip().splitlines()) == 1
+    assert sm(moto_env).list_pipelines()["PipelineSummaries"] == []
+
+
+def test_definition_takes_deploys_bucket_and_role(
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ["--bucket", "other-bucket", "--role", ROLE]
+    assert run_cli(["definition", *options]) == 0
+    printed = capsys.readouterr().out
+    assert "s3://other-bucket/app/penguins-training/code/" in printed and ROLE in printed
+    assert run_cli(["deploy", *options]) == 0
+    stored = sm(moto_env).describe_pipeline(PipelineName="penguins-training")["PipelineDefinition"]
+    assert stored == printed
+
+
+def test_dry_run_does_not_hide_access_denied(moto_env: dict[str, str]) -> None:
+    from sagepipe.cloud.deploy import predict_next
+    from sagepipe.definition import load
+
+    stubbed = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(stubbed)
+    stubber.add_client_error(
+        "list_pipeline_executions", "AccessDeniedException", "not authorized", 400
+    )
+    definition = load((FIXTURES / "sdk" / "v2_full.json").read_text())
+    with stubber, pytest.raises(SageMakerError, match="access denied"):
+        predict_next(Clients(stubbed, None, "us-east-1"), "p", definition, {})
+
+
+def test_a_missing_aws_profile_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    for args in (
+        ["executions", "list", "--backend", "sagemaker", "--pipeline", "p"],
+        ["bucket", "ls", "--store", "s3"],
+    ):
+        assert run_cli(args) == 1
+        err = capsys.readouterr().err
+        assert "AWS profile 'nope'" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_executions_steps_and_logs_on_sagemaker(
+    moto_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = sm(moto_env)
+    definition = (FIXTURES / "sdk" / "v3_full.json").read_text()
+    client.create_pipeline(PipelineName="inspected", PipelineDefinition=definition, RoleArn=ROLE)
+    arn = client.start_pipeline_execution(PipelineName="inspected")["PipelineExecutionArn"]
+    job = "pipelines-abc-train-x1"
+    logs = boto3.client("logs", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    group, stream = "/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1700000000"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": "[epoch 1] loss=0.5"}],
+    )
+    fake, stubber = hybrid(client)
+    steps = recording("list_pipeline_execution_steps", execution_arn=arn, job=job)
+    expected = {"PipelineExecutionArn": arn, "SortOrder": "Descending"}
+    for _ in range(2):
+        stubber.add_response("list_pipeline_execution_steps", steps, expected)
+    clients = Clients(fake, logs, "us-east-1")
+    monkeypatch.setattr(Clients, "from_settings", classmethod(lambda cls, s: clients))
+    monkeypatch.setattr(
+        ex,
+        "training_job",
+        lambda c, step: (
+            {"FinalMetricDataList": [{"MetricName": "validation:accuracy", "Value": 0.93}]}
+            if step["StepName"] == "Train"
+            else None
+        ),
+    )
+    with stubber:
+        assert run_cli(["executions", "steps", arn, "--backend", "sagemaker"]) == 0
+        table = capsys.readouterr().out
+        assert "validation:accuracy=0.93" in table and "target column 'species'" in table
+        assert run_cli(["executions", "logs", arn, "Train", "--backend", "sagemaker"]) == 0
+        assert capsys.readouterr().out.strip() == "Train | [epoch 1] loss=0.5"
+    stubber.assert_no_pending_responses()

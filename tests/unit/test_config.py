@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,39 @@ def test_bucket_layout_is_configurable(tmp_path: Path) -> None:
     s = Settings.from_env(cwd=tmp_path, environ={})
     assert s.bucket == "team"
     assert s.bucket_folders == ("code/", "runs/")
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "environ", "says"),
+    [
+        ("[tool.sagepipe]\nstore = 5\n", {}, "store must be a string"),
+        ('[tool.sagepipe]\nmax_parallel = "x"\n', {}, "must be an integer"),
+        ('[tool.sagepipe.images]\n"(" = "{python}"\n', {}, "not a valid regex"),
+        ("[tool.sagepipe]\n", {"SAGEPIPE_BUCKET": "Bad_Name"}, "not valid on S3"),
+        ("[tool.sagepipe]\n", {"SAGEPIPE_PREWARM": "sometimes"}, "on or off"),
+        ("[tool.sagepipe]\n", {"AWS_ENDPOINT_URL": "localhost:9000"}, "http(s)://"),
+        ("[tool.sagepipe]\n", {"SAGEPIPE_PYTHON": "/no/python"}, "not found"),
+    ],
+)
+def test_wrong_values_are_one_config_error(
+    tmp_path: Path, pyproject: str, environ: dict[str, str], says: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        Settings.from_env(cwd=tmp_path, environ=environ)
+
+
+def test_home_naming_a_file_and_a_dotenv_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_HOME": str(tmp_path / "afile")})
+    (tmp_path / ".env").write_bytes(b"A=\xff\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        Settings.from_env(cwd=tmp_path, environ={})
+
+
+def test_overrides_are_checked_too(tmp_path: Path) -> None:
+    s = Settings.from_env(cwd=tmp_path, environ={})
+    assert s.with_overrides(bucket="other", role_arn=None).bucket == "other"
+    with pytest.raises(ConfigError, match="not valid on S3"):
+        s.with_overrides(bucket="x")

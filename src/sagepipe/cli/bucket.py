@@ -2,86 +2,107 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from sagepipe.cli.consoles import console, err
-from sagepipe.config import Settings
-from sagepipe.errors import SagepipeError
-from sagepipe.storage import open_store, parse_uri
+from sagepipe.cli.options import StoreKind, StoreOpt
+from sagepipe.cli.state import settings
+from sagepipe.config import Settings, check_bucket_name
+from sagepipe.errors import ConfigError, UsageError
+from sagepipe.storage import ObjectStore, open_store, parse_uri
+
+if TYPE_CHECKING:
+    from sagepipe.sync.runner import SyncReport
 
 bucket_app = typer.Typer(help="Manage the bucket: layout, pull, push.", no_args_is_help=True)
 
 
-def _settings() -> Settings:
-    from sagepipe.cli.main import settings
+class Prefer(StrEnum):
+    """Which side wins a conflict."""
 
-    return settings()
+    local = "local"
+    remote = "remote"
 
 
 @bucket_app.command("put")
 def put(
-    source: Path,
-    uri: str,
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(help="A local file.")],
+    uri: Annotated[str, typer.Argument(help="Where it goes: s3://bucket/key.")],
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="Do nothing when the object exists.")
     ] = False,
-    store: Annotated[str | None, typer.Option(help="local (default) or s3.")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Upload one local file to an s3:// URI."""
-    s = _settings()
-    target = open_store(s, store)
     if not source.is_file():
-        raise SagepipeError(f"{source} is not a file")
-    bucket, _ = parse_uri(uri)
+        raise UsageError(f"{source} is not a file")
+    bucket, key = parse_uri(uri)
+    if not key or key.endswith("/"):
+        raise UsageError(f"{uri!r} names no object; give s3://bucket/key")
+    target = _store(settings(ctx), store)
     if if_missing and target.head(uri) is not None:
-        err.print(f"{uri} already exists; left as is")
+        err.print(f"{uri} already exists; left as is", highlight=False, markup=False)
         return
     target.ensure_bucket(bucket)
     target.put_file(uri, source)
-    err.print(f"uploaded {source} -> {uri}")
+    err.print(f"uploaded {source} -> {uri}", highlight=False, markup=False)
 
 
 def _bucket(s: Settings, bucket: str | None) -> str:
-    return bucket or s.bucket
+    if bucket is None:
+        return s.bucket
+    try:
+        return check_bucket_name(bucket)
+    except ConfigError as exc:
+        raise UsageError(f"--bucket: {exc}") from None
+
+
+def _store(s: Settings, store: StoreKind | None) -> ObjectStore:
+    return open_store(s, store.value if store else None)
 
 
 @bucket_app.command("init")
 def init(
+    ctx: typer.Context,
     bucket: Annotated[
         str | None, typer.Option(help="Bucket name (default: the configured one).")
     ] = None,
     store: Annotated[
-        str | None,
+        StoreKind | None,
         typer.Option(
             help="local or s3 (default: s3 when an endpoint or credentials are set, else the configured store)."
         ),
     ] = None,
 ) -> None:
     """Create the bucket when missing and the seed's folders (app/, other/logs/, ...)."""
-    from sagepipe.sync.layout import init_bucket
+    from sagepipe.sync.bucket_init import init_bucket
 
-    s = _settings()
+    s = settings(ctx)
     name = _bucket(s, bucket)
     result = init_bucket(open_store(s, _store_kind(s, store)), name, s.bucket_folders)
     state = "created" if result.bucket_created else "exists"
     console.print(f"bucket {name}: {state}")
     for key in result.created:
-        console.print(f"  [green]+[/] {key}")
+        console.print(f"  [green]+[/] {escape(key)}")
     for key in result.existing:
-        console.print(f"  [dim]= {key}[/]")
+        console.print(f"  [dim]= {escape(key)}[/]")
 
 
 @bucket_app.command("ls")
 def ls(
+    ctx: typer.Context,
     prefix: Annotated[str, typer.Argument(help="Key prefix.")] = "",
     bucket: Annotated[str | None, typer.Option(help="Bucket name.")] = None,
-    store: Annotated[str | None, typer.Option(help="local or s3.")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """List objects under a prefix."""
-    s = _settings()
+    s = settings(ctx)
     name = _bucket(s, bucket)
     total = 0
     for info in open_store(s, _store_kind(s, store)).list(f"s3://{name}/{prefix}"):
@@ -90,9 +111,9 @@ def ls(
     err.print(f"{total} objects")
 
 
-def _store_kind(s: Settings, store: str | None) -> str:
+def _store_kind(s: Settings, store: StoreKind | None) -> str:
     if store:
-        return store
+        return store.value
     # Bucket tooling is about the real bucket: S3 as soon as an endpoint or credentials exist.
     if s.endpoint_url or s.env.get("AWS_ACCESS_KEY_ID") or s.env.get("AWS_PROFILE"):
         return "s3"
@@ -100,30 +121,33 @@ def _store_kind(s: Settings, store: str | None) -> str:
 
 
 def _transfer(
+    s: Settings,
     direction: str,
     folder: Path,
     prefix: str,
     bucket: str | None,
-    store: str | None,
+    store: StoreKind | None,
     delete: bool,
     max_delete: int | None,
     dry_run: bool,
     include: list[str],
     exclude: list[str],
-    prefer: str | None,
+    prefer: Prefer | None,
 ) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from sagepipe.sync.plan import CONFLICT, DELETE, MKDIR, REFUSED, SKIP, TRANSFER, Options
+    from sagepipe.sync.plan import TRANSFER, Options
     from sagepipe.sync.runner import sync
     from sagepipe.sync.scan import Filters
 
-    if prefer not in (None, "local", "remote"):
-        raise SagepipeError("--prefer must be local or remote")
-    s = _settings()
+    if folder.exists() and not folder.is_dir():
+        where = "--dest" if direction == "pull" else "FOLDER"
+        raise UsageError(f"{where} {folder}: is a file; name a folder")
+    if direction == "push" and not folder.exists():
+        raise UsageError(f"{folder}: no such folder")
     name = _bucket(s, bucket)
     target = open_store(s, _store_kind(s, store))
-    options = Options(delete=delete, max_delete=max_delete, prefer=prefer)
+    options = Options(delete=delete, max_delete=max_delete, prefer=prefer.value if prefer else None)
     filters = Filters.build(include, exclude, folder if folder.is_dir() else None)
     with Progress(
         "[progress.description]{task.description}",
@@ -147,10 +171,20 @@ def _transfer(
             progress=lambda n: bar.advance(task, n),
             on_plan=lambda plan: bar.update(task, total=sum(a.size for a in plan.of(TRANSFER))),
         )
+    _print_report(report, direction, folder, f"s3://{name}/{prefix.strip('/')}", dry_run)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(
+    report: SyncReport, direction: str, folder: Path, remote: str, dry_run: bool
+) -> None:
+    """Every action (or, for a dry run, every planned one), then the summary line."""
+    from sagepipe.sync.plan import CONFLICT, DELETE, MKDIR, REFUSED, SKIP, TRANSFER
+
     total = sum(a.size for a in report.plan.of(TRANSFER))
     verb = "would " if dry_run else ""
     arrow = "->" if direction == "push" else "<-"
-    remote = f"s3://{name}/{prefix.strip('/')}"
     for a in report.plan.of(TRANSFER):
         console.print(
             f"{verb}{'upload' if direction == 'push' else 'download'} {a.path} ({a.reason})",
@@ -165,15 +199,18 @@ def _transfer(
         console.print(f"skip {a.path}: {a.reason}", highlight=False, markup=False)
     for a in report.plan.of(CONFLICT):
         console.print(
-            f"[yellow]conflict[/] {a.path}: {a.reason}; both versions kept (use --prefer local|remote)",
+            f"[yellow]conflict[/] {escape(a.path)}: {escape(a.reason)}; both versions kept "
+            "(use --prefer local|remote)",
             highlight=False,
         )
     for a in report.plan.of(REFUSED):
-        console.print(f"[red]refused[/] {a.path!r}: {a.reason}", highlight=False)
+        console.print(
+            f"[red]refused[/] {escape(repr(a.path))}: {escape(a.reason)}", highlight=False
+        )
     for path, why in report.skipped_local:
         console.print(f"skip {path}: {why}", highlight=False, markup=False)
     for path, why in report.errors:
-        console.print(f"[red]error[/] {path}: {why}", highlight=False)
+        console.print(f"[red]error[/] {escape(path)}: {escape(why)}", highlight=False)
     sent = len(report.plan.of(TRANSFER)) if dry_run else report.sent_files
     sent_bytes = total if dry_run else report.sent_bytes
     counts = {
@@ -181,14 +218,12 @@ def _transfer(
     }
     rest = len(report.plan.actions) - sum(counts.values())
     moved = "sent" if direction == "push" else "received"
-    console.print(
+    summary = (
         f"{folder} {arrow} {remote}: {verb}{moved} {sent} files ({sent_bytes:,} bytes), "
         f"{counts[MKDIR]} folders, {counts[DELETE]} deletions, {rest} unchanged or skipped, "
-        f"{counts[CONFLICT]} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors",
-        highlight=False,
+        f"{counts[CONFLICT]} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
     )
-    if not report.ok:
-        raise typer.Exit(1)
+    console.print(summary, highlight=False, markup=False)
 
 
 DeleteOpt = Annotated[
@@ -197,7 +232,7 @@ DeleteOpt = Annotated[
 MaxDeleteOpt = Annotated[
     int | None,
     typer.Option(
-        help="Allow at most N deletions (default: refuse more than half the destination)."
+        min=0, help="Allow at most N deletions (default: refuse more than half the destination)."
     ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List every action, change nothing.")]
@@ -207,17 +242,18 @@ IncludeOpt = Annotated[
 ExcludeOpt = Annotated[
     list[str], typer.Option("--exclude", help="Skip paths matching this glob; repeatable.")
 ]
-PreferOpt = Annotated[str | None, typer.Option(help="Resolve conflicts: local or remote wins.")]
+PreferOpt = Annotated[Prefer | None, typer.Option(help="Resolve conflicts: local or remote wins.")]
 
 
 @bucket_app.command("pull")
 def pull(
+    ctx: typer.Context,
     prefix: Annotated[
         str, typer.Argument(help="Key prefix to pull (default: the whole bucket).")
     ] = "",
     dest: Annotated[Path, typer.Option(help="Local folder.")] = Path("."),
     bucket: Annotated[str | None, typer.Option(help="Bucket name.")] = None,
-    store: Annotated[str | None, typer.Option(help="local or s3.")] = None,
+    store: StoreOpt = None,
     delete: DeleteOpt = False,
     max_delete: MaxDeleteOpt = None,
     dry_run: DryRunOpt = False,
@@ -227,12 +263,24 @@ def pull(
 ) -> None:
     """Download new and changed objects (and folders) under PREFIX into --dest."""
     _transfer(
-        "pull", dest, prefix, bucket, store, delete, max_delete, dry_run, include, exclude, prefer
+        settings(ctx),
+        "pull",
+        dest,
+        prefix,
+        bucket,
+        store,
+        delete,
+        max_delete,
+        dry_run,
+        include,
+        exclude,
+        prefer,
     )
 
 
 @bucket_app.command("push")
 def push(
+    ctx: typer.Context,
     folder: Annotated[
         Path, typer.Argument(help="Local folder (default: the working directory).")
     ] = Path("."),
@@ -240,7 +288,7 @@ def push(
         str, typer.Option(help="Key prefix to push to (default: the bucket root).")
     ] = "",
     bucket: Annotated[str | None, typer.Option(help="Bucket name.")] = None,
-    store: Annotated[str | None, typer.Option(help="local or s3.")] = None,
+    store: StoreOpt = None,
     delete: DeleteOpt = False,
     max_delete: MaxDeleteOpt = None,
     dry_run: DryRunOpt = False,
@@ -250,5 +298,16 @@ def push(
 ) -> None:
     """Upload new and changed files (and empty folders) under FOLDER to --prefix."""
     _transfer(
-        "push", folder, prefix, bucket, store, delete, max_delete, dry_run, include, exclude, prefer
+        settings(ctx),
+        "push",
+        folder,
+        prefix,
+        bucket,
+        store,
+        delete,
+        max_delete,
+        dry_run,
+        include,
+        exclude,
+        prefer,
     )

@@ -8,9 +8,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.cli.render import STATUS_STYLE
+from sagepipe.engine.execution import TERMINAL
 
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
 
@@ -50,7 +52,7 @@ class LiveView:
         with self._lock:
             color = self.colors.get(step, "white")
             self.console.print(
-                f"[{color}]{step:<{self.width}}[/] | {line}",
+                f"[{color}]{escape(step):<{self.width}}[/] | {escape(line)}",
                 markup=True,
                 highlight=False,
                 soft_wrap=True,
@@ -67,7 +69,7 @@ class LiveView:
             row["status"] = status
             if status == "Executing":
                 row["start"] = time.time()
-            elif status in ("Succeeded", "Failed", "Stopped"):
+            elif status in TERMINAL:
                 row["end"] = time.time()
                 if outcome is not None and outcome.failure_reason:
                     row["reason"] = outcome.failure_reason
@@ -75,7 +77,9 @@ class LiveView:
                 self._live.update(self._table())
             else:
                 extra = f": {row.get('reason')}" if row.get("reason") and status == "Failed" else ""
-                self.console.print(f"{step:<{self.width}} : {status}{extra}", highlight=False)
+                self.console.print(
+                    f"{step:<{self.width}} : {status}{extra}", highlight=False, markup=False
+                )
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=True, header_style="bold")
@@ -88,5 +92,7 @@ class LiveView:
             start, end = row["start"], row["end"]
             elapsed = f"{((end or now) - start):.1f}s" if start else ""
             style = STATUS_STYLE.get(row["status"], "dim")
-            table.add_row(name, row["type"], f"[{style}]{row['status']}[/]", elapsed)
+            table.add_row(
+                escape(name), escape(row["type"]), f"[{style}]{escape(row['status'])}[/]", elapsed
+            )
         return table

@@ -12,7 +12,7 @@ from typing import Any
 from sagepipe.config import Settings
 from sagepipe.core.pipeline import Pipeline as PipelineModel
 from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline, load
-from sagepipe.errors import PipelineError, SagepipeError
+from sagepipe.errors import DefinitionError, PipelineError, SagepipeError, UsageError
 
 DEFAULT_PIPELINE = "app/sagemaker_pipeline.py"
 
@@ -31,11 +31,11 @@ def load_pipeline(arg: str | None, settings: Settings, name: str | None = None) 
     """Load PIPELINE (default ``app/sagemaker_pipeline.py`` in the project root)."""
     path = Path(arg) if arg else settings.project_root / DEFAULT_PIPELINE
     if not path.exists():
-        raise SagepipeError(f"pipeline file {str(path)!r} not found; pass a .py or .json file")
+        raise UsageError(f"pipeline file {str(path)!r} not found; pass a .py or .json file")
+    if not path.is_file() or path.suffix not in (".py", ".json"):
+        raise UsageError(f"{str(path)!r}: expected a .py pipeline module or a .json definition")
     if path.suffix == ".json":
-        return Loaded(name or path.stem, load(path), None, path)
-    if path.suffix != ".py":
-        raise SagepipeError(f"{str(path)!r}: expected a .py pipeline module or a .json definition")
+        return Loaded(name or path.stem, _load_json(path), None, path)
     pipeline = _from_module(path, settings)
     compiled = compile_pipeline(
         pipeline, bucket=settings.bucket, role=settings.role_arn, base_dir=settings.project_root
@@ -43,26 +43,65 @@ def load_pipeline(arg: str | None, settings: Settings, name: str | None = None) 
     return Loaded(name or pipeline.name, compiled.definition, compiled, path)
 
 
+def _load_json(path: Path) -> Definition:
+    try:
+        return load(path)
+    except SagepipeError:
+        raise
+    except RecursionError:
+        raise DefinitionError(f"{path}: the definition is nested too deeply to read") from None
+    except (ValueError, TypeError) as exc:  # e.g. an integer beyond Python's digit limit
+        raise DefinitionError(f"{path}: cannot read the definition: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
 def _from_module(path: Path, settings: Settings) -> PipelineModel:
     module_name = f"_sagepipe_user_{abs(hash(path.resolve()))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise SagepipeError(f"cannot import {path}")
+        raise PipelineError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
+        return _pipeline_of(module, path, settings)
     except SagepipeError:
         raise
-    except Exception as exc:
-        raise SagepipeError(f"{path}: importing it failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:
+        raise PipelineError(
+            f"{path}: importing it called sys.exit({exc.code!r}); a pipeline module must define "
+            "`pipeline` or `get_pipeline` without exiting (guard scripts with "
+            "`if __name__ == '__main__':`)"
+        ) from None
+    except RecursionError:
+        raise PipelineError(f"{path}: importing it recursed too deeply") from None
+    except Exception as exc:  # the user's code: any error is theirs to fix, in one line
+        raise PipelineError(f"{path}: {type(exc).__name__}: {_line(exc)}") from exc
     finally:
         sys.path.pop(0)
+
+
+def _pipeline_of(module: Any, path: Path, settings: Settings) -> PipelineModel:
     candidate: Any = getattr(module, "pipeline", None)
-    if candidate is None and callable(getattr(module, "get_pipeline", None)):
-        factory = module.get_pipeline
+    factory = getattr(module, "get_pipeline", None)
+    if candidate is None and callable(factory):
         offered = {"bucket": settings.bucket, "region": settings.region, "role": settings.role_arn}
         params = inspect.signature(factory).parameters
+        missing = [
+            n
+            for n, p in params.items()
+            if p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and (n not in offered or offered[n] is None)
+        ]
+        if missing:
+            raise PipelineError(
+                f"{path}: get_pipeline needs {', '.join(missing)}; sagepipe passes only bucket, "
+                "region and role (give the others defaults)"
+            )
         kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
         candidate = factory(**kwargs)
     if not isinstance(candidate, PipelineModel):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.definition import Definition
@@ -127,11 +129,16 @@ def _id(name: str) -> str:
 
 
 def steps_table(
-    steps: list[dict[str, Any]], title: str, peak_rss_kb: dict[str, int] | None = None
+    steps: list[dict[str, Any]],
+    title: str,
+    peak_rss_kb: Mapping[str, int] | None = None,
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Table:
-    """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory."""
-    table = Table(title=title)
-    columns = ["step", "status", "elapsed"] + (["peak RSS"] if peak_rss_kb else []) + ["detail"]
+    """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory and
+    each step's final metrics. Every text from a step or the service is escaped."""
+    table = Table(title=escape(title))
+    columns = ["step", "status", "elapsed"] + (["peak RSS"] if peak_rss_kb else [])
+    columns += (["metrics"] if metrics and any(metrics.values()) else []) + ["detail"]
     for col in columns:
         table.add_column(col, justify="right" if col == "peak RSS" else "left")
     for s in sorted(
@@ -142,17 +149,24 @@ def steps_table(
         detail = s.get("FailureReason") or _meta(s)
         if s.get("CacheHitResult"):
             detail = f"cache hit ({s['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]})"
+        name = s["StepName"]
         style = STATUS_STYLE.get(s["StepStatus"], "")
-        cells = [
-            s["StepName"],
-            f"[{style}]{s['StepStatus']}[/]" if style else s["StepStatus"],
-            elapsed,
-        ]
+        status = escape(s["StepStatus"])
+        cells = [escape(name), f"[{style}]{status}[/]" if style else status, elapsed]
         if peak_rss_kb:
-            kb = peak_rss_kb.get(s["StepName"], 0)
+            kb = peak_rss_kb.get(name, 0)
             cells.append(f"{kb / 1024:.0f} MiB" if kb else "")
-        table.add_row(*cells, detail)
+        if "metrics" in columns:
+            cells.append(escape(format_metrics((metrics or {}).get(name, {}))))
+        table.add_row(*cells, escape(str(detail)))
     return table
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """``name=value`` pairs, numbers to 4 significant digits."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in metrics.items()
+    )
 
 
 def _meta(step: dict[str, Any]) -> str:

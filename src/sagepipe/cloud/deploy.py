@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagepipe.cloud.client import Clients, is_not_found
-from sagepipe.cloud.limits import check_for_service
+from sagepipe.cloud.client import Clients
 from sagepipe.cloud.predict import Prediction, predict
-from sagepipe.definition import Definition, Upload, load
+from sagepipe.cloud.service_checks import check_for_service
+from sagepipe.config import Settings
+from sagepipe.definition import Definition, Upload, load, resolve_parameters
 from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
-from sagepipe.errors import SageMakerError
+from sagepipe.errors import SageMakerError, SagepipeError
 from sagepipe.storage import ObjectStore, put_missing
+from sagepipe.storage.aws import aws_errors, is_not_found
 
 
 @dataclass
@@ -32,19 +34,15 @@ class DeployResult:
 
 
 def _exists(clients: Clients, name: str) -> dict[str, Any] | None:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
-    from sagepipe.cloud.client import translate
-
-    try:
-        return dict(clients.sagemaker.describe_pipeline(PipelineName=name))
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if is_not_found(error):
-            return None
-        raise translate(exc, f"describe pipeline {name}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, f"describe pipeline {name}") from exc
+    with aws_errors(f"describe pipeline {name}", "sagemaker"):
+        try:
+            return dict(clients.sagemaker.describe_pipeline(PipelineName=name))
+        except ClientError as exc:
+            if is_not_found(exc.response.get("Error", {})):
+                return None
+            raise
 
 
 def deploy(
@@ -62,8 +60,6 @@ def deploy(
 ) -> DeployResult:
     """Create or update pipeline ``name``; a dry run only checks, plans and predicts."""
     problems = check_for_service(definition, name, role_arn)
-    if role_arn is None and not dry_run:
-        problems.append("--role is required: the IAM role SageMaker runs the pipeline's jobs as")
     if problems and not dry_run:
         raise SageMakerError("; ".join(problems))
     existing = _exists(clients, name)
@@ -112,8 +108,7 @@ def predict_next(
     clients: Clients, name: str, definition: Definition, parameters: Mapping[str, Any]
 ) -> list[Prediction]:
     """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
-    new_params = {p.name: p.default_value for p in definition.parameters}
-    new_params.update({k: definition.parameter(k).convert(v) for k, v in parameters.items()})
+    new_params = resolve_parameters(definition, parameters)
     last = _last_succeeded(clients, name)
     if last is None:
         return predict(definition, new_params, None, {}, None)
@@ -133,7 +128,7 @@ def predict_next(
     for item in listed:
         try:
             old_params[item["Name"]] = old.parameter(item["Name"]).convert(item["Value"])
-        except Exception:
+        except SagepipeError:  # a parameter the old definition lacks, or a value it refuses
             old_params[item["Name"]] = item["Value"]
     return predict(definition, new_params, old, old_params, time.time() - created)
 
@@ -141,12 +136,15 @@ def predict_next(
 def _last_succeeded(clients: Clients, name: str) -> tuple[str, float] | None:
     from botocore.exceptions import ClientError
 
-    try:
-        summaries = clients.sagemaker.list_pipeline_executions(
-            PipelineName=name, SortBy="CreationTime", SortOrder="Descending", MaxResults=50
-        ).get("PipelineExecutionSummaries", [])
-    except ClientError:
-        return None
+    with aws_errors(f"list executions of {name}", "sagemaker"):
+        try:
+            summaries = clients.sagemaker.list_pipeline_executions(
+                PipelineName=name, SortBy="CreationTime", SortOrder="Descending", MaxResults=50
+            ).get("PipelineExecutionSummaries", [])
+        except ClientError as exc:
+            if is_not_found(exc.response.get("Error", {})):
+                return None  # not deployed yet: nothing to compare with
+            raise
     for summary in summaries:
         if summary.get("PipelineExecutionStatus") == "Succeeded":
             return str(summary["PipelineExecutionArn"]), summary["StartTime"].timestamp()
@@ -157,7 +155,7 @@ def deploy_from_settings(
     definition: Definition,
     uploads: Sequence[Upload],
     name: str,
-    settings: Any,
+    settings: Settings,
     role_arn: str | None,
     **kwargs: Any,
 ) -> DeployResult:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
+from sagepipe.storage.aws import aws_errors, is_not_found
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 LOG_GROUPS = {
@@ -97,6 +98,20 @@ def job_of(step: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def training_job(clients: Clients, step: Mapping[str, Any]) -> dict[str, Any] | None:
+    """DescribeTrainingJob of a training step (None for other steps)."""
+    arn = (step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn")
+    if not arn:
+        return None
+    return dict(
+        clients.call(
+            "describe training job",
+            clients.sagemaker.describe_training_job,
+            TrainingJobName=str(arn).rsplit("/", 1)[-1],
+        )
+    )
+
+
 @dataclass
 class LogFollower:
     """Follows the CloudWatch log streams of each job (streams start with the job name)."""
@@ -108,12 +123,15 @@ class LogFollower:
         """Print new events of every stream of ``job``, prefixed by ``step``."""
         from botocore.exceptions import ClientError
 
-        try:
-            streams = self.clients.logs.describe_log_streams(
-                logGroupName=group, logStreamNamePrefix=job
-            ).get("logStreams", [])
-        except ClientError:
-            return  # the group or stream appears once the job has started
+        with aws_errors(f"logs of {job}", "sagemaker"):
+            try:
+                streams = self.clients.logs.describe_log_streams(
+                    logGroupName=group, logStreamNamePrefix=job
+                ).get("logStreams", [])
+            except ClientError as exc:
+                if is_not_found(exc.response.get("Error", {})):
+                    return  # the group or stream appears once the job has started
+                raise
         for stream in streams:
             name = stream["logStreamName"]
             kwargs: dict[str, Any] = {
@@ -124,7 +142,9 @@ class LogFollower:
             if self.tokens.get(name):
                 kwargs["nextToken"] = self.tokens[name]
             while True:
-                resp = self.clients.logs.get_log_events(**kwargs)
+                resp = self.clients.call(
+                    f"logs of {job}", self.clients.logs.get_log_events, **kwargs
+                )
                 for event in resp.get("events", []):
                     emit(step, str(event.get("message", "")).rstrip("\n"))
                 token = resp.get("nextForwardToken")

@@ -17,6 +17,7 @@ from typing import Any
 from sagepipe.core.graph import scan
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import cache_fields, expire_seconds
+from sagepipe.errors import DefinitionError
 
 # Execution variables whose value differs on every run (the pipeline's name and ARN do not).
 _PER_RUN = frozenset(
@@ -78,7 +79,7 @@ def predict(
             continue
         try:
             previous = old.step(name)
-        except Exception:
+        except DefinitionError:
             out[name] = Prediction(name, False, "new step")
             continue
         window = expire_seconds((step.cache_config or {}).get("ExpireAfter"))

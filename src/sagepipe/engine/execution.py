@@ -2,14 +2,64 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sagepipe.definition import StepDef
 from sagepipe.engine.history import ExecutionRecord, History, StepRecord
 from sagepipe.engine.scheduler import Engine, Run
+from sagepipe.errors import SagepipeError
+from sagepipe.storage import ObjectStore, join_uri
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class StepResults:
+    """What a finished step produced besides its outputs: metrics and property files."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    property_files: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+
+def step_results(record: StepRecord, step: StepDef | None, store: ObjectStore) -> StepResults:
+    """The metrics (FinalMetricDataList), property files and model artifact of a stored step.
+
+    A property file that cannot be read is shown as the reason, not raised: inspecting an
+    execution should not fail because an output was deleted since.
+    """
+    props = record.properties
+    metrics = {
+        str(m.get("MetricName")): m.get("Value")
+        for m in props.get("FinalMetricDataList") or []
+        if isinstance(m, dict)
+    }
+    files: dict[str, Any] = {}
+    if step is not None and record.status == "Succeeded":
+        outputs = {
+            o.get("OutputName"): o.get("S3Output", {}).get("S3Uri")
+            for o in props.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        }
+        for entry in step.property_files or ():
+            name = str(entry.get("PropertyFileName"))
+            base = outputs.get(entry.get("OutputName"))
+            if not base:
+                continue
+            uri = join_uri(str(base), str(entry.get("FilePath", "")))
+            try:
+                files[name] = json.loads(store.get(uri))
+            except (SagepipeError, ValueError) as exc:
+                files[name] = f"<unreadable: {exc}>"
+    model = props.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    for container in props.get("InferenceSpecification", {}).get("Containers", []):
+        model = model or container.get("ModelDataUrl")
+    if record.status != "Succeeded":
+        model = None
+    return StepResults(metrics, files, model)
 
 
 def _time(value: float | None) -> datetime | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagepipe.errors import ExecutionError
+from sagepipe.errors import ExecutionError, HistoryError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
@@ -76,10 +76,19 @@ class History:
     """The history database; one connection per instance, guarded by a lock."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._guard():
+                self._open()
+        except OSError as exc:
+            raise HistoryError(f"cannot open the history {path}: {exc.strerror}") from None
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(
+            self.path, timeout=30, check_same_thread=False, isolation_level=None
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may wait
         # Two processes creating the file at once can meet SQLITE_BUSY without the busy
@@ -100,8 +109,22 @@ class History:
         self._db.close()
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A damaged or unreadable file becomes one HistoryError saying what to do; the file
+        is never replaced (it may be the only record of past executions)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise HistoryError(
+                f"the history {self.path} cannot be read ({exc}); move it aside "
+                f"(mv {self.path} {self.path}.broken) and sagepipe starts a new one"
+            ) from None
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -109,6 +132,10 @@ class History:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock, self._guard():
+            return self._db.execute(sql, args).fetchall()
 
     # pipelines and executions -------------------------------------------------------------
 
@@ -172,11 +199,10 @@ class History:
 
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM executions WHERE id LIKE ? OR arn=? ORDER BY created DESC",
-                (execution_id + "%", execution_id),
-            ).fetchall()
+        rows = self._query(
+            "SELECT * FROM executions WHERE id LIKE ? OR arn=? ORDER BY created DESC",
+            (execution_id + "%", execution_id),
+        )
         if not rows:
             raise ExecutionError(
                 f"no local execution '{execution_id}'; 'sagepipe executions list' shows them"
@@ -193,8 +219,7 @@ class History:
             query += " WHERE pipeline=?"
             args = (pipeline,)
         query += " ORDER BY created DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(query, (*args, limit)).fetchall()
+        rows = self._query(query, (*args, limit))
         return [_execution(r) for r in rows]
 
     # steps ---------------------------------------------------------------------------------
@@ -244,32 +269,29 @@ class History:
 
     def steps(self, execution_id: str) -> list[StepRecord]:
         """The steps of an execution in start order."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM steps WHERE execution_id=? ORDER BY started, name", (execution_id,)
-            ).fetchall()
+        rows = self._query(
+            "SELECT * FROM steps WHERE execution_id=? ORDER BY started, name", (execution_id,)
+        )
         return [_step(r) for r in rows]
 
     def step_log(self, execution_id: str, name: str) -> str | None:
         """The stored log text of a finished step."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT log FROM steps WHERE execution_id=? AND name=?", (execution_id, name)
-            ).fetchone()
-        return None if row is None else row["log"]
+        rows = self._query(
+            "SELECT log FROM steps WHERE execution_id=? AND name=?", (execution_id, name)
+        )
+        return rows[0]["log"] if rows else None
 
     def cache_hit(
         self, pipeline: str, name: str, cache_key: str, since: float
     ) -> StepRecord | None:
         """The newest Succeeded run of this step with this cache key, started after ``since``."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT s.* FROM steps s JOIN executions e ON e.id = s.execution_id "
-                "WHERE e.pipeline=? AND s.name=? AND s.cache_key=? AND s.status='Succeeded' "
-                "AND s.started>=? ORDER BY s.started DESC LIMIT 1",
-                (pipeline, name, cache_key, since),
-            ).fetchone()
-        return None if row is None else _step(row)
+        rows = self._query(
+            "SELECT s.* FROM steps s JOIN executions e ON e.id = s.execution_id "
+            "WHERE e.pipeline=? AND s.name=? AND s.cache_key=? AND s.status='Succeeded' "
+            "AND s.started>=? ORDER BY s.started DESC LIMIT 1",
+            (pipeline, name, cache_key, since),
+        )
+        return _step(rows[0]) if rows else None
 
     # models ----------------------------------------------------------------------------------
 
@@ -315,8 +337,7 @@ class History:
         if group:
             query += " WHERE group_name=?"
             args = (group,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created DESC", args).fetchall()
+        rows = self._query(query + " ORDER BY created DESC", args)
         out = []
         for r in rows:
             item = dict(r)

@@ -1,5 +1,7 @@
 """Object stores over ``s3://bucket/key`` URIs: the embedded local directory, or any S3 endpoint."""
 
+from sagepipe.config import STORES, Settings
+from sagepipe.errors import ConfigError
 from sagepipe.storage.base import (
     ObjectInfo,
     ObjectStore,
@@ -22,12 +24,11 @@ __all__ = [
 ]
 
 
-def open_store(settings: object, kind: str | None = None) -> ObjectStore:
+def open_store(settings: Settings, kind: str | None = None) -> ObjectStore:
     """The store ``settings`` select (``store``: local or s3), or ``kind`` when given."""
-    from sagepipe.config import Settings
-
-    assert isinstance(settings, Settings)
     kind = kind or settings.store
+    if kind not in STORES:
+        raise ConfigError(f"store {kind!r} is unknown; use one of {', '.join(STORES)}")
     if kind == "s3":
         from sagepipe.storage.s3 import S3Store
 

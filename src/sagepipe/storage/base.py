@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from sagepipe.errors import StorageError, UnsafeKeyError
 
@@ -39,6 +40,18 @@ def parse_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise StorageError(f"{uri!r} has no bucket")
     return bucket, key
+
+
+def md5_stream(
+    source: BinaryIO, sink: Callable[[bytes], object] | None = None, chunk: int = 1 << 20
+) -> str:
+    """The hex MD5 of everything ``source`` yields, each chunk handed to ``sink`` on the way."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for block in iter(lambda: source.read(chunk), b""):
+        digest.update(block)
+        if sink is not None:
+            sink(block)
+    return digest.hexdigest()
 
 
 def join_uri(uri: str, *parts: str) -> str:

@@ -60,6 +60,7 @@ class RawS3:
     ) -> Any:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
+        from urllib3.exceptions import HTTPError
 
         if self._credentials is None:
             self._credentials = self._credentials_factory()
@@ -77,7 +78,7 @@ class RawS3:
                 retries=2,
                 redirect=False,
             )
-        except Exception as exc:  # connection trouble: let boto3 retry and report it
+        except (HTTPError, OSError) as exc:  # connection trouble: boto3 retries and reports it
             raise RawUnavailable(str(exc)) from exc
         if not 200 <= resp.status < 300:
             if not preload:
@@ -123,6 +124,8 @@ class RawS3:
         headers = {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        from urllib3.exceptions import HTTPError
+
         resp = self._send("GET", self._url(bucket, key), headers, preload=False)
         digest = hashlib.md5(usedforsecurity=False)
         position = offset
@@ -131,7 +134,7 @@ class RawS3:
                 digest.update(chunk)
                 os.pwrite(fd, chunk, position)
                 position += len(chunk)
-        except Exception as exc:
+        except (HTTPError, OSError) as exc:  # a broken stream: boto3 fetches it again
             raise RawUnavailable(str(exc)) from exc
         finally:
             resp.release_conn()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sagepipe.errors import ObjectNotFoundError, StorageError
-from sagepipe.storage.base import ObjectInfo, parse_uri, safe_key
+from sagepipe.config import check_bucket_name
+from sagepipe.errors import ConfigError, ObjectNotFoundError, StorageError
+from sagepipe.storage.base import ObjectInfo, md5_stream, parse_uri, safe_key
 
 TMP_PREFIX = ".sagepipe-tmp-"
 
@@ -31,17 +31,14 @@ def atomic_copy(src: Path, dest: Path) -> str:
     """Copy ``src`` to ``dest`` through a temp file renamed into place; returns the MD5."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
-    digest = hashlib.md5(usedforsecurity=False)
     try:
         with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
+            md5 = md5_stream(fh, out.write)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return digest.hexdigest()
+    return md5
 
 
 class LocalStore:
@@ -55,7 +52,7 @@ class LocalStore:
 
     def _path(self, uri: str) -> tuple[str, str, Path]:
         bucket, key = parse_uri(uri)
-        safe_key(bucket)
+        _check_bucket(bucket)
         if key:
             safe_key(key.rstrip("/") if key.endswith("/") else key)
         return bucket, key, self.root / bucket / key
@@ -139,7 +136,7 @@ class LocalStore:
         path.unlink(missing_ok=True)
 
     def ensure_bucket(self, bucket: str) -> bool:
-        safe_key(bucket)
+        _check_bucket(bucket)
         path = self.root / bucket
         try:
             path.mkdir(parents=True)
@@ -152,9 +149,14 @@ class LocalStore:
         return path
 
 
+def _check_bucket(bucket: str) -> None:
+    """S3's bucket naming rules, so what works locally also works on S3."""
+    try:
+        check_bucket_name(bucket)
+    except ConfigError as exc:
+        raise StorageError(str(exc)) from None
+
+
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return md5_stream(fh)

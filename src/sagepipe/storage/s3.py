@@ -15,6 +15,7 @@ from typing import Any
 
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
+from sagepipe.storage.aws import aws_errors, boto_session
 from sagepipe.storage.base import ObjectInfo, parse_uri
 from sagepipe.storage.fast import RawS3, RawUnavailable
 from sagepipe.storage.local import TMP_PREFIX
@@ -39,22 +40,6 @@ def _comparable_etag(etag: str) -> bool:
     )
 
 
-def boto_session(settings: Settings) -> Any:
-    """A boto3 Session from the settings' environment (``.env`` included) and region."""
-    import boto3
-
-    env = settings.env
-    kwargs: dict[str, Any] = {"region_name": settings.region}
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        kwargs["aws_access_key_id"] = env["AWS_ACCESS_KEY_ID"]
-        kwargs["aws_secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"]
-        if env.get("AWS_SESSION_TOKEN"):
-            kwargs["aws_session_token"] = env["AWS_SESSION_TOKEN"]
-    elif env.get("AWS_PROFILE"):
-        kwargs["profile_name"] = env["AWS_PROFILE"]
-    return boto3.Session(**kwargs)
-
-
 def _credentials(settings: Settings) -> Any:
     """Credentials for the lean request path: the settings' keys, else boto3's chain."""
     env = settings.env
@@ -64,7 +49,8 @@ def _credentials(settings: Settings) -> Any:
         return Credentials(
             env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
         )
-    return boto_session(settings).get_credentials()
+    with aws_errors("AWS credentials"):
+        return boto_session(settings).get_credentials()
 
 
 def s3_client(settings: Settings) -> Any:
@@ -76,47 +62,12 @@ def s3_client(settings: Settings) -> Any:
         extra["request_checksum_calculation"] = "when_required"
         extra["response_checksum_validation"] = "when_required"
         extra["s3"] = {"addressing_style": "path"}
-    return boto_session(settings).client(
-        "s3", endpoint_url=settings.endpoint_url, config=Config(max_pool_connections=64, **extra)
-    )
-
-
-def translate(exc: Exception, what: str) -> StorageError:
-    """One actionable line for a botocore error; never the credentials."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        PartialCredentialsError,
-    )
-
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return StorageError(
-            f"{what}: no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(or AWS_PROFILE) in the environment or .env"
+    with aws_errors("S3 client"):
+        return boto_session(settings).client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            config=Config(max_pool_connections=64, **extra),
         )
-    if isinstance(exc, EndpointConnectionError):
-        return StorageError(
-            f"{what}: cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})"
-        )
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return ObjectNotFoundError(f"{what}: not found")
-        if code == "NoSuchBucket":
-            return ObjectNotFoundError(
-                f"{what}: the bucket does not exist (run 'sagepipe bucket init')"
-            )
-        if code in ("AccessDenied", "403", "AllAccessDisabled"):
-            return StorageError(f"{what}: access denied; check the credentials' S3 permissions")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return StorageError(f"{what}: the AWS credentials were rejected ({code}); check them")
-        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
-            return StorageError(f"{what}: the session token has expired; refresh the credentials")
-        return StorageError(
-            f"{what}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}"
-        )
-    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class S3Store:
@@ -155,12 +106,8 @@ class S3Store:
         return f"S3Store({self._raw.endpoint if self._raw else self.client.meta.endpoint_url!r})"
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(what):
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, what) from exc
 
     def head(self, uri: str) -> ObjectInfo | None:
         bucket, key = parse_uri(uri)
@@ -178,9 +125,8 @@ class S3Store:
 
     def get(self, uri: str) -> bytes:
         bucket, key = parse_uri(uri)
-        resp = self._call(uri, self.client.get_object, Bucket=bucket, Key=key)
-        data: bytes = resp["Body"].read()
-        return data
+        with aws_errors(uri):
+            return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     def put(self, uri: str, data: bytes) -> None:
         bucket, key = parse_uri(uri)
@@ -295,11 +241,12 @@ class S3Store:
             except RawUnavailable:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-        resp = self._call(uri, self.client.get_object, Bucket=bucket, Key=key)
         digest = hashlib.md5(usedforsecurity=False)
-        for chunk in resp["Body"].iter_chunks(1 << 20):
-            digest.update(chunk)
-            os.write(fd, chunk)
+        with aws_errors(uri):
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+            for chunk in resp["Body"].iter_chunks(1 << 20):
+                digest.update(chunk)
+                os.write(fd, chunk)
         return digest.hexdigest()
 
     def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
@@ -322,14 +269,11 @@ class S3Store:
                     return
                 except RawUnavailable:
                     pass
-            resp = self._call(
-                uri,
-                self.client.get_object,
-                Bucket=bucket,
-                Key=key,
-                Range=f"bytes={start}-{start + length - 1}",
-            )
-            data = resp["Body"].read()
+            with aws_errors(uri):
+                resp = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+                )
+                data = resp["Body"].read()
             digests[index] = hashlib.md5(data, usedforsecurity=False).digest()
             os.pwrite(fd, data, start)
 
@@ -354,10 +298,8 @@ class S3Store:
         yield from self._list_boto(bucket, prefix, uri)
 
     def _list_boto(self, bucket: str, prefix: str, uri: str) -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(uri):
+            paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
@@ -367,8 +309,6 @@ class S3Store:
                         item.get("ETag", "").strip('"'),
                         item["LastModified"].timestamp(),
                     )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, uri) from exc
 
     def delete(self, uri: str) -> None:
         bucket, key = parse_uri(uri)

@@ -7,10 +7,10 @@ side since then is told apart from a change on both (a conflict).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sagepipe.storage.local import atomic_write
 
 MANIFEST_NAME = ".sagepipe-sync.json"
 
@@ -61,8 +61,4 @@ class Manifest:
         if not self.dirty:
             return
         self._all[self.remote] = {k: asdict(v) for k, v in sorted(self.entries.items())}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sagepipe-tmp-", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self._all, fh)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self._all).encode())

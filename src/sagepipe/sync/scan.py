@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pathspec
+
+from sagepipe.errors import SyncError
 from sagepipe.storage import ObjectStore
 
 DEFAULT_EXCLUDES = (
@@ -49,46 +50,43 @@ class RemoteObject:
 
 @dataclass
 class Filters:
-    """Include/exclude globs (matched against relative paths; ``dir/`` matches a folder)."""
+    """Which relative paths take part in a sync, with gitignore semantics (``pathspec``).
+
+    ``exclude`` lines are gitignore lines: the defaults, then ``.sagepipeignore``, then
+    ``--exclude``; a later ``!pattern`` re-includes, ``/x`` anchors at the folder, ``dir/``
+    matches folders, ``**`` spans folders. As in git, nothing under an excluded folder can be
+    re-included. ``include`` patterns (same syntax), when given, keep only matching files.
+    """
 
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
 
     def __post_init__(self) -> None:
-        def rx(patterns: list[str]) -> re.Pattern[str] | None:
-            return (
-                re.compile("|".join(fnmatch.translate(p) for p in patterns)) if patterns else None
-            )
-
-        self._dirs = rx([p.rstrip("/") for p in self.exclude if p.endswith("/")])
-        self._files = rx([p for p in self.exclude if not p.endswith("/")])
-        self._include = rx(list(self.include))
+        self._exclude = pathspec.GitIgnoreSpec.from_lines(self.exclude)
+        self._include = pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
 
     @classmethod
     def build(cls, include: Iterable[str], exclude: Iterable[str], folder: Path | None) -> Filters:
-        extra = list(exclude)
-        if folder is not None and (folder / IGNORE_FILE).is_file():
-            for line in (folder / IGNORE_FILE).read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    extra.append(line)
-        return cls(list(include), [*DEFAULT_EXCLUDES, *extra])
+        """The defaults, ``folder``'s ``.sagepipeignore`` and the command line's patterns."""
+        lines = list(DEFAULT_EXCLUDES)
+        ignore = folder / IGNORE_FILE if folder is not None else None
+        if ignore is not None and ignore.is_file():
+            try:
+                lines += ignore.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SyncError(f"cannot read {ignore}: {exc}") from None
+        return cls(list(include), [*lines, *exclude])
 
     def wanted(self, rel: str) -> bool:
-        """Whether ``rel`` takes part in the sync."""
-        is_dir = rel.endswith("/")
+        """Whether ``rel`` (a ``folder/`` ends with a slash) takes part in the sync."""
         parts = rel.rstrip("/").split("/")
-        folders = parts if is_dir else parts[:-1]
-        if self._dirs is not None and any(self._dirs.match(p) for p in folders):
+        for depth in range(1, len(parts)):  # an excluded folder excludes all below it
+            if self._exclude.match_file("/".join(parts[:depth]) + "/"):
+                return False
+        if self._exclude.match_file(rel):
             return False
-        if (
-            self._files is not None
-            and not is_dir
-            and (self._files.match(rel) or self._files.match(parts[-1]))
-        ):
-            return False
-        if self._include is not None and not is_dir:
-            return bool(self._include.match(rel))
+        if self._include is not None and not rel.endswith("/"):
+            return self._include.match_file(rel)
         return True
 
 

@@ -241,8 +241,13 @@ def test_loaded_definition_equals_compiled_model() -> None:
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
-def test_validate_passes_every_sdk_fixture(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_passes_every_sdk_fixture(
+    path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sagepipe.cli.main import run_cli
 
+    # validate also checks that each step can run here: the generic fixture's own image is mapped
+    (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
+    monkeypatch.chdir(tmp_path)
     assert run_cli(["validate", str(path)]) == 0
     assert "valid" in capsys.readouterr().out

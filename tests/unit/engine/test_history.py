@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from sagepipe.engine.history import History
+from sagepipe.errors import HistoryError
 
 
 def test_concurrent_creation_never_reports_locked(tmp_path: Path) -> None:
@@ -36,3 +39,11 @@ def test_model_versions_increase_per_group(tmp_path: Path) -> None:
     other = history.register_model("h", "arn:prefix", "Approved", "s3://b/m3", None, {}, "e3", "s")
     assert [first[1], second[1], other[1]] == [1, 2, 1]
     assert [m["version"] for m in history.models("g")] == [2, 1]
+
+
+def test_a_damaged_history_is_reported_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    path.write_bytes(b"not a database" * 200)
+    with pytest.raises(HistoryError, match="move it aside"):
+        History(path)
+    assert path.read_bytes() == b"not a database" * 200

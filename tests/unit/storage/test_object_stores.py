@@ -77,16 +77,26 @@ def test_local_store_refuses_escaping_keys(tmp_path: Path) -> None:
     s = LocalStore(tmp_path / "root")
     for key in ("../x", "a/../../x", "/etc/x", "a\\..\\b", "a\x00b"):
         with pytest.raises((UnsafeKeyError, StorageError)):
-            s.put(f"s3://b/{key}", b"x")
+            s.put(f"s3://bkt/{key}", b"x")
     assert not (tmp_path / "x").exists()
     assert not any((tmp_path / "root").rglob("x"))
 
 
 def test_local_store_writes_atomically(tmp_path: Path) -> None:
     s = LocalStore(tmp_path / "root")
-    s.put("s3://b/k", b"data")
-    leftovers = [p.name for p in (tmp_path / "root" / "b").iterdir()]
+    s.put("s3://bkt/k", b"data")
+    leftovers = [p.name for p in (tmp_path / "root" / "bkt").iterdir()]
     assert leftovers == ["k"]
+
+
+@pytest.mark.parametrize("bucket", ["b", "Upper", "under_score", "-dash", "a..b", "192.168.0.1"])
+def test_local_store_refuses_bucket_names_s3_refuses(tmp_path: Path, bucket: str) -> None:
+    s = LocalStore(tmp_path / "root")
+    with pytest.raises(StorageError, match="not valid on S3"):
+        s.put(f"s3://{bucket}/k", b"x")
+    with pytest.raises(StorageError, match="not valid on S3"):
+        s.ensure_bucket(bucket)
+    assert not (tmp_path / "root").exists()
 
 
 def test_uri_helpers() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from sagepipe.config import ROLE_ARN
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import expire_seconds
+from sagepipe.definition.compile import DEFAULT_ROLE
 from sagepipe.definition.limits import MAX_DEFINITION_BYTES
 from sagepipe.errors import DefinitionError
 
-ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 STEP_TYPES = frozenset(
     {
@@ -64,12 +65,21 @@ def check_for_service(
         problems.append(
             f"role {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
         )
+    if role_arn is None:
+        problems.append("--role is required: the IAM role SageMaker runs the pipeline's jobs as")
+    elif role_arn == DEFAULT_ROLE:
+        problems.append(f"role {role_arn} is sagepipe's local placeholder; pass a real --role")
     size = len(definition.dumps().encode())
     if size > MAX_DEFINITION_BYTES:
         problems.append(
             f"the definition is {size:,} bytes; SageMaker accepts at most {MAX_DEFINITION_BYTES:,}"
         )
     for step in definition.all_steps():
+        if role_arn is not None and step.arguments.get("RoleArn") == DEFAULT_ROLE:
+            problems.append(
+                f"step '{step.name}' runs as sagepipe's local placeholder role {DEFAULT_ROLE}; "
+                "pass --role (or set SAGEPIPE_ROLE_ARN) so the definition names a real role"
+            )
         if step.type not in STEP_TYPES:
             problems.append(f"step '{step.name}': type {step.type!r} is not a SageMaker step type")
         for policy in step.retry_policies or ():

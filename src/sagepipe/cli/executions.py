@@ -1,0 +1,261 @@
+"""``executions`` and ``logs``: inspect executions, local (the default) or on SageMaker."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sagepipe.cli import render
+from sagepipe.cli.consoles import console
+from sagepipe.cli.loader import load_pipeline
+from sagepipe.cli.options import Backend, BackendOpt
+from sagepipe.cli.run import print_sagemaker_steps, print_steps
+from sagepipe.cli.state import settings
+from sagepipe.config import Settings
+from sagepipe.errors import UsageError
+
+if TYPE_CHECKING:
+    from sagepipe.engine.history import History
+
+executions_app = typer.Typer(
+    help="Inspect executions (local by default; --backend sagemaker for SageMaker's).",
+    no_args_is_help=True,
+)
+ExecutionArg = Annotated[
+    str, typer.Argument(help="Execution id (a unique prefix is enough) or, on SageMaker, its ARN.")
+]
+StepArg = Annotated[str | None, typer.Argument(help="Only this step.")]
+
+
+def _history(s: Settings) -> History:
+    from sagepipe.engine.history import History
+
+    return History(s.history_path)
+
+
+def _clients(s: Settings) -> Any:
+    from sagepipe.cloud.client import Clients
+
+    return Clients.from_settings(s)
+
+
+def _arn(execution: str) -> str:
+    if not execution.startswith("arn:"):
+        raise UsageError(
+            f"{execution!r} is not an execution ARN; SageMaker executions are named by ARN "
+            "('sagepipe executions list --backend sagemaker' shows them)"
+        )
+    return execution
+
+
+@executions_app.command("list")
+def list_executions(
+    ctx: typer.Context,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Only this pipeline (sagemaker: its name or file).")
+    ] = None,
+    backend: BackendOpt = Backend.local,
+) -> None:
+    """The newest executions."""
+    s = settings(ctx)
+    if backend is Backend.sagemaker:
+        _list_sagemaker(s, pipeline)
+        return
+    table = Table(title="executions")
+    for col in ("id", "pipeline", "status", "started", "duration"):
+        table.add_column(col)
+    for e in _history(s).executions(pipeline):
+        duration = f"{(e.ended - e.created):.2f}s" if e.ended else ""
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.created))
+        style = render.STATUS_STYLE.get(e.status, "")
+        table.add_row(
+            e.id, escape(e.pipeline), f"[{style}]{escape(e.status)}[/]", started, duration
+        )
+    console.print(table)
+
+
+def _list_sagemaker(s: Settings, pipeline: str | None) -> None:
+    from sagepipe.cloud import executions as ex
+
+    if pipeline is None or pipeline.endswith((".py", ".json")):
+        name = load_pipeline(pipeline, s).name
+    else:
+        name = pipeline
+    table = Table(title=f"executions of {escape(name)} on SageMaker")
+    for col in ("execution", "status", "started"):
+        table.add_column(col)
+    for e in ex.list_executions(_clients(s), name):
+        table.add_row(
+            escape(e["PipelineExecutionArn"]),
+            escape(e["PipelineExecutionStatus"]),
+            str(e.get("StartTime", "")),
+        )
+    console.print(table)
+
+
+@executions_app.command("describe")
+def describe(
+    ctx: typer.Context, execution: ExecutionArg, backend: BackendOpt = Backend.local
+) -> None:
+    """DescribePipelineExecution as JSON."""
+    s = settings(ctx)
+    if backend is Backend.sagemaker:
+        from sagepipe.cloud import executions as ex
+
+        desc = ex.describe(_clients(s), _arn(execution))
+    else:
+        from sagepipe.engine.execution import describe_execution
+
+        desc = describe_execution(_history(s).execution(execution))
+    sys.stdout.write(render.to_json(desc) + "\n")
+
+
+@executions_app.command("steps")
+def steps(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="ListPipelineExecutionSteps JSON.")
+    ] = False,
+    backend: BackendOpt = Backend.local,
+) -> None:
+    """The steps of an execution, with each step's metrics and property files."""
+    s = settings(ctx)
+    if backend is Backend.sagemaker:
+        from sagepipe.cloud import executions as ex
+
+        clients, arn = _clients(s), _arn(execution)
+        if as_json:
+            entries = ex.list_steps(clients, arn)
+            sys.stdout.write(render.to_json({"PipelineExecutionSteps": entries}) + "\n")
+        else:
+            print_sagemaker_steps(clients, arn)
+        return
+    from sagepipe.engine.execution import describe_steps, step_results
+
+    history = _history(s)
+    record = history.execution(execution)
+    records = history.steps(record.id)
+    entries = describe_steps(records)
+    if as_json:
+        sys.stdout.write(render.to_json({"PipelineExecutionSteps": entries}) + "\n")
+        return
+    from sagepipe.definition import load
+    from sagepipe.storage import open_store
+
+    definition = load(record.definition)
+    names = {st.name for st in definition.all_steps()}
+    store = open_store(s)
+    results = {
+        r.name: step_results(r, definition.step(r.name) if r.name in names else None, store)
+        for r in records
+    }
+    rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
+    print_steps(entries, f"execution {record.id} ({record.status})", results, rss)
+
+
+def logs(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: StepArg = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the execution ends.")
+    ] = False,
+    backend: BackendOpt = Backend.local,
+) -> None:
+    """Print the logs of an execution's steps, prefixed by step."""
+    s = settings(ctx)
+    if backend is Backend.sagemaker:
+        _sagemaker_logs(s, _arn(execution), step)
+        return
+    from sagepipe.engine.execution import TERMINAL
+
+    history = _history(s)
+    record = history.execution(execution)
+    folder = s.home / "logs" / record.id
+    offsets: dict[str, int] = {}
+    while True:
+        # Read the status first: lines written before the end are then all printed.
+        finished = not follow or history.execution(record.id).status in TERMINAL
+        names = [st.name for st in history.steps(record.id)]
+        if step is not None:
+            if step not in names and not follow:
+                raise UsageError(
+                    f"execution {record.id} has no step '{step}'; steps: {', '.join(names)}"
+                )
+            names = [step]
+        for name in names:
+            path = folder / f"{name}.log"
+            text = (
+                path.read_text(errors="replace")
+                if path.is_file()
+                else (history.step_log(record.id, name) or "")
+            )
+            new = text[offsets.get(name, 0) :]
+            if not finished:
+                new = new[: new.rfind("\n") + 1]  # a line still being written waits
+            offsets[name] = offsets.get(name, 0) + len(new)
+            for line in new.splitlines():
+                console.print(f"{name} | {line}", highlight=False, markup=False)
+        if finished:
+            break
+        time.sleep(0.5)
+
+
+def _sagemaker_logs(s: Settings, arn: str, step: str | None) -> None:
+    from sagepipe.cloud import executions as ex
+
+    clients = _clients(s)
+    follower = ex.LogFollower(clients)
+    entries = ex.list_steps(clients, arn)
+    if step is not None and step not in {e["StepName"] for e in entries}:
+        raise UsageError(f"execution has no step '{step}'")
+    for entry in reversed(entries):
+        job = ex.job_of(entry)
+        if job and (step is None or entry["StepName"] == step):
+            follower.poll(
+                entry["StepName"],
+                *job,
+                lambda st, line: console.print(f"{st} | {line}", highlight=False, markup=False),
+            )
+
+
+@executions_app.command("stop")
+def stop(ctx: typer.Context, execution: ExecutionArg, backend: BackendOpt = Backend.local) -> None:
+    """Stop a running execution (a local one stops with Ctrl-C where it runs)."""
+    if backend is Backend.local:
+        raise UsageError(
+            "a local execution stops with Ctrl-C in the terminal that runs it; "
+            "for SageMaker pass --backend sagemaker"
+        )
+    from sagepipe.cloud import executions as ex
+
+    arn = _arn(execution)
+    ex.stop(_clients(settings(ctx)), arn)
+    console.print(f"stop requested for {arn}", highlight=False, markup=False)
+
+
+@executions_app.command("retry")
+def retry(ctx: typer.Context, execution: ExecutionArg, backend: BackendOpt = Backend.local) -> None:
+    """Retry the failed steps of a failed execution (SageMaker)."""
+    if backend is Backend.local:
+        raise UsageError(
+            "retry is a SageMaker operation (--backend sagemaker); rerun locally with "
+            "'sagepipe run': unchanged steps are cache hits when caching is on"
+        )
+    from sagepipe.cloud import executions as ex
+
+    arn = ex.retry(_clients(settings(ctx)), _arn(execution))
+    console.print(arn, highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``executions`` and ``logs`` to ``app``."""
+    executions_app.command("logs")(logs)
+    app.add_typer(executions_app, name="executions")
+    app.command("logs")(logs)

@@ -1,0 +1,120 @@
+"""``models list`` (the local model registry) and ``predict`` (score rows with a model)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sagepipe.cli.consoles import console
+from sagepipe.cli.options import StoreOpt, output_file
+from sagepipe.cli.state import settings
+from sagepipe.errors import ExecutionError, UsageError
+
+models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
+MODEL_FILE = "model.joblib"
+
+
+@models_app.command("list")
+def list_models(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option(help="Only this model package group.")] = None,
+) -> None:
+    """Model versions registered by local executions."""
+    from sagepipe.engine.history import History
+
+    table = Table(title="models")
+    for col in ("group", "version", "approval", "model data", "execution"):
+        table.add_column(col)
+    for m in History(settings(ctx).history_path).models(group):
+        table.add_row(
+            escape(m["group_name"]),
+            str(m["version"]),
+            escape(m["approval"]),
+            escape(m["model_data_url"] or ""),
+            m["execution_id"],
+        )
+    console.print(table)
+
+
+def predict(
+    ctx: typer.Context,
+    model_uri: Annotated[str, typer.Argument(help="s3:// URI (or local path) of a model.tar.gz.")],
+    data: Annotated[Path, typer.Argument(help="CSV of raw rows.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout).")
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Score raw rows with a model artifact of the example app (runs app/src/predict.py)."""
+    from sagepipe.storage import open_store
+
+    s = settings(ctx)
+    scorer = s.project_root / "app" / "src" / "predict.py"
+    if not scorer.is_file():
+        raise UsageError(f"{scorer} not found; predict scores models of the example app")
+    _check_csv(data)
+    if output is not None:
+        output_file(output)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(model_uri)
+        if model_uri.startswith("s3://"):
+            local = Path(tmp) / "model.tar.gz"
+            open_store(s, store.value if store else None).get_file(model_uri, local)
+        elif not local.exists():
+            raise UsageError(f"{model_uri} is neither an s3:// URI nor a local file")
+        _check_model(local, model_uri)
+        cmd = [s.python, str(scorer), "--model", str(local), "--data", str(data)]
+        cmd += ["--output", str(output or "-")]
+        done = subprocess.run(cmd, check=False, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ExecutionError(
+            f"predict.py failed: {lines[-1].strip() if lines else done.returncode}"
+        )
+    sys.stderr.write(done.stderr)
+
+
+def _check_csv(data: Path) -> None:
+    if not data.is_file():
+        raise UsageError(f"{data} is not a file")
+    with data.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.strip():
+        raise UsageError(f"{data} is empty; give a CSV with a header row and data rows")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the end of the sample
+            raise UsageError(f"{data} is not a UTF-8 CSV (byte {exc.start})") from None
+    if b"\0" in head:
+        raise UsageError(f"{data} is binary, not a CSV")
+
+
+def _check_model(local: Path, uri: str) -> None:
+    if local.is_dir():
+        if not (local / MODEL_FILE).is_file():
+            raise UsageError(
+                f"{uri}: the folder has no {MODEL_FILE}; not a model of the example app"
+            )
+        return
+    try:
+        with tarfile.open(local) as tar:
+            names = {Path(n).name for n in tar.getnames()}
+    except (tarfile.TarError, OSError):
+        raise UsageError(f"{uri} is not a model.tar.gz (not a readable tar archive)") from None
+    if MODEL_FILE not in names:
+        raise UsageError(f"{uri}: the archive has no {MODEL_FILE}; not a model of the example app")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models`` and ``predict`` to ``app``."""
+    app.add_typer(models_app, name="models")
+    app.command()(predict)

@@ -1,0 +1,196 @@
+"""``run``: run a pipeline locally with a live view, or start it on SageMaker and watch it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from sagepipe.cli import render
+from sagepipe.cli.consoles import console, err
+from sagepipe.cli.loader import Loaded, load_pipeline
+from sagepipe.cli.options import (
+    Backend,
+    BackendOpt,
+    ParameterOpt,
+    PipelineArg,
+    SandboxKind,
+    StoreOpt,
+    parse_pairs,
+)
+from sagepipe.cli.state import settings
+from sagepipe.config import Settings
+from sagepipe.layout import LOGS_PREFIX
+
+if TYPE_CHECKING:
+    from sagepipe.engine.execution import LocalExecution, StepResults
+
+
+def run(
+    ctx: typer.Context,
+    pipeline: PipelineArg = None,
+    parameter: ParameterOpt = [],  # noqa: B006
+    sandbox: Annotated[SandboxKind | None, typer.Option(help="How steps are isolated.")] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(min=1, help="Steps run at once (default: CPU count).")
+    ] = None,
+    store: StoreOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream step logs.")] = False,
+    backend: BackendOpt = Backend.local,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="sagemaker: print the execution ARN and return.")
+    ] = False,
+) -> None:
+    """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
+    params = parse_pairs(parameter)
+    if backend is Backend.sagemaker:
+        run_on_sagemaker(settings(ctx), pipeline, params, no_wait)
+        return
+    s = settings(ctx).with_overrides(
+        sandbox=sandbox.value if sandbox else None, store=store.value if store else None
+    )
+    run_locally(s, pipeline, params, max_parallel, quiet)
+
+
+def run_locally(
+    s: Settings, pipeline: str | None, params: dict[str, str], max_parallel: int | None, quiet: bool
+) -> None:
+    """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
+    from sagepipe.cli.live import LiveView
+    from sagepipe.engine.execution import TERMINAL, LocalExecution
+    from sagepipe.engine.runner import build_engine, upload_code
+
+    loaded = load_pipeline(pipeline, s)
+    steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
+    view = LiveView(console, steps, quiet=quiet)
+    engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
+    if loaded.compiled is not None:
+        upload_code(loaded.compiled, engine.store)
+    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel)
+    # Said before any step starts, so it is the first line whatever the steps log.
+    err.print(
+        f"execution [bold]{prepared.info.id}[/] of {escape(loaded.name)} "
+        f"({engine.sandbox.name} sandbox, {s.store} store)"
+    )
+    execution = LocalExecution(engine, prepared).start()
+    with view:
+        try:
+            while execution.wait(0.2) not in TERMINAL:
+                pass
+        except KeyboardInterrupt:
+            err.print("stopping: killing running steps ...")
+            execution.stop()
+            execution.wait()
+    _finish(execution, loaded, s)
+
+
+def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
+    from sagepipe.engine.execution import step_results
+
+    desc = execution.describe()
+    records = execution.history.steps(execution.execution_id)
+    results = {
+        r.name: step_results(r, execution.run.definition.step(r.name), execution.engine.store)
+        for r in records
+    }
+    rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
+    print_steps(execution.list_steps(), f"execution {execution.execution_id}", results, rss)
+    status = desc["PipelineExecutionStatus"]
+    print_status(status, desc.get("FailureReason"))
+    console.print(
+        f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{loaded.name}/{execution.execution_id}/",
+        highlight=False,
+        markup=False,
+    )
+    if status != "Succeeded":
+        raise typer.Exit(1)
+
+
+def print_steps(
+    steps: list[dict[str, Any]],
+    title: str,
+    results: dict[str, StepResults],
+    rss: dict[str, int] | None = None,
+) -> None:
+    """The steps table with metrics, then each model artifact and property file."""
+    metrics = {name: r.metrics for name, r in results.items()}
+    console.print(render.steps_table(steps, title, rss, metrics))
+    for name, r in results.items():
+        if r.model:
+            console.print(f"model ({name}): {r.model}", highlight=False, markup=False)
+        for file_name, value in r.property_files.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            console.print(f"{name}/{file_name}: {text[:300]}", highlight=False, markup=False)
+
+
+def print_status(status: str, reason: str | None) -> None:
+    """``status: X`` in colour and the failure reason, escaped."""
+    console.print(f"status: [{render.STATUS_STYLE.get(status, '')}]{status}[/]")
+    if reason:
+        console.print(f"reason: {reason}", highlight=False, markup=False)
+
+
+def run_on_sagemaker(
+    s: Settings, pipeline: str | None, params: dict[str, str], no_wait: bool
+) -> None:
+    """Start the deployed pipeline and watch it like a local run."""
+    from sagepipe.cloud import executions as ex
+    from sagepipe.cloud.client import Clients
+    from sagepipe.definition import resolve_parameters
+
+    loaded = load_pipeline(pipeline, s)
+    resolve_parameters(loaded.definition, params)  # wrong names or values fail before any cost
+    clients = Clients.from_settings(s)
+    arn = ex.start(clients, loaded.name, params)
+    if no_wait:
+        console.print(arn, highlight=False, markup=False)
+        return
+    err.print(f"started {arn}", highlight=False, markup=False)
+    width = max((len(st.name) for st in loaded.definition.all_steps()), default=4)
+    try:
+        desc = ex.watch(
+            clients,
+            arn,
+            on_line=lambda step, line: console.print(
+                f"{step:<{width}} | {line}", highlight=False, markup=False
+            ),
+            on_status=lambda step, status: console.print(
+                f"{step:<{width}} : {status}", highlight=False, markup=False
+            ),
+        )
+    except KeyboardInterrupt:
+        err.print("stopped watching.")
+        if typer.confirm("Stop the execution on SageMaker too?", default=False):
+            ex.stop(clients, arn)
+            err.print("stop requested")
+        raise typer.Exit(130) from None
+    print_sagemaker_steps(clients, arn)
+    status = desc["PipelineExecutionStatus"]
+    print_status(status, desc.get("FailureReason"))
+    if status != "Succeeded":
+        raise typer.Exit(1)
+
+
+def print_sagemaker_steps(clients: Any, arn: str) -> None:
+    """The steps of a SageMaker execution, with training metrics and model artifacts."""
+    from sagepipe.cloud import executions as ex
+    from sagepipe.engine.execution import StepResults
+
+    steps = ex.list_steps(clients, arn)
+    results = {}
+    for step in steps:
+        job = ex.training_job(clients, step)
+        if job is not None:
+            results[step["StepName"]] = StepResults(
+                {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
+                {},
+                job.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            )
+    print_steps(steps, f"execution {arn.rsplit('/', 1)[-1]}", results)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+    app.command()(run)
