@@ -371,8 +371,14 @@ def _install_spec(
     relaxed = [_relax(p, newer) for p in spec.packages if _PIN.match(p)]
     say(f"the image's pins do not install on Python {interpreter.full}; using the nearest ones")
     resolution = ["--resolution", "lowest-direct"] if newer else []
-    _pip_install(tmp, [*relaxed, *extra], offline=offline, only_binary=only_binary, say=say,
-                 options=resolution)  # fmt: skip
+    _pip_install(
+        tmp,
+        [*relaxed, *extra],
+        offline=offline,
+        only_binary=only_binary,
+        say=say,
+        options=resolution,
+    )
     rest = [p for p in spec.packages if not _PIN.match(p)]
     if rest:
         _pip_install(tmp, rest, offline=offline, only_binary=only_binary, say=say)
@@ -418,8 +424,7 @@ def _explain(exc: EnvironmentBuildError, offline: bool, what: str) -> Environmen
     cause = " ".join(
         line.split("cause:", 1)[1].strip() if "cause:" in line else line.strip()
         for line in text.splitlines()
-        if line.strip().startswith(("cause:", "Because", "And because", "and "))
-        or "╰─▶" in line
+        if line.strip().startswith(("cause:", "Because", "And because", "and ")) or "╰─▶" in line
     ).replace("╰─▶", "")
     cause = re.sub(r"\s+", " ", cause).strip() or text.splitlines()[-1].strip()
     if offline and ("network was disabled" in text or "Network connectivity" in text):

@@ -18,11 +18,16 @@ from pathlib import Path
 
 _VERSION = re.compile(r"^(3)\.(\d{1,2})(?:\.(\d+))?")
 MINORS = range(6, 16)
+_JSON = ("--output-format", "json")
 
 
 @dataclass(frozen=True, order=True)
 class Interpreter:
-    """A Python found on the machine: version (major, minor, micro; micro 0 if unknown)."""
+    """A Python found on the machine: version (major, minor, micro), path, how it was found.
+
+    ``origin`` is ``path`` (micro unknown, 0), ``pyenv``, ``uv`` or ``base`` (a derived
+    environment's base).
+    """
 
     version: tuple[int, int, int]
     path: Path
@@ -35,8 +40,8 @@ class Interpreter:
 
     @property
     def full(self) -> str:
-        """``3.9.18`` (or ``3.9`` where the micro version is unknown)."""
-        return f"{self.minor}.{self.version[2]}" if self.version[2] else self.minor
+        """``3.9.18`` (or ``3.9`` where only the name tells the version)."""
+        return self.minor if self.origin == "path" else f"{self.minor}.{self.version[2]}"
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -95,7 +100,9 @@ def choose_interpreter(
     exact = [i for i in candidates if i.version[:2] == target[:2]]
     if exact:
         return max(exact), True
-    nearest = min(candidates, key=lambda i: (abs(i.version[1] - target[1]), -i.version[1]))
+    nearest = min(
+        candidates, key=lambda i: (abs(i.version[1] - target[1]), -i.version[1], -i.version[2])
+    )
     return nearest, False
 
 
@@ -126,8 +133,7 @@ def _in_pyenv(roots: Sequence[Path]) -> Iterable[Interpreter]:
 def _uv_managed(uv_bin: str) -> Iterable[Interpreter]:
     try:
         out = subprocess.run(
-            [uv_bin, "python", "list", "--only-installed", "--managed-python"]
-            + ["--output-format", "json"],
+            [uv_bin, "python", "list", "--only-installed", "--managed-python", *_JSON],
             capture_output=True,
             text=True,
             timeout=30,
@@ -141,4 +147,3 @@ def _uv_managed(uv_bin: str) -> Iterable[Interpreter]:
         path = row.get("path")
         if version and path and str(row.get("implementation", "cpython")).lower() == "cpython":
             yield Interpreter(version, Path(path), "uv")
-

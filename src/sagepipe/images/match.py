@@ -172,7 +172,7 @@ def _user_spec(image_uri: str, pattern: str, value: object, root: Path) -> Image
             return ImageSpec(image_uri, pattern, "host", user=True, note="the host interpreter")
         command = tuple(shlex.split(value))
         if not command:
-            raise ConfigError(f"{where}: an empty command; use \"host\" or a command")
+            raise ConfigError(f'{where}: an empty command; use "host" or a command')
         return ImageSpec(image_uri, pattern, "command", command=command, user=True)
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -188,7 +188,7 @@ def _user_spec(image_uri: str, pattern: str, value: object, root: Path) -> Image
         path = path if path.is_absolute() else root / path
         if not path.is_file():
             raise ConfigError(f"{where}: requirements file {path} does not exist")
-    packages = tuple(str(p) for p in value.get("packages", ()))  # type: ignore[attr-defined]
+    packages = tuple(str(p) for p in value.get("packages", ()))
     return ImageSpec(
         image=image_uri,
         name=pattern,
