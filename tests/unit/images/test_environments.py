@@ -85,13 +85,13 @@ def test_relaxed_pins_point_towards_the_interpreter() -> None:
     ("stderr", "offline", "reason", "words"),
     [
         (
-            "error: No solution found when resolving dependencies\n  cause: Because six==1.1.0 "
-            "needs to be downloaded from a registry and you require six==1.1.0, we can conclude "
+            "error: No solution found when resolving dependencies\n  cause: Because six==1.10.0 "
+            "needs to be downloaded from a registry and you require six==1.10.0, we can conclude "
             "that your requirements are unsatisfiable.\n\nhint: Packages were unavailable because "
             "the network was disabled.",
             True,
             "offline",
-            ["six==1.1.0", "sagepipe images build"],
+            ["six==1.10.0", "sagepipe images build"],
         ),
         (
             "  \u00d7 No solution found when resolving dependencies:\n  ╰─▶ Because you require "
