@@ -35,8 +35,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 from sagepipe.errors import ConfigError, SagepipeError
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
@@ -148,7 +149,7 @@ def choose_cached(
     """
     if spec.kind != "env":
         return _trivial(spec, host_python)
-    return read_environment(cache_dir / "envs" / spec_key(spec))
+    return _named(read_environment(cache_dir / "envs" / spec_key(spec)), spec)
 
 
 def read_environment(prefix: Path) -> Environment | None:
@@ -217,11 +218,11 @@ def ensure_environment(
     if not rebuild:
         ready = read_environment(prefix)
         if ready is not None and not (strict and ready.approximated):
-            return ready
+            return _named(ready, spec)
     with _build_lock(prefix, say):
         ready = None if rebuild else read_environment(prefix)
         if ready is not None and not (strict and ready.approximated):
-            return ready
+            return _named(ready, spec)
         interpreter, exact = _interpreter(spec, interpreters, offline, allow_download, say)
         if not exact and strict:
             raise ConfigError(
@@ -243,7 +244,7 @@ def ensure_environment(
                     note += " with the nearest pins that install: " + relaxed
             return {"name": spec.name, "python_version": _version_of(tmp), "approximated": note}
 
-        return _publish(prefix, build, interpreter)
+        return _named(_publish(prefix, build, interpreter), spec)
 
 
 def derived_environment(
@@ -280,7 +281,7 @@ def derived_environment(
         interpreter = Interpreter(_version_tuple(base.python_version), base.python, "base")
 
         def build(tmp: Path) -> dict[str, object]:
-            _uv(["venv", "--relocatable", "--quiet", "--python", str(base.python), str(tmp)], say)
+            _venv(tmp, base.python, offline, say)
             pins = [f"{name}=={version}" for name, version in sorted(base.packages.items())]
             if pins:
                 _pip_install(tmp, pins, offline=offline, only_binary=False, say=lambda _l: None)
@@ -301,6 +302,15 @@ def derived_environment(
             }
 
         return _publish(prefix, build, interpreter)
+
+
+@overload
+def _named(env: Environment, spec: ImageSpec) -> Environment: ...
+@overload
+def _named(env: None, spec: ImageSpec) -> None: ...
+def _named(env: Environment | None, spec: ImageSpec) -> Environment | None:
+    """``env`` under the spec's name (images with the same pins share one environment)."""
+    return env if env is None or env.name == spec.name else replace(env, name=spec.name)
 
 
 def _trivial(spec: ImageSpec, host_python: Path | None) -> Environment:
@@ -354,7 +364,7 @@ def _install_spec(
     say: Progress,
 ) -> str:
     """Create the venv and install the pins; the relaxed pins as text ('' when none)."""
-    _uv(["venv", "--relocatable", "--quiet", "--python", str(interpreter.path), str(tmp)], say)
+    _venv(tmp, interpreter.path, offline, say)
     extra = ["-r", str(spec.requirements)] if spec.requirements is not None else []
     packages = [*spec.packages, *extra]
     if not packages:
@@ -395,6 +405,15 @@ def _relax(pin: str, newer: bool) -> str:
     match = _PIN.match(pin)
     assert match is not None
     return f"{match.group(1)}{'>=' if newer else '<='}{match.group(2)}"
+
+
+def _venv(prefix: Path, python: Path, offline: bool, say: Progress) -> None:
+    """A relocatable venv seeded with pip (setuptools and wheel below 3.12), like an image's."""
+    args = ["venv", "--seed", "--relocatable", "--quiet", "--python", str(python), str(prefix)]
+    try:
+        _uv([*args, "--offline"] if offline else args, say)
+    except EnvironmentBuildError as exc:
+        raise _explain(exc, offline, f"a Python {python} environment") from None
 
 
 def _pip_install(
