@@ -17,15 +17,14 @@ an offline, conflicting or uninstallable build. Each is one line.
 from sagepipe.images.catalogue import CatalogueEntry, load_catalogue
 from sagepipe.images.environments import (
     Environment,
-    EnvironmentBuildError,
     choose_cached,
     default_cache_dir,
     derived_environment,
     ensure_environment,
     list_environments,
     spec_key,
-    uv_bin,
 )
+from sagepipe.images.installer import EnvironmentBuildError, uv_bin
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec, parse_image_uri, resolve
 

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,28 +38,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import overload
 
-from sagepipe.errors import ConfigError, SagepipeError
+from sagepipe.errors import ConfigError
+from sagepipe.images.installer import (
+    EnvironmentBuildError,
+    Progress,
+    create_venv,
+    freeze,
+    normalise,
+    pip_install,
+    run_uv,
+    uv_bin,
+)
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec
 
 LAYOUT = 1  # part of every key: bump when an environment's layout changes
 MARKER = "sagepipe-env.json"
 PYTHON_NAMES = frozenset({"python", "python3"})
-Progress = Callable[[str], None]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([0-9][A-Za-z0-9.+!]*)$")
-_UNINSTALLABLE = ("wheels", "Python version", "no version", "not found", "ABI tag", "platform")
-_MISSING = re.compile(r"Because (\S+?) (?:needs to be downloaded|was not found in the cache)")
-
-
-class EnvironmentBuildError(SagepipeError):
-    """An image environment could not be built (offline, conflicting or uninstallable pins).
-
-    ``reason`` is ``offline``, ``conflict``, ``uninstallable`` or ``failed``.
-    """
-
-    def __init__(self, message: str, reason: str = "failed") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -118,13 +113,6 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("XDG_CACHE_HOME"):
         return Path(env["XDG_CACHE_HOME"]).expanduser() / "sagepipe"
     return Path(env.get("HOME", "~")).expanduser() / ".cache" / "sagepipe"
-
-
-def uv_bin() -> str:
-    """The uv executable shipped with the ``uv`` package."""
-    from uv import find_uv_bin
-
-    return str(find_uv_bin())
 
 
 def spec_key(spec: ImageSpec) -> str:
@@ -281,13 +269,13 @@ def derived_environment(
         interpreter = Interpreter(_version_tuple(base.python_version), base.python, "base")
 
         def build(tmp: Path) -> dict[str, object]:
-            _venv(tmp, base.python, offline, say)
+            create_venv(tmp, base.python, offline, say)
             pins = [f"{name}=={version}" for name, version in sorted(base.packages.items())]
             if pins:
-                _pip_install(tmp, pins, offline=offline, only_binary=False, say=lambda _l: None)
+                pip_install(tmp, pins, offline=offline, only_binary=False, say=lambda _l: None)
             say("Installing dependencies from requirements.txt")
             say(f"{tmp.name}/bin/python -m pip install -r requirements.txt")
-            _pip_install(
+            pip_install(
                 tmp,
                 ["-r", str(requirements)],
                 offline=offline,
@@ -345,7 +333,7 @@ def _interpreter(
     chosen, exact = choose_interpreter(want, found)
     if not exact and allow_download and not offline and interpreters is None:
         say(f"fetching Python {want} with uv")
-        _uv(["python", "install", want], say, downloads=True)
+        run_uv(["python", "install", want], say, downloads=True)
         chosen, exact = choose_interpreter(want, find_interpreters(uv_bin=uv_bin()))
     if chosen is None:
         raise ConfigError(
@@ -364,14 +352,14 @@ def _install_spec(
     say: Progress,
 ) -> str:
     """Create the venv and install the pins; the relaxed pins as text ('' when none)."""
-    _venv(tmp, interpreter.path, offline, say)
+    create_venv(tmp, interpreter.path, offline, say)
     extra = ["-r", str(spec.requirements)] if spec.requirements is not None else []
     packages = [*spec.packages, *extra]
     if not packages:
         return ""
     only_binary = _only_binary(spec)
     try:
-        _pip_install(tmp, packages, offline=offline, only_binary=only_binary, say=say)
+        pip_install(tmp, packages, offline=offline, only_binary=only_binary, say=say)
         return ""
     except EnvironmentBuildError as exc:
         if exact or exc.reason != "uninstallable":
@@ -381,7 +369,7 @@ def _install_spec(
     relaxed = [_relax(p, newer) for p in spec.packages if _PIN.match(p)]
     say(f"the image's pins do not install on Python {interpreter.full}; using the nearest ones")
     resolution = ["--resolution", "lowest-direct"] if newer else []
-    _pip_install(
+    pip_install(
         tmp,
         [*relaxed, *extra],
         offline=offline,
@@ -391,12 +379,12 @@ def _install_spec(
     )
     rest = [p for p in spec.packages if not _PIN.match(p)]
     if rest:
-        _pip_install(tmp, rest, offline=offline, only_binary=only_binary, say=say)
-    installed = _freeze(tmp)
+        pip_install(tmp, rest, offline=offline, only_binary=only_binary, say=say)
+    installed = freeze(tmp)
     changes = [
-        f"{name} {version} -> {installed.get(_normalise(name), '?')}"
+        f"{name} {version} -> {installed.get(normalise(name), '?')}"
         for name, version in pinned.items()
-        if installed.get(_normalise(name)) != version
+        if installed.get(normalise(name)) != version
     ]
     return ", ".join(changes) or "all pins kept"
 
@@ -405,91 +393,6 @@ def _relax(pin: str, newer: bool) -> str:
     match = _PIN.match(pin)
     assert match is not None
     return f"{match.group(1)}{'>=' if newer else '<='}{match.group(2)}"
-
-
-def _venv(prefix: Path, python: Path, offline: bool, say: Progress) -> None:
-    """A relocatable venv seeded with pip (setuptools and wheel below 3.12), like an image's."""
-    args = ["venv", "--seed", "--relocatable", "--quiet", "--python", str(python), str(prefix)]
-    try:
-        _uv([*args, "--offline"] if offline else args, say)
-    except EnvironmentBuildError as exc:
-        raise _explain(exc, offline, f"a Python {python} environment") from None
-
-
-def _pip_install(
-    prefix: Path,
-    packages: Sequence[str],
-    *,
-    offline: bool,
-    only_binary: bool,
-    say: Progress,
-    options: Sequence[str] = (),
-    name: str = "",
-) -> None:
-    args = ["pip", "install", "--python", str(prefix / "bin" / "python"), *options]
-    if offline:
-        args.append("--offline")
-    if only_binary:
-        args += ["--only-binary", ":all:"]
-    try:
-        _uv([*args, *packages], say)
-    except EnvironmentBuildError as exc:
-        raise _explain(exc, offline, name or "the image's pins") from None
-
-
-def _explain(exc: EnvironmentBuildError, offline: bool, what: str) -> EnvironmentBuildError:
-    """One line for uv's failure: offline and missing, conflicting, or not installable."""
-    text = str(exc)
-    cause = " ".join(
-        line.split("cause:", 1)[1].strip() if "cause:" in line else line.strip()
-        for line in text.splitlines()
-        if line.strip().startswith(("cause:", "Because", "And because", "and ")) or "╰─▶" in line
-    ).replace("╰─▶", "")
-    cause = re.sub(r"\s+", " ", cause).strip() or text.splitlines()[-1].strip()
-    if offline and ("network was disabled" in text or "Network connectivity" in text):
-        missing = sorted(set(_MISSING.findall(text)))
-        names = ", ".join(missing) if missing else cause
-        return EnvironmentBuildError(
-            f"offline, and the package cache lacks {names}; run `sagepipe images build` "
-            "with network access to prepare it",
-            reason="offline",
-        )
-    if "unsatisfiable" in cause and not any(m in cause for m in _UNINSTALLABLE):
-        return EnvironmentBuildError(f"{what} conflict: {cause}", reason="conflict")
-    return EnvironmentBuildError(f"{what} do not install: {cause}", reason="uninstallable")
-
-
-def _uv(args: Sequence[str], say: Progress, *, downloads: bool = False) -> None:
-    env = dict(os.environ)
-    env["UV_PYTHON_DOWNLOADS"] = "automatic" if downloads else "never"
-    env["UV_NO_PROGRESS"] = "1"
-    env.pop("VIRTUAL_ENV", None)
-    done = subprocess.run(
-        [uv_bin(), *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
-    )
-    if done.returncode != 0:
-        raise EnvironmentBuildError(done.stderr.strip() or f"uv exited {done.returncode}")
-    for line in done.stderr.splitlines():
-        if line.strip() and not line.startswith(("Using ", "warning: Failed to inspect")):
-            say(line.rstrip())
-
-
-def _freeze(prefix: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("VIRTUAL_ENV", None)
-    out = subprocess.run(
-        [uv_bin(), "pip", "freeze", "--python", str(prefix / "bin" / "python")],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
-    pairs = (line.split("==", 1) for line in out.splitlines() if "==" in line)
-    return {_normalise(name): version.strip() for name, version in pairs}
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()
 
 
 def _version_of(prefix: Path) -> str:
@@ -543,7 +446,7 @@ def _publish(
         marker = build(tmp)
         marker.update(
             interpreter=str(interpreter.path),
-            packages=_freeze(tmp),
+            packages=freeze(tmp),
             size=_size(tmp),
             built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )

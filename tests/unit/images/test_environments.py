@@ -12,14 +12,13 @@ import pytest
 from sagepipe.images.environments import (
     MARKER,
     Environment,
-    EnvironmentBuildError,
-    _explain,
     _relax,
     choose_cached,
     default_cache_dir,
     list_environments,
     spec_key,
 )
+from sagepipe.images.installer import EnvironmentBuildError, explain
 from sagepipe.images.match import ImageSpec, resolve
 
 SPEC = ImageSpec(image="i", name="t:1", kind="env", python="3.11", packages=("six==1.16.0",))
@@ -114,7 +113,7 @@ def test_relaxed_pins_point_towards_the_interpreter() -> None:
 def test_uv_failures_become_one_line(
     stderr: str, offline: bool, reason: str, words: list[str]
 ) -> None:
-    error = _explain(EnvironmentBuildError(stderr), offline, "the pins")
+    error = explain(EnvironmentBuildError(stderr), offline, "the pins")
     assert error.reason == reason
     assert "\n" not in str(error)
     assert all(word in str(error) for word in words)
