@@ -35,6 +35,7 @@ class CatalogueEntry:
     large: bool = False
     facts: str = ""
     note: str = ""
+    as_of: str | None = None
 
     @property
     def name(self) -> str:
@@ -67,6 +68,7 @@ def parse_entry(table: dict[str, Any]) -> CatalogueEntry:
             large=bool(table.get("large", False)),
             facts=str(table.get("facts", "")),
             note=str(table.get("note", "")),
+            as_of=str(table["as_of"]) if "as_of" in table else None,
         )
     except KeyError as exc:
         raise ConfigError(f"catalogue entry {table.get('repository')!r}: no {exc}") from None

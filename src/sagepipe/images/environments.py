@@ -124,6 +124,7 @@ def spec_key(spec: ImageSpec) -> str:
         "packages": list(spec.packages),
         "requirements": hashlib.sha256(requirements).hexdigest() if requirements else None,
         "only_binary": _only_binary(spec),
+        "as_of": spec.as_of,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -358,8 +359,9 @@ def _install_spec(
     if not packages:
         return ""
     only_binary = _only_binary(spec)
+    as_of = ["--exclude-newer", f"{spec.as_of}T23:59:59Z"] if spec.as_of else []
     try:
-        pip_install(tmp, packages, offline=offline, only_binary=only_binary, say=say)
+        pip_install(tmp, packages, offline=offline, only_binary=only_binary, say=say, options=as_of)
         return ""
     except EnvironmentBuildError as exc:
         if exact or exc.reason != "uninstallable":
@@ -368,7 +370,8 @@ def _install_spec(
     pinned = {m.group(1): m.group(2) for p in spec.packages if (m := _PIN.match(p))}
     relaxed = [_relax(p, newer) for p in spec.packages if _PIN.match(p)]
     say(f"the image's pins do not install on Python {interpreter.full}; using the nearest ones")
-    resolution = ["--resolution", "lowest-direct"] if newer else []
+    # On a newer Python the nearest releases may postdate the image, so as_of does not apply.
+    resolution = ["--resolution", "lowest-direct"] if newer else as_of
     pip_install(
         tmp,
         [*relaxed, *extra],
@@ -379,7 +382,9 @@ def _install_spec(
     )
     rest = [p for p in spec.packages if not _PIN.match(p)]
     if rest:
-        pip_install(tmp, rest, offline=offline, only_binary=only_binary, say=say)
+        pip_install(
+            tmp, rest, offline=offline, only_binary=only_binary, say=say, options=resolution[2:]
+        )
     installed = freeze(tmp)
     changes = [
         f"{name} {version} -> {installed.get(normalise(name), '?')}"

@@ -52,6 +52,7 @@ class ImageSpec:
         mode: how the image starts a job (script, algorithm, function).
         source: the build files the facts come from (empty for user entries).
         large: an environment of several GB, built only on demand.
+        as_of: packages the pins leave open resolve as of this date (``YYYY-MM-DD``).
         user: the entry comes from the user's mapping.
         note: what the local environment does differently.
     """
@@ -70,6 +71,7 @@ class ImageSpec:
     large: bool = False
     user: bool = False
     note: str = ""
+    as_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def resolve(
         source=entry.source,
         large=entry.large,
         note=entry.note,
+        as_of=entry.as_of,
     )
 
 

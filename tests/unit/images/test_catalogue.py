@@ -71,3 +71,9 @@ def test_a_bad_entry_is_a_config_error() -> None:
             {"family": "x", "repository": "r", "version": "1", "python": "3.9",
              "packages": [], "source": []}
         )  # fmt: skip
+
+
+def test_open_pins_resolve_as_of_the_source_commit() -> None:
+    for entry in load_catalogue():
+        if entry.family in ("sklearn", "xgboost"):
+            assert entry.as_of and re.fullmatch(r"20\d\d-\d\d-\d\d", entry.as_of), entry.name

@@ -117,3 +117,9 @@ def test_uv_failures_become_one_line(
     assert error.reason == reason
     assert "\n" not in str(error)
     assert all(word in str(error) for word in words)
+
+
+def test_the_key_follows_the_as_of_date() -> None:
+    later = ImageSpec("i", "t:1", "env", python="3.11", packages=SPEC.packages, as_of="2025-01-01")
+    assert spec_key(later) != spec_key(SPEC)
+    assert resolve("sagemaker-scikit-learn:1.2-1", {}).as_of == "2025-09-22"
