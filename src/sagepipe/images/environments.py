@@ -275,7 +275,6 @@ def derived_environment(
             if pins:
                 pip_install(tmp, pins, offline=offline, only_binary=False, say=lambda _l: None)
             say("Installing dependencies from requirements.txt")
-            say(f"{tmp.name}/bin/python -m pip install -r requirements.txt")
             pip_install(
                 tmp,
                 ["-r", str(requirements)],
