@@ -40,9 +40,10 @@ def _start(project: Path) -> tuple[subprocess.Popen[str], str]:
         start_new_session=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"execution (\w{12}) of slow", line)
-    assert match, line
+    seen = []  # the process sandbox's notice (wrapped) may come before the execution line
+    while not (match := re.search(r"execution (\w{12}) of slow", "".join(seen[-1:]))):
+        seen.append(proc.stderr.readline())
+        assert seen[-1] and len(seen) < 10, seen
     return proc, match.group(1)
 
 
