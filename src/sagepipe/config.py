@@ -108,7 +108,7 @@ class Settings:
     sandbox: str = "auto"
     max_parallel: int | None = None
     python: str = field(default_factory=lambda: sys.executable)
-    images: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str | Mapping[str, Any]] = field(default_factory=dict)
     bucket_folders: tuple[str, ...] = SEED_FOLDERS
     role_arn: str | None = None
     prewarm: bool = True
@@ -146,9 +146,12 @@ class Settings:
         if not isinstance(folders, list | tuple) or not all(isinstance(f, str) for f in folders):
             raise ConfigError("[tool.sagepipe.bucket] folders must be a list of strings")
         images = tool.get("images", {})
-        if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
+        if not isinstance(images, dict) or not all(
+            isinstance(v, str | dict) for v in images.values()
+        ):
             raise ConfigError(
-                '[tool.sagepipe.images] must map image patterns to commands, e.g. "my-image" = "{python}"'
+                "[tool.sagepipe.images] must map image patterns to \"host\", a command, or a table "
+                '{ python = "3.10", requirements = "requirements.txt" }'
             )
         values: dict[str, Any] = {
             "project_root": root,

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from sagepipe.cli import bucket, deploy, executions, models, pipeline, run
+from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run
 from sagepipe.cli.consoles import err
 from sagepipe.cli.state import CliState
 from sagepipe.errors import SagepipeError
@@ -52,6 +52,7 @@ executions.register(app)
 models.register(app)
 deploy.register(app)
 app.add_typer(bucket.bucket_app, name="bucket")
+app.add_typer(images.images_app, name="images")
 
 
 def _error(message: str, debug: bool, label: str = "error") -> None:

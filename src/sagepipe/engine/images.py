@@ -24,10 +24,11 @@ PYTHON_NAMES = frozenset({"python", "python3"})
 class ImageMap:
     """Resolve ImageUri to a local command; user entries (``[tool.sagepipe.images]``) win."""
 
-    def __init__(self, python: str, user: Mapping[str, str] | None = None) -> None:
+    def __init__(self, python: str, user: Mapping[str, object] | None = None) -> None:
         self.python = python
-        self.rules = [(re.compile(k), v) for k, v in {**(user or {}), **DEFAULT_IMAGES}.items()]
-        self.user = dict(user or {})
+        commands = {k: v for k, v in (user or {}).items() if isinstance(v, str)}
+        self.rules = [(re.compile(k), v) for k, v in {**commands, **DEFAULT_IMAGES}.items()]
+        self.user = commands
 
     def runtime(self, image: str) -> list[str]:
         """The local command standing for ``image``; ConfigError naming the setting when unknown."""
