@@ -150,7 +150,7 @@ class Settings:
             isinstance(v, str | dict) for v in images.values()
         ):
             raise ConfigError(
-                "[tool.sagepipe.images] must map image patterns to \"host\", a command, or a table "
+                '[tool.sagepipe.images] must map image patterns to "host", a command, or a table '
                 '{ python = "3.10", requirements = "requirements.txt" }'
             )
         values: dict[str, Any] = {
