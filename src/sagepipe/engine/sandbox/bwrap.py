@@ -1,0 +1,252 @@
+"""bubblewrap: each step in a fresh root, like a container.
+
+The step sees the system runtime read-only (``/usr``, ``/lib*``, ``/bin``, ``/sbin`` and a few
+files of ``/etc``), its runtime's folders read-only, the workspace at ``/opt/ml``, a private
+``/tmp`` and its own ``/proc`` and ``/dev``; nothing else of the machine. It runs in its own
+user, PID, IPC, UTS (and, where possible, cgroup) namespaces with no capabilities and a new
+session. bwrap's init is PID 1 of the step: when the step's first process exits, the kernel
+kills every process left in the namespace.
+
+Network: ``EnableNetworkIsolation`` gives the step its own network namespace with loopback
+only. Otherwise the step gets its own namespace too, connected to the outside through
+slirp4netns with the host's loopback unreachable; where slirp4netns cannot run, the step
+shares the host's network (said once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import IO
+
+from sagepipe.engine.sandbox.base import (
+    CONTAINER_ROOT,
+    PROGRAMS,
+    PROGRAMS_MOUNT,
+    LaunchSpec,
+    popen,
+)
+from sagepipe.engine.sandbox.limits import prlimit_prefix
+from sagepipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+NAMESPACES = [
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+]
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The parts of /etc that programs need to resolve names, users, certificates and time.
+ETC_FILES = (
+    "passwd",
+    "group",
+    "hosts",
+    "host.conf",
+    "resolv.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "localtime",
+    "timezone",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "mime.types",
+    "os-release",
+)
+HOSTNAME = "algo-1"
+SLIRP_TIMEOUT_S = 10.0
+
+
+def system_binds() -> list[str]:
+    """bwrap arguments for the system runtime: read-only, symlinks kept as symlinks."""
+    args: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        path = f"/etc/{name}"
+        if os.path.lexists(path):
+            args += ["--ro-bind-try", path, path]
+    return args
+
+
+def network_helper() -> str | None:
+    """slirp4netns when it can run here (it needs /dev/net/tun), else None."""
+    slirp = shutil.which("slirp4netns")
+    if slirp and os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return slirp
+    return None
+
+
+class BwrapSandbox:
+    """bubblewrap: a fresh root and its own namespaces per step."""
+
+    name = "bwrap"
+    _warned_network = False
+
+    def __init__(self, bwrap: str, slirp4netns: str | bool | None = True) -> None:
+        self.bwrap = bwrap
+        self.slirp = network_helper() if slirp4netns is True else slirp4netns or None
+        self.prlimit = shutil.which("prlimit")
+        self._system = system_binds()
+
+    @property
+    def network_mode(self) -> str:
+        """How a step without network isolation reaches the outside."""
+        return "slirp4netns" if self.slirp else "host"
+
+    def command(self, spec: LaunchSpec, helper_fds: tuple[int, int] | None = None) -> list[str]:
+        """The bwrap command line for ``spec`` (``helper_fds``: info and block fds)."""
+        args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
+        args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
+        if not spec.network or helper_fds is not None:
+            args.append("--unshare-net")
+        args += self._system
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
+        for folder in spec.runtime:  # after /tmp: a runtime may live under /tmp
+            args += ["--ro-bind", str(folder), str(folder)]
+        args += ["--ro-bind", str(PROGRAMS), PROGRAMS_MOUNT]
+        args += ["--bind", str(spec.workspace), CONTAINER_ROOT, "--chdir", spec.cwd]
+        if helper_fds is not None:
+            args += ["--info-fd", str(helper_fds[0]), "--block-fd", str(helper_fds[1])]
+        argv = spec.argv
+        if spec.limits is not None and self.prlimit:
+            argv = prlimit_prefix(self.prlimit, spec.limits) + argv
+        return [*args, "--", *argv]
+
+    def launch(
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        if not spec.network or self.slirp is None:
+            if spec.network:
+                self._warn_host_network()
+            return popen(self.command(spec), spec.env, None, stdout, stderr, stdin)
+        return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
+
+    def _warn_host_network(self) -> None:
+        if not BwrapSandbox._warned_network:
+            BwrapSandbox._warned_network = True
+            log.warning(
+                "slirp4netns cannot run here (install it: apt-get install slirp4netns; it needs "
+                "read-write access to /dev/net/tun): steps without network isolation share this "
+                "machine's network, including services bound to 127.0.0.1"
+            )
+
+    def _launch_with_slirp(
+        self,
+        spec: LaunchSpec,
+        slirp: str,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int,
+    ) -> subprocess.Popen[bytes]:
+        """Start bwrap blocked, connect its network namespace with slirp4netns, release it."""
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        try:
+            proc = popen(
+                self.command(spec, (info_w, block_r)),
+                spec.env,
+                None,
+                stdout,
+                stderr,
+                stdin,
+                pass_fds=(info_w, block_r),
+            )
+        except BaseException:
+            for fd in (info_r, info_w, block_r, block_w):
+                os.close(fd)
+            raise
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            with os.fdopen(info_r, "rb") as fh:
+                info = fh.read()
+            child = int(json.loads(info)["child-pid"])
+            helper = _start_slirp(slirp, child)
+        except (ValueError, KeyError, OSError, ConfigError) as exc:
+            os.close(block_w)  # bwrap runs the step without a network rather than hang
+            log.warning("step network: slirp4netns did not start (%s); the step has none", exc)
+            return proc
+        os.write(block_w, b"1")
+        os.close(block_w)
+        threading.Thread(target=_stop_with, args=(proc, *helper), daemon=True).start()
+        return proc
+
+    def container_path(self, value: str, workspace: Path) -> str:
+        return value
+
+    def program(self, name: str) -> str:
+        return f"{PROGRAMS_MOUNT}/{name}"
+
+
+def _start_slirp(slirp: str, pid: int) -> tuple[subprocess.Popen[bytes], int]:
+    """slirp4netns for the namespace of ``pid``: started and configured, or ConfigError."""
+    ready_r, ready_w = os.pipe()
+    exit_r, exit_w = os.pipe()
+    argv = [
+        slirp,
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        f"--ready-fd={ready_w}",
+        f"--exit-fd={exit_r}",
+        str(pid),
+        "tap0",
+    ]
+    try:
+        helper = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(ready_w, exit_r),
+            start_new_session=True,
+        )
+    finally:
+        os.close(ready_w)
+        os.close(exit_r)
+    with os.fdopen(ready_r, "rb") as fh:
+        ready = fh.read(1)
+    if ready != b"1":
+        os.close(exit_w)
+        helper.kill()
+        _, err = helper.communicate(timeout=SLIRP_TIMEOUT_S)
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise ConfigError(lines[-1] if lines else f"exit code {helper.returncode}")
+    assert helper.stderr is not None
+    helper.stderr.close()
+    return helper, exit_w
+
+
+def _stop_with(proc: subprocess.Popen[bytes], helper: subprocess.Popen[bytes], exit_w: int) -> None:
+    """When the step's process ends, its network helper ends too."""
+    proc.wait()
+    os.close(exit_w)
+    try:
+        helper.wait(SLIRP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            helper.kill()
+        helper.wait()
