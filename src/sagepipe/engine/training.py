@@ -175,7 +175,19 @@ def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
         archive = Path(tmp) / "sourcedir.tar.gz"
         ctx.store.get_file(uri, archive)
         with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
+            _extract(tar, dest, uri)
+
+
+def _extract(tar: tarfile.TarFile, dest: Path, uri: str) -> None:
+    """Extract files and folders only, inside ``dest`` (Python before 3.11.4 has no filter)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
+        name = os.path.normpath(member.name)
+        if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+            raise ExecutionError(f"{uri}: archive member {member.name!r} is not extracted")
+    tar.extractall(dest)  # every member was checked above
 
 
 def run_training(ctx: StepContext) -> StepOutcome:

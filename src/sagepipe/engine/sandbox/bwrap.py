@@ -69,6 +69,7 @@ ETC_FILES = (
     "os-release",
 )
 HOSTNAME = "algo-1"
+BASH = "/bin/bash"
 SLIRP_TIMEOUT_S = 10.0
 
 
@@ -90,7 +91,7 @@ def system_binds() -> list[str]:
 def network_helper() -> str | None:
     """slirp4netns when it can run here (it needs /dev/net/tun), else None."""
     slirp = shutil.which("slirp4netns")
-    if slirp and os.access("/dev/net/tun", os.R_OK | os.W_OK):
+    if slirp and os.access("/dev/net/tun", os.R_OK | os.W_OK) and os.access(BASH, os.X_OK):
         return slirp
     return None
 
@@ -112,8 +113,14 @@ class BwrapSandbox:
         """How a step without network isolation reaches the outside."""
         return "slirp4netns" if self.slirp else "host"
 
-    def command(self, spec: LaunchSpec, helper_fds: tuple[int, int] | None = None) -> list[str]:
-        """The bwrap command line for ``spec`` (``helper_fds``: info and block fds)."""
+    def command(
+        self, spec: LaunchSpec, helper_fds: tuple[int, int, int] | None = None
+    ) -> list[str]:
+        """The bwrap command line for ``spec``.
+
+        ``helper_fds`` (bwrap's info fd, then the step's ready and go fds) make the step wait,
+        once bwrap has set its namespaces up, until its network is connected.
+        """
         args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
         args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
         if not spec.network or helper_fds is not None:
@@ -124,11 +131,14 @@ class BwrapSandbox:
             args += ["--ro-bind", str(folder), str(folder)]
         args += ["--ro-bind", str(PROGRAMS), PROGRAMS_MOUNT]
         args += ["--bind", str(spec.workspace), CONTAINER_ROOT, "--chdir", spec.cwd]
-        if helper_fds is not None:
-            args += ["--info-fd", str(helper_fds[0]), "--block-fd", str(helper_fds[1])]
         argv = spec.argv
         if spec.limits is not None and self.prlimit:
             argv = prlimit_prefix(self.prlimit, spec.limits) + argv
+        if helper_fds is not None:
+            info, ready, go = helper_fds
+            args += ["--info-fd", str(info)]
+            wait = f'printf 1 >&{ready}; exec {ready}>&-; read -r _ <&{go}; exec {go}<&-; exec "$@"'
+            argv = [BASH, "-c", wait, "bash", *argv]  # bash: dash takes one-digit fds only
         return [*args, "--", *argv]
 
     def launch(
@@ -149,8 +159,8 @@ class BwrapSandbox:
             BwrapSandbox._warned_network = True
             log.warning(
                 "slirp4netns cannot run here (install it: apt-get install slirp4netns; it needs "
-                "read-write access to /dev/net/tun): steps without network isolation share this "
-                "machine's network, including services bound to 127.0.0.1"
+                "read-write access to /dev/net/tun, and bash): steps without network isolation "
+                "share this machine's network, including services bound to 127.0.0.1"
             )
 
     def _launch_with_slirp(
@@ -161,36 +171,44 @@ class BwrapSandbox:
         stderr: int | IO[bytes],
         stdin: int,
     ) -> subprocess.Popen[bytes]:
-        """Start bwrap blocked, connect its network namespace with slirp4netns, release it."""
+        """Start the step waiting, connect its network namespace with slirp4netns, release it.
+
+        The step's first process is a shell that says it is ready (bwrap has set up the
+        namespaces, loopback included), waits for the go, and becomes the step's command.
+        """
         info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        child_fds = (info_w, ready_w, go_r)
         try:
             proc = popen(
-                self.command(spec, (info_w, block_r)),
+                self.command(spec, child_fds),
                 spec.env,
                 None,
                 stdout,
                 stderr,
                 stdin,
-                pass_fds=(info_w, block_r),
+                pass_fds=child_fds,
             )
         except BaseException:
-            for fd in (info_r, info_w, block_r, block_w):
+            for fd in (info_r, ready_r, go_w, *child_fds):
                 os.close(fd)
             raise
-        os.close(info_w)
-        os.close(block_r)
+        for fd in child_fds:
+            os.close(fd)
         try:
             with os.fdopen(info_r, "rb") as fh:
-                info = fh.read()
-            child = int(json.loads(info)["child-pid"])
+                child = int(json.loads(fh.read())["child-pid"])
+            with os.fdopen(ready_r, "rb") as fh:
+                if fh.read(1) != b"1":
+                    raise ConfigError("the sandbox did not start")
             helper = _start_slirp(slirp, child)
         except (ValueError, KeyError, OSError, ConfigError) as exc:
-            os.close(block_w)  # bwrap runs the step without a network rather than hang
+            os.close(go_w)  # the step runs without a network rather than hang
             log.warning("step network: slirp4netns did not start (%s); the step has none", exc)
             return proc
-        os.write(block_w, b"1")
-        os.close(block_w)
+        os.write(go_w, b"1\n")
+        os.close(go_w)
         threading.Thread(target=_stop_with, args=(proc, *helper), daemon=True).start()
         return proc
 
