@@ -30,9 +30,11 @@ app.add_typer(models_app, name="models")
 def _register_subcommands() -> None:
     from sagepipe.cli.bucket import bucket_app
     from sagepipe.cli.cloud import deploy_command
+    from sagepipe.cli.doctor import doctor_command
 
     app.add_typer(bucket_app, name="bucket")
     app.command("deploy")(deploy_command)
+    app.command("doctor")(doctor_command)
 
 
 _state: dict[str, Any] = {"debug": False}

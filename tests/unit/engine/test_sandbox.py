@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def spec(tmp_path: Path, **kw: object) -> LaunchSpec:
 def test_the_bwrap_command_builds_a_fresh_root(tmp_path: Path) -> None:
     runtime = [Path("/tmp/some-venv")]
     args = BwrapSandbox("bwrap", slirp4netns=None).command(spec(tmp_path, runtime=runtime))
-    pairs = list(zip(args, args[1:], strict=False))
+    pairs = list(itertools.pairwise(args))
     assert ("--ro-bind", "/") not in pairs  # nothing of the host but what is listed
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"):
         assert flag in args
