@@ -66,19 +66,21 @@ def test_network_isolation_unshares_the_network(tmp_path: Path) -> None:
     assert "--unshare-net" in args
 
 
-def test_limits_come_before_the_command(tmp_path: Path) -> None:
+def test_a_held_step_waits_for_its_limits_and_a_networked_one_for_its_network(
+    tmp_path: Path,
+) -> None:
     sandbox = BwrapSandbox("bwrap", slirp4netns=None)
-    sandbox.prlimit = "/usr/bin/prlimit"
     limits = limits_for("ml.m5.large")
     assert limits is not None
-    args = sandbox.command(spec(tmp_path, limits=limits))
-    start = args.index("/usr/bin/prlimit")
-    assert args[start : start + 4] == [
-        "/usr/bin/prlimit",
-        f"--as={limits.memory_bytes}",
-        f"--nproc={limits.processes}",
-        "--",
-    ]
+    held = sandbox.command(spec(tmp_path, limits=limits), hold=(7, 8))
+    assert held[held.index("--info-fd") + 1] == "7" and held[held.index("--block-fd") + 1] == "8"
+    assert held[-3:] == ["python3", "-c", "pass"]  # no program in front of the step's
+    networked = sandbox.command(spec(tmp_path, limits=limits), handshake=(7, 11, 12))
+    assert "--unshare-net" in networked
+    script = networked[networked.index("-c") + 1]
+    assert script.startswith("printf 1 >&11; exec 11>&-; read -r _ <&12; exec 12<&-;")
+    assert f"ulimit -v {limits.memory_bytes // 1024} -u {limits.processes};" in script
+    assert networked[-4:] == ["bash", "python3", "-c", "pass"]
 
 
 def test_instance_types_give_limits_capped_at_this_machine() -> None:

@@ -80,16 +80,21 @@ def sandbox_report(kind: str = "auto") -> SandboxReport:
     """What a step can see and use here; ConfigError when ``kind`` cannot work."""
     sandbox = choose_sandbox(kind)
     user = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-    prlimit = shutil.which("prlimit")
-    limits = Guarantee(
-        "limits",
-        prlimit is not None,
-        "rlimit via prlimit: memory (RLIMIT_AS) and processes (RLIMIT_NPROC"
-        + (", not enforced for root" if os.geteuid() == 0 else "")
-        + ") from the instance type; vCPUs not enforced"
-        if prlimit
-        else "prlimit is missing (util-linux): no memory or process limits",
-    )
+    root = ", not enforced for root" if os.geteuid() == 0 else ""
+    what = f"memory (RLIMIT_AS) and processes (RLIMIT_NPROC{root}) from the instance type"
+    if isinstance(sandbox, BwrapSandbox):
+        limits = Guarantee(
+            "limits", True, f"rlimits set before the step runs: {what}; vCPUs not enforced"
+        )
+    else:
+        prlimit = shutil.which("prlimit")
+        limits = Guarantee(
+            "limits",
+            prlimit is not None,
+            f"rlimits through prlimit: {what}; vCPUs not enforced"
+            if prlimit
+            else "prlimit is missing (util-linux): no memory or process limits",
+        )
     if isinstance(sandbox, BwrapSandbox):
         slirp = network_helper()
         guarantees = [

@@ -19,9 +19,12 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
+import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +35,7 @@ from sagepipe.engine.sandbox.base import (
     LaunchSpec,
     popen,
 )
-from sagepipe.engine.sandbox.limits import prlimit_prefix
+from sagepipe.engine.sandbox.limits import Limits
 from sagepipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,7 @@ BASH = "/bin/bash"
 SLIRP_TIMEOUT_S = 10.0
 
 
-def system_binds() -> list[str]:
+def system_binds(etc: Path) -> list[str]:
     """bwrap arguments for the system runtime: read-only, symlinks kept as symlinks."""
     args: list[str] = []
     for path in SYSTEM_DIRS:
@@ -81,11 +84,24 @@ def system_binds() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
+    return [*args, "--ro-bind", str(etc), "/etc"]
+
+
+def minimal_etc(dest: Path) -> Path:
+    """Copy the few files of /etc that programs need into ``dest`` (one bind, not twenty)."""
     for name in ETC_FILES:
-        path = f"/etc/{name}"
-        if os.path.lexists(path):
-            args += ["--ro-bind-try", path, path]
-    return args
+        src = Path("/etc") / name
+        with contextlib.suppress(OSError):
+            if src.is_dir():
+                shutil.copytree(
+                    src,
+                    dest / name,
+                    symlinks=True,
+                    ignore=shutil.ignore_patterns("private"),  # TLS private keys stay out
+                )
+            elif src.exists():
+                shutil.copyfile(src, dest / name)
+    return dest
 
 
 def network_helper() -> str | None:
@@ -105,8 +121,10 @@ class BwrapSandbox:
     def __init__(self, bwrap: str, slirp4netns: str | bool | None = True) -> None:
         self.bwrap = bwrap
         self.slirp = network_helper() if slirp4netns is True else slirp4netns or None
-        self.prlimit = shutil.which("prlimit")
-        self._system = system_binds()
+        etc = Path(tempfile.mkdtemp(prefix="sagepipe-etc-"))
+        weakref.finalize(self, shutil.rmtree, etc, True)
+        etc.chmod(0o755)
+        self._system = system_binds(minimal_etc(etc))
 
     @property
     def network_mode(self) -> str:
@@ -114,16 +132,21 @@ class BwrapSandbox:
         return "slirp4netns" if self.slirp else "host"
 
     def command(
-        self, spec: LaunchSpec, helper_fds: tuple[int, int, int] | None = None
+        self,
+        spec: LaunchSpec,
+        hold: tuple[int, int] | None = None,
+        handshake: tuple[int, int, int] | None = None,
     ) -> list[str]:
         """The bwrap command line for ``spec``.
 
-        ``helper_fds`` (bwrap's info fd, then the step's ready and go fds) make the step wait,
-        once bwrap has set its namespaces up, until its network is connected.
+        ``hold`` (bwrap's info and block fds) keeps the step from starting until its limits are
+        set. ``handshake`` (bwrap's info fd, then the step's ready and go fds) makes the step's
+        first process a shell that says it is ready once bwrap has set the namespaces up, waits
+        until its network is connected, applies the limits and becomes the step's command.
         """
         args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
         args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
-        if not spec.network or helper_fds is not None:
+        if not spec.network or handshake is not None:
             args.append("--unshare-net")
         args += self._system
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
@@ -132,12 +155,19 @@ class BwrapSandbox:
         args += ["--ro-bind", str(PROGRAMS), PROGRAMS_MOUNT]
         args += ["--bind", str(spec.workspace), CONTAINER_ROOT, "--chdir", spec.cwd]
         argv = spec.argv
-        if spec.limits is not None and self.prlimit:
-            argv = prlimit_prefix(self.prlimit, spec.limits) + argv
-        if helper_fds is not None:
-            info, ready, go = helper_fds
+        if hold is not None:
+            args += ["--info-fd", str(hold[0]), "--block-fd", str(hold[1])]
+        if handshake is not None:
+            info, ready, go = handshake
             args += ["--info-fd", str(info)]
-            wait = f'printf 1 >&{ready}; exec {ready}>&-; read -r _ <&{go}; exec {go}<&-; exec "$@"'
+            limit = ""
+            if spec.limits is not None:
+                limits = spec.limits
+                limit = f"ulimit -v {limits.memory_bytes // 1024} -u {limits.processes}; "
+            wait = (
+                f"printf 1 >&{ready}; exec {ready}>&-; read -r _ <&{go}; exec {go}<&-; "
+                f'{limit}exec "$@"'
+            )
             argv = [BASH, "-c", wait, "bash", *argv]  # bash: dash takes one-digit fds only
         return [*args, "--", *argv]
 
@@ -148,11 +178,58 @@ class BwrapSandbox:
         stderr: int | IO[bytes],
         stdin: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
-        if not spec.network or self.slirp is None:
-            if spec.network:
-                self._warn_host_network()
+        if spec.network and self.slirp is not None:
+            return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
+        if spec.network:
+            self._warn_host_network()
+        if spec.limits is None:
             return popen(self.command(spec), spec.env, None, stdout, stderr, stdin)
-        return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
+        return self._launch_limited(spec, spec.limits, stdout, stderr, stdin)
+
+    def _launch_limited(
+        self,
+        spec: LaunchSpec,
+        limits: Limits,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int,
+    ) -> subprocess.Popen[bytes]:
+        """Start bwrap held before the step's command, set the limits on its init, release it.
+
+        The limits are inherited by every process of the step; no extra program runs.
+        """
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        child_fds = (info_w, block_r)
+        try:
+            proc = popen(
+                self.command(spec, hold=child_fds),
+                spec.env,
+                None,
+                stdout,
+                stderr,
+                stdin,
+                pass_fds=child_fds,
+            )
+        except BaseException:
+            for fd in (info_r, block_w, *child_fds):
+                os.close(fd)
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        try:
+            with os.fdopen(info_r, "rb") as fh:
+                info = fh.read()
+            if info:  # nothing when bwrap failed before starting the step: it says why
+                set_limits(int(json.loads(info)["child-pid"]), limits)
+        except (ValueError, KeyError, OSError) as exc:
+            proc.kill()
+            os.close(block_w)
+            raise ConfigError(f"cannot limit the step's resources: {exc}") from None
+        with contextlib.suppress(OSError):  # bwrap failed: its own message says why
+            os.write(block_w, b"1")
+        os.close(block_w)
+        return proc
 
     def _warn_host_network(self) -> None:
         if not BwrapSandbox._warned_network:
@@ -182,7 +259,7 @@ class BwrapSandbox:
         child_fds = (info_w, ready_w, go_r)
         try:
             proc = popen(
-                self.command(spec, child_fds),
+                self.command(spec, handshake=child_fds),
                 spec.env,
                 None,
                 stdout,
@@ -207,7 +284,8 @@ class BwrapSandbox:
             os.close(go_w)  # the step runs without a network rather than hang
             log.warning("step network: slirp4netns did not start (%s); the step has none", exc)
             return proc
-        os.write(go_w, b"1\n")
+        with contextlib.suppress(OSError):
+            os.write(go_w, b"1\n")
         os.close(go_w)
         threading.Thread(target=_stop_with, args=(proc, *helper), daemon=True).start()
         return proc
@@ -217,6 +295,12 @@ class BwrapSandbox:
 
     def program(self, name: str) -> str:
         return f"{PROGRAMS_MOUNT}/{name}"
+
+
+def set_limits(pid: int, limits: Limits) -> None:
+    """Set the step's rlimits on its (held) first process: memory and process count."""
+    resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
 
 
 def _start_slirp(slirp: str, pid: int) -> tuple[subprocess.Popen[bytes], int]:
