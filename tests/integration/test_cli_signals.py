@@ -40,10 +40,13 @@ def _start(project: Path) -> tuple[subprocess.Popen[str], str]:
         start_new_session=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"execution (\w{12}) of slow", line)
-    assert match, line
-    return proc, match.group(1)
+    lines = []  # the process sandbox's warning may come first: the step starts in a thread
+    for _ in range(5):
+        lines.append(proc.stderr.readline())
+        match = re.search(r"execution (\w{12}) of slow", lines[-1])
+        if match:
+            return proc, match.group(1)
+    raise AssertionError(lines)
 
 
 def test_ctrl_c_stops_the_run(project: Path) -> None:
