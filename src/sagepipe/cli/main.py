@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run
 from sagepipe.cli.consoles import err
+from sagepipe.cli.doctor import doctor_command
 from sagepipe.cli.state import CliState
 from sagepipe.errors import SagepipeError
 
@@ -53,6 +54,7 @@ models.register(app)
 deploy.register(app)
 app.add_typer(bucket.bucket_app, name="bucket")
 app.add_typer(images.images_app, name="images")
+app.command("doctor")(doctor_command)
 
 
 def _error(message: str, debug: bool, label: str = "error") -> None:
