@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from sagepipe.cli import render
 from sagepipe.cli.consoles import console, err
@@ -30,8 +31,10 @@ app.add_typer(models_app, name="models")
 def _register_subcommands() -> None:
     from sagepipe.cli.bucket import bucket_app
     from sagepipe.cli.cloud import deploy_command
+    from sagepipe.cli.images import images_app
 
     app.add_typer(bucket_app, name="bucket")
+    app.add_typer(images_app, name="images")
     app.command("deploy")(deploy_command)
 
 
@@ -469,7 +472,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     except SagepipeError as exc:
         if _state.get("debug"):
             err.print_exception()
-        err.print(f"[red]error[/]: {exc}", highlight=False)
+        err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
         return 1
     except Exception as exc:
         if _state.get("debug"):
