@@ -24,17 +24,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-# bubblewrap gives each step its own mount namespace; without it sagepipe falls back to the
-# process sandbox (and says so).
+# bubblewrap runs each step in a fresh root with its own namespaces; without it sagepipe falls
+# back to the process sandbox (and says so). slirp4netns gives steps without network isolation
+# the outside but not this machine's loopback services.
 bwrap:
-	@if ! command -v bwrap >/dev/null 2>&1; then \
+	@if ! command -v bwrap >/dev/null 2>&1 || ! command -v slirp4netns >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap"; \
-	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || \
-	     echo "warning: could not install bubblewrap; steps will use the process sandbox"; \
+	    echo "installing bubblewrap and slirp4netns"; \
+	    (apt-get install -y -qq bubblewrap slirp4netns >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap slirp4netns >/dev/null 2>&1)) || \
+	     echo "warning: could not install bubblewrap and slirp4netns; see sagepipe doctor"; \
 	  else \
-	    echo "warning: bubblewrap is missing (apt-get install bubblewrap); steps will use the process sandbox"; \
+	    echo "warning: bubblewrap or slirp4netns is missing (apt-get install bubblewrap slirp4netns); see sagepipe doctor"; \
 	  fi; \
 	fi
 

@@ -24,6 +24,7 @@ from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
 from sagepipe.engine.history import History
 from sagepipe.engine.runner import build_engine, start_definition, upload_code
+from sagepipe.engine.sandbox.bwrap import network_helper
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.storage import LocalStore
 from tests.conftest import HAS_BWRAP
@@ -212,11 +213,10 @@ def test_cache_hits_reuse_a_previous_run(settings: Settings) -> None:
 @needs_bwrap
 def test_bwrap_step_cannot_write_outside_its_outputs(settings: Settings, project: Path) -> None:
     target = Path("/var/tmp") / f"escaped-{uuid.uuid4().hex}.txt"  # a host folder outside /tmp
-    in_tmp = project / "escaped.txt"  # /tmp is private in the sandbox: lands there, not here
+    in_tmp = project / "escaped.txt"  # /tmp is private in the sandbox: the project is not there
     code = (
         "import os\n"
-        f"open({str(in_tmp)!r}, 'w').write('x')\n"
-        f"for path in ({str(target)!r}, '/usr/escaped.txt', '/opt/ml/processing/input/data/x'):\n"
+        f"for path in ({str(target)!r}, '/usr/escaped.txt', {str(in_tmp)!r}):\n"
         "    try:\n"
         "        open(path, 'w').write('x'); print('WROTE', path)\n"
         "    except OSError as exc:\n"
@@ -236,8 +236,8 @@ def test_bwrap_step_cannot_write_outside_its_outputs(settings: Settings, project
     execution = run(settings, Pipeline("iso", steps=[step]), "bwrap", lines=lines)
     assert execution.describe()["PipelineExecutionStatus"] == "Succeeded"
     text = "\n".join(line for _, line in lines)
-    assert "WROTE" not in text
-    assert text.count("refused") == 3
+    # /var/tmp is the step's own (a container's writable layer); the host's is untouched.
+    assert "refused /usr/escaped.txt" in text and f"refused {in_tmp}" in text
     assert not target.exists()
     assert not in_tmp.exists()
     assert store.get("s3://test-bucket/in/data.csv") == b"a\n1\n"
@@ -293,7 +293,10 @@ def test_network_isolation_blocks_loopback(settings: Settings) -> None:
         server.close()
     by_step = {step: line for step, line in lines}
     assert by_step["isolated"].startswith("BLOCKED")
-    assert by_step["open"] == "CONNECTED"
+    # Without isolation a step reaches the outside, not this machine's loopback services,
+    # where slirp4netns can run; elsewhere it shares the host's network.
+    expected = "BLOCKED" if network_helper() is not None else "CONNECTED"
+    assert by_step["open"].startswith(expected)
 
 
 def test_bwrap_requested_but_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

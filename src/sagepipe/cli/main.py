@@ -31,11 +31,13 @@ app.add_typer(models_app, name="models")
 def _register_subcommands() -> None:
     from sagepipe.cli.bucket import bucket_app
     from sagepipe.cli.cloud import deploy_command
+    from sagepipe.cli.doctor import doctor_command
     from sagepipe.cli.images import images_app
 
     app.add_typer(bucket_app, name="bucket")
     app.add_typer(images_app, name="images")
     app.command("deploy")(deploy_command)
+    app.command("doctor")(doctor_command)
 
 
 _state: dict[str, Any] = {"debug": False}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -14,9 +16,12 @@ from typing import IO, Any
 
 from sagepipe.config import Settings
 from sagepipe.engine.context import Processes, StepContext
-from sagepipe.engine.sandbox import LaunchSpec, runtime_paths
+from sagepipe.engine.sandbox import LaunchSpec, Limits, runtime_paths
 
 KILL_GRACE_S = 5.0
+_ERROR_WORDS = re.compile(
+    r"\b(error|cannot|can't|failed|denied|not found|no such|fatal|killed)\b", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,19 @@ def job_spec(
     env: dict[str, str],
     workspace: Path,
     cwd: str,
-    readonly: list[str],
     network: bool,
+    runtime: list[str],
+    limits: Limits | None = None,
 ) -> LaunchSpec:
-    """A step's launch: sagepipe's home hidden, the step interpreter's folders visible."""
+    """A step's launch: its runtime's folders visible, its instance type's limits."""
+    folders: list[Path] = []
+    for command in (runtime[0] if runtime else "", settings.python):
+        found = shutil.which(command) if command and "/" not in command else command
+        for folder in runtime_paths(found or ""):
+            if folder not in folders:
+                folders.append(folder)
     return LaunchSpec(
-        argv,
-        env,
-        workspace,
-        cwd=cwd,
-        readonly=readonly,
-        network=network,
-        hide=[settings.home],
-        expose=runtime_paths(settings.python),
+        argv, env, workspace, cwd=cwd, network=network, runtime=folders, limits=limits
     )
 
 
@@ -84,7 +89,7 @@ def run_job(
     waiter = _Waiter(proc)
     with procs.lock:
         procs.running[proc] = waiter.done
-    errors: deque[str] = deque(maxlen=20)
+    errors: deque[str] = deque(maxlen=50)
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, ctx, None), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, ctx, errors), daemon=True),
@@ -107,7 +112,7 @@ def run_job(
         t.join()
     return JobResult(
         waiter.returncode,
-        _last_error(errors),
+        failure_cause(errors),
         timed_out,
         procs.stopping.is_set(),
         waiter.peak_rss_kb,
@@ -175,21 +180,36 @@ def _pump(stream: IO[bytes] | None, ctx: StepContext, keep: deque[str] | None) -
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         ctx.log.write(line)
         if keep is not None and line.strip():
-            keep.append(line.strip())
+            keep.append(line.rstrip())
     stream.close()
 
 
-def _last_error(lines: deque[str]) -> str | None:
-    """The line that says what went wrong: the exception line of a traceback, else the last."""
+def failure_cause(lines: deque[str] | list[str]) -> str | None:
+    """What went wrong, from a failed step's last error output.
+
+    The exception line of the last Python traceback, else the first line that reads like an
+    error; with the last line of output added when that is something else (a shell script's
+    ``tar: Exiting with failure status`` says less than the line that made tar fail).
+    """
     if not lines:
         return None
-    for line in reversed(lines):
-        if (
-            not line.startswith(("File ", "^", "~"))
-            and line != "Traceback (most recent call last):"
-        ):
-            return line
-    return lines[-1]
+    items = list(lines)
+    last = items[-1].strip()
+    cause: str | None = None
+    starts = [i for i, line in enumerate(items) if line.strip() == _TRACEBACK]
+    if starts:
+        for line in items[starts[-1] + 1 :]:
+            if line and not line[0].isspace():
+                cause = line.strip()
+                break
+    if cause is None:
+        cause = next((ln.strip() for ln in items if _ERROR_WORDS.search(ln)), None)
+    if cause is None or cause == last:
+        return last
+    return f"{cause} (last output: {last})"
+
+
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 def kill_group(

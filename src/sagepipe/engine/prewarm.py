@@ -7,8 +7,10 @@ imports the modules the script imports at top level, then waits. When the step r
 its inputs are staged into the same workspace and the launcher receives the resolved arguments
 and runs the script as ``__main__``. On a free core the imports overlap the upstream work.
 
-Only processing steps qualify whose entrypoint is ``python <script.py>`` and whose image,
-environment, network setting and input paths hold no expressions; everything else starts cold.
+Only processing steps qualify whose entrypoint is ``python <script.py>``, whose image maps to a
+Python interpreter (a mapped command may be anything) and whose image, environment, network
+setting and input paths hold no expressions; everything else starts cold. The launcher is
+``sagepipe/container/launcher.py``, run as a file inside the step's sandbox.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -27,32 +30,18 @@ from sagepipe.config import Settings
 from sagepipe.definition import StepDef
 from sagepipe.engine.images import PYTHON_NAMES, ImageMap
 from sagepipe.engine.jobs import base_env, job_spec, kill_group
-from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox
+from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
 from sagepipe.engine.staging import stage_input
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import ObjectStore
 
-LAUNCHER = """
-import json, os, runpy, sys
-for name in json.loads(sys.argv[1]):
-    try:
-        __import__(name)
-    except BaseException:
-        pass
-line = sys.stdin.readline()
-if not line.strip():
-    sys.exit(0)
-msg = json.loads(line)
-os.environ.clear()
-os.environ.update(msg["env"])
-os.chdir(msg["cwd"])
-sys.argv = msg["argv"]
-sys.path[0] = os.path.dirname(os.path.abspath(msg["argv"][0]))
-sys.stdin.close()
-sys.stdin = open(os.devnull)
-del json, os, runpy, line, msg, name
-__import__("runpy").run_path(sys.argv[0], run_name="__main__")
-"""
+LAUNCHER = "launcher.py"
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+
+
+def is_python(runtime: list[str]) -> bool:
+    """Whether an image's runtime is a bare Python interpreter (the launcher needs one)."""
+    return len(runtime) == 1 and _PYTHON.fullmatch(runtime[0].rsplit("/", 1)[-1]) is not None
 
 
 def is_static(value: Any) -> bool:
@@ -143,10 +132,10 @@ class Prewarmer:
         if not all(is_static((i.get("S3Input") or {}).get("LocalPath")) for i in inputs):
             return False
         try:
-            self.images.runtime(str(app.get("ImageUri", "")))
+            runtime = self.images.runtime(str(app.get("ImageUri", "")))
         except SagepipeError:
             return False
-        return self._code_input(step) is not None
+        return is_python(runtime) and self._code_input(step) is not None
 
     def _code_input(self, step: StepDef) -> dict[str, Any] | None:
         script = str(step.arguments["AppSpecification"]["ContainerEntrypoint"][1])
@@ -166,11 +155,10 @@ class Prewarmer:
             code = self._code_input(step)
             assert code is not None
             workspace.mkdir(parents=True, exist_ok=True)
-            readonly = []
             for inp in args.get("ProcessingInputs", []):
-                local = str(inp["S3Input"]["LocalPath"])
-                host_path(workspace, local).mkdir(parents=True, exist_ok=True)
-                readonly.append(local)
+                host_path(workspace, str(inp["S3Input"]["LocalPath"])).mkdir(
+                    parents=True, exist_ok=True
+                )
             s3 = code["S3Input"]
             stage_input(
                 self.store,
@@ -190,8 +178,13 @@ class Prewarmer:
                 {k: str(v) for k, v in (args.get("Environment") or {}).items()},
             )
             network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
-            argv = [*runtime, "-c", LAUNCHER, json.dumps(top_level_imports(script))]
-            spec = job_spec(self.settings, argv, env, workspace, CONTAINER_ROOT, readonly, network)
+            imports = json.dumps(top_level_imports(script))
+            argv = [*runtime, self.sandbox.program(LAUNCHER), imports]
+            cluster = (args.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+            limits = limits_for(cluster.get("InstanceType"))
+            spec = job_spec(
+                self.settings, argv, env, workspace, CONTAINER_ROOT, network, runtime, limits
+            )
             proc = self.sandbox.launch(
                 spec, subprocess.PIPE, subprocess.PIPE, stdin=subprocess.PIPE
             )

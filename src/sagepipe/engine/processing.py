@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
-from sagepipe.engine.jobs import base_env, job_spec, run_job
-from sagepipe.engine.sandbox import CONTAINER_ROOT
-from sagepipe.engine.staging import publish_output, stage_input
+from sagepipe.engine.jobs import JobResult, base_env, job_spec, run_job
+from sagepipe.engine.sandbox import CONTAINER_ROOT, Limits, limits_for, out_of_memory_reason
+from sagepipe.engine.staging import OutputBudget, publish_output, stage_input
 from sagepipe.errors import ExecutionError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
@@ -50,7 +50,6 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     args = ctx.arguments
     ws = ctx.workspace
     started = time.time()
-    readonly: list[str] = []
     for inp in args.get("ProcessingInputs", []):
         s3 = inp.get("S3Input")
         if s3 is None:
@@ -65,7 +64,6 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         if ctx.warm is None or inp.get("InputName") not in ctx.warm.staged:
             kind = s3.get("S3DataType", "S3Prefix")
             stage_input(ctx.store, str(s3["S3Uri"]), host_path(ws, local), kind)
-        readonly.append(local)
     outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
     for out in outputs:
         host_path(ws, out["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
@@ -87,7 +85,9 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         ctx.settings.python, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
     )
     network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
-    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, readonly, network)
+    limits = limits_for(cluster.get("InstanceType"))
+    runtime = ctx.images.runtime(image)
+    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, runtime, limits)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     go = None
     if ctx.warm is not None:  # the launcher waits with the interpreter and imports loaded
@@ -96,7 +96,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             return ctx.sandbox.container_path(value, ws)
 
         go = {
-            "argv": [seen(a) for a in argv[len(ctx.images.runtime(image)) :]],
+            "argv": [seen(a) for a in argv[len(runtime) :]],
             "env": {k: seen(v) for k, v in env.items()},
             "cwd": seen(CONTAINER_ROOT),
         }
@@ -115,18 +115,32 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             "Stopped", {**props, "ProcessingJobStatus": "Stopped"}, metadata, "Stopped by user"
         )
     if result.timed_out or result.returncode != 0:
-        reason = (
-            f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
-            if result.timed_out
-            else result.last_error or f"the command exited with code {result.returncode}"
-        )
+        reason = failure_reason(result, max_runtime, limits)
         props.update(ProcessingJobStatus="Failed", FailureReason=reason, ExitMessage=reason)
         return StepOutcome("Failed", props, metadata, reason)
-    for out in outputs:
-        s3 = out["S3Output"]
-        publish_output(ctx.store, host_path(ws, s3["LocalPath"]), str(s3["S3Uri"]))
+    budget = OutputBudget()
+    try:
+        for out in outputs:
+            s3 = out["S3Output"]
+            local = str(s3["LocalPath"])
+            publish_output(ctx.store, host_path(ws, local), str(s3["S3Uri"]), local, budget)
+    except ExecutionError as exc:
+        reason = str(exc)
+        props.update(ProcessingJobStatus="Failed", FailureReason=reason, ExitMessage=reason)
+        return StepOutcome("Failed", props, metadata, reason)
     props["ProcessingJobStatus"] = "Completed"
     return StepOutcome("Succeeded", props, metadata)
+
+
+def failure_reason(result: JobResult, max_runtime: object, limits: Limits | None) -> str:
+    """Why a job failed, in SageMaker's words where SageMaker has some."""
+    if result.timed_out:
+        return f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
+    return (
+        out_of_memory_reason(limits, result.last_error)
+        or result.last_error
+        or f"the command exited with code {result.returncode}"
+    )
 
 
 def _arn(ctx: StepContext) -> str:

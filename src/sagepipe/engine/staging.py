@@ -1,31 +1,39 @@
 """Move data between the object store and a step's workspace.
 
-From the local store, inputs are hard-linked (no copy); outputs are renamed into the store.
+Inputs are private copies (``copy_file_range``: a reflink where the filesystem offers one, an
+in-kernel copy otherwise), so nothing a step does to its inputs reaches the store. Outputs are
+published only as regular files, opened without following links and without blocking, and
+copied into the store: a symlink, FIFO, socket or device fails the step naming it, a total size
+cap keeps a runaway output from filling the disk, and no step process ever holds a stored file.
 Keys that would escape the destination are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sagepipe.errors import ExecutionError, StorageError
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
 
+MAX_OUTPUT_BYTES = 50 << 30  # per step, all outputs together; also capped at the free disk
+FAILURE_REASON_MAX = 1024  # SageMaker's FailureReason length
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_TMP_PREFIX = ".sagepipe-tmp-"
 
-def stage_input(
-    store: ObjectStore, uri: str, dest: Path, data_type: str = "S3Prefix", link: bool = True
-) -> int:
-    """Place the objects ``uri`` names under ``dest``; returns how many files were staged.
 
-    With ``link`` (for inputs mounted read-only) local-store objects are hard-linked; without
-    it they are copied, so the step may change them without touching the store.
-    """
+def stage_input(store: ObjectStore, uri: str, dest: Path, data_type: str = "S3Prefix") -> int:
+    """Copy the objects ``uri`` names under ``dest``; returns how many files were staged."""
     dest.mkdir(parents=True, exist_ok=True)
     if data_type == "ManifestFile":
-        return _stage_manifest(store, uri, dest, link)
+        return _stage_manifest(store, uri, dest)
     _bucket, prefix = parse_uri(uri)
     count = 0
     for info in store.list(uri):
@@ -34,7 +42,7 @@ def stage_input(
             if rel:
                 (dest / safe_key(rel)).mkdir(parents=True, exist_ok=True)
             continue
-        _place(store, info.uri, dest / _relative(info.key, prefix), link)
+        _place(store, info.uri, dest / _relative(info.key, prefix))
         count += 1
     if count == 0 and not any(dest.iterdir()):
         raise ExecutionError(f"input {uri} is empty: no objects under this prefix")
@@ -50,7 +58,7 @@ def _relative(key: str, prefix: str) -> str:
     return safe_key(key.rsplit("/", 1)[-1])
 
 
-def _stage_manifest(store: ObjectStore, uri: str, dest: Path, link: bool) -> int:
+def _stage_manifest(store: ObjectStore, uri: str, dest: Path) -> int:
     try:
         manifest = json.loads(store.get(uri))
         base = manifest[0]["prefix"]
@@ -60,49 +68,192 @@ def _stage_manifest(store: ObjectStore, uri: str, dest: Path, link: bool) -> int
             f"manifest {uri} is not a SageMaker manifest ([{{'prefix': ...}}, 'key', ...])"
         ) from None
     for rel in entries:
-        _place(store, join_uri(base, rel), dest / safe_key(rel), link)
+        _place(store, join_uri(base, rel), dest / safe_key(rel))
     return len(entries)
 
 
-def _place(store: ObjectStore, uri: str, target: Path, link: bool) -> None:
+def _place(store: ObjectStore, uri: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     local = store.local_path(uri)
     if local is not None and local.is_file():
-        if link:
-            try:
-                os.link(local, target)
-                return
-            except OSError:  # another filesystem
-                pass
-        shutil.copyfile(local, target)
+        src = os.open(local, _OPEN_FLAGS)
+        try:
+            with open(target, "wb") as out:
+                copy_fd(src, out.fileno(), os.fstat(src).st_size)
+        finally:
+            os.close(src)
         return
     store.get_file(uri, target)
 
 
-def publish_output(store: ObjectStore, src: Path, uri: str) -> int:
-    """Publish every file under ``src`` to ``uri``; empty folders become markers."""
-    count = 0
-    for root, dirs, files in os.walk(src):
-        rel_root = Path(root).relative_to(src).as_posix()
-        rel_root = "" if rel_root == "." else rel_root
-        if rel_root and not dirs and not files:
-            store.put(join_uri(uri, rel_root) + "/", b"")
-        for name in files:
-            rel = f"{rel_root}/{name}" if rel_root else name
-            _publish_file(store, Path(root) / name, join_uri(uri, rel))
-            count += 1
-    return count
+def copy_fd(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes between file descriptors in the kernel (a reflink where it can)."""
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(src, dst, size - copied)
+            if n == 0:
+                break
+            copied += n
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    os.lseek(src, copied, os.SEEK_SET)
+    os.lseek(dst, copied, os.SEEK_SET)
+    while chunk := os.read(src, 1 << 20):
+        os.write(dst, chunk)
 
 
-def _publish_file(store: ObjectStore, path: Path, uri: str) -> None:
-    local = store.local_path(uri)
-    if local is not None and not path.is_symlink():  # local_path refused unsafe keys already
-        if local.is_dir():
-            raise StorageError(f"{uri}: a folder with this name exists in the store")
-        local.parent.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class OutputFile:
+    """A regular file of an output folder, by its path relative to the folder."""
+
+    rel: str
+    size: int
+
+
+def output_files(folder: Path, shown_as: str) -> tuple[list[OutputFile], list[str]]:
+    """The regular files and the empty folders under ``folder``, never following a link.
+
+    Anything else (a symlink, FIFO, socket or device) is an ExecutionError naming the path as
+    the step sees it (``shown_as`` is ``folder``'s container path).
+    """
+    files: list[OutputFile] = []
+    empty: list[str] = []
+    for rel, entry in _walk(folder, ""):
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise ExecutionError(
+                f"output {shown_as.rstrip('/')}/{rel} is a {_kind(st.st_mode)}; only regular "
+                "files are published"
+            )
+        files.append(OutputFile(rel, st.st_size))
+    for rel, entry in _walk(folder, ""):
+        if entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path)):
+            empty.append(rel)
+    return files, empty
+
+
+def _walk(folder: Path, rel_root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    with os.scandir(folder / rel_root if rel_root else folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        rel = f"{rel_root}/{entry.name}" if rel_root else entry.name
+        yield rel, entry
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(folder, rel)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+class OutputBudget:
+    """How many bytes a step may still publish."""
+
+    def __init__(self, limit: int = MAX_OUTPUT_BYTES) -> None:
+        self.left = limit
+
+    def take(self, size: int, where: str, store_dir: Path | None) -> None:
+        """Account for ``size`` bytes; ExecutionError when over the cap or the free disk."""
+        self.left -= size
+        if self.left < 0:
+            raise ExecutionError(
+                f"output {where}: the step's outputs exceed {MAX_OUTPUT_BYTES >> 30} GiB"
+            )
+        if store_dir is not None:
+            with contextlib.suppress(OSError):
+                st = os.statvfs(_existing(store_dir))
+                if size > st.f_bavail * st.f_frsize:
+                    raise ExecutionError(f"output {where}: not enough free disk for {size} bytes")
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def publish_output(
+    store: ObjectStore, src: Path, uri: str, shown_as: str, budget: OutputBudget | None = None
+) -> int:
+    """Copy every regular file under ``src`` to ``uri``; empty folders become markers."""
+    files, empty = output_files(src, shown_as)
+    budget = budget or OutputBudget()
+    for item in files:
+        target = join_uri(uri, item.rel)
+        local = store.local_path(target)
+        budget.take(
+            item.size, f"{shown_as.rstrip('/')}/{item.rel}", local.parent if local else None
+        )
+        fd = _open_regular(src / item.rel, f"{shown_as.rstrip('/')}/{item.rel}")
         try:
-            os.replace(path, local)
-            return
-        except OSError:  # another filesystem: copy instead
-            pass
-    store.put_file(uri, path)
+            _publish_fd(store, fd, target, local)
+        finally:
+            os.close(fd)
+    for rel in empty:
+        store.put(join_uri(uri, rel) + "/", b"")
+    return len(files)
+
+
+def _open_regular(path: Path, shown: str) -> int:
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ExecutionError(f"output {shown} is a symbolic link; not published") from None
+        raise ExecutionError(f"output {shown}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExecutionError(f"output {shown} is not a regular file; not published")
+    return fd
+
+
+def _publish_fd(store: ObjectStore, fd: int, uri: str, local: Path | None) -> None:
+    if local is None:  # a remote store reads the already-opened file
+        store.put_file(uri, Path(f"/proc/self/fd/{fd}"))
+        return
+    if local.is_dir():
+        raise StorageError(f"{uri}: a folder with this name exists in the store")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    out, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=local.parent)
+    try:
+        copy_fd(fd, out, os.fstat(fd).st_size)
+        os.close(out)
+        os.replace(tmp, local)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(out)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_failure_file(path: Path) -> str | None:
+    """``/opt/ml/output/failure``'s text, read like an output, capped at SageMaker's length.
+
+    A symlink or anything but a regular file is ignored (None), so a step cannot put a host
+    file into its FailureReason.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, FAILURE_REASON_MAX * 4)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace").strip()
+    return text[:FAILURE_REASON_MAX] or None

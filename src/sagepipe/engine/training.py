@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tarfile
 import tempfile
 import time
@@ -19,15 +20,19 @@ from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
 from sagepipe.engine.jobs import base_env, job_spec, run_job
-from sagepipe.engine.processing import host_path, resource_config
-from sagepipe.engine.sandbox import CONTAINER_ROOT
-from sagepipe.engine.staging import publish_output, stage_input
+from sagepipe.engine.processing import failure_reason, host_path, resource_config
+from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
+from sagepipe.engine.staging import (
+    OutputBudget,
+    output_files,
+    publish_output,
+    read_failure_file,
+    stage_input,
+)
 from sagepipe.errors import ExecutionError
 from sagepipe.storage import join_uri
 
 CODE_DIR = "/opt/ml/code"
-# Channels the SDK uses for code (v3 ModelTrainer chmods its driver): staged as writable copies.
-CODE_CHANNELS = frozenset({"code", "sm_drivers"})
 
 
 def _decode(value: str) -> Any:
@@ -82,7 +87,7 @@ def sm_environment(
         "SM_HOSTS": json.dumps(["algo-1"]),
         "SM_CURRENT_HOST": "algo-1",
         "SM_CURRENT_INSTANCE_TYPE": str(args.get("ResourceConfig", {}).get("InstanceType", "")),
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_CPUS": str(_vcpus(args)),
         "SM_NUM_GPUS": "0",
         "SM_NUM_NEURONS": "0",
         "SM_LOG_LEVEL": hps.get("sagemaker_container_log_level", "20"),
@@ -119,6 +124,11 @@ def sm_environment(
         }
     )
     return env
+
+
+def _vcpus(args: dict[str, Any]) -> int:
+    limits = limits_for(args.get("ResourceConfig", {}).get("InstanceType"))
+    return limits.vcpus if limits is not None else os.cpu_count() or 1
 
 
 def _arg(value: Any) -> str:
@@ -165,7 +175,19 @@ def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
         archive = Path(tmp) / "sourcedir.tar.gz"
         ctx.store.get_file(uri, archive)
         with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
+            _extract(tar, dest, uri)
+
+
+def _extract(tar: tarfile.TarFile, dest: Path, uri: str) -> None:
+    """Extract files and folders only, inside ``dest`` (Python before 3.11.4 has no filter)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
+        name = os.path.normpath(member.name)
+        if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+            raise ExecutionError(f"{uri}: archive member {member.name!r} is not extracted")
+    tar.extractall(dest)  # every member was checked above
 
 
 def run_training(ctx: StepContext) -> StepOutcome:
@@ -174,16 +196,11 @@ def run_training(ctx: StepContext) -> StepOutcome:
     ws = ctx.workspace
     started = time.time()
     hps = {str(k): str(v) for k, v in (args.get("HyperParameters") or {}).items()}
-    readonly = []
     for channel in args.get("InputDataConfig", []):
         src = channel["DataSource"]["S3DataSource"]
-        name = channel["ChannelName"]
-        path = f"/opt/ml/input/data/{name}"
-        data = name not in CODE_CHANNELS
+        path = f"/opt/ml/input/data/{channel['ChannelName']}"
         kind = src.get("S3DataType", "S3Prefix")
-        stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind, link=data)
-        if data:
-            readonly.append(path)
+        stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind)
     _write_configs(ws, args, hps)
     argv, cwd, program, submit = _command(ctx, ws, hps)
     env = base_env(ctx.settings.python, sm_environment(args, hps, program, submit))
@@ -191,7 +208,9 @@ def run_training(ctx: StepContext) -> StepOutcome:
     env["PYTHONPATH"] = CODE_DIR
     env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not args.get("EnableNetworkIsolation", False)
-    spec = job_spec(ctx.settings, argv, env, ws, cwd, readonly, network)
+    limits = limits_for(args.get("ResourceConfig", {}).get("InstanceType"))
+    runtime = ctx.images.runtime(str(args.get("AlgorithmSpecification", {}).get("TrainingImage")))
+    spec = job_spec(ctx.settings, argv, env, ws, cwd, network, runtime, limits)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     log_start = ctx.log.path.stat().st_size
     result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)
@@ -213,21 +232,18 @@ def run_training(ctx: StepContext) -> StepOutcome:
             "Stopped", {**props, "TrainingJobStatus": "Stopped"}, metadata, "Stopped by user"
         )
     if result.timed_out or result.returncode != 0:
-        failure = host_path(ws, "/opt/ml/output/failure")
-        reason = (
-            f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
-            if result.timed_out
-            else (failure.read_text(errors="replace").strip() if failure.is_file() else "")
-            or result.last_error
-            or f"the training command exited with code {result.returncode}"
-        )
+        written = None if result.timed_out else read_failure_file(_failure_file(ws, ctx))
+        reason = written or failure_reason(result, max_runtime, limits)
         props.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
         return StepOutcome("Failed", props, metadata, reason)
     output_path = join_uri(str(args["OutputDataConfig"]["S3OutputPath"]), ctx.job_name, "output")
-    _pack(ctx, host_path(ws, "/opt/ml/model"), join_uri(output_path, "model.tar.gz"))
-    data_dir = host_path(ws, "/opt/ml/output/data")
-    if any(data_dir.iterdir()):
-        _pack(ctx, data_dir, join_uri(output_path, "output.tar.gz"))
+    try:
+        _pack(ctx, "/opt/ml/model", join_uri(output_path, "model.tar.gz"), required=True)
+        _pack(ctx, "/opt/ml/output/data", join_uri(output_path, "output.tar.gz"), required=False)
+    except ExecutionError as exc:
+        reason = str(exc)
+        props.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
+        return StepOutcome("Failed", props, metadata, reason)
     props.update(
         TrainingJobStatus="Completed",
         SecondaryStatus="Completed",
@@ -236,13 +252,44 @@ def run_training(ctx: StepContext) -> StepOutcome:
     return StepOutcome("Succeeded", props, metadata)
 
 
-def _pack(ctx: StepContext, folder: Path, uri: str) -> None:
+def _failure_file(ws: Path, ctx: StepContext) -> Path:
+    path = host_path(ws, "/opt/ml/output/failure")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        ctx.log.write("/opt/ml/output/failure is not a regular file; ignored")
+    return path
+
+
+def _pack(ctx: StepContext, container_path: str, uri: str, required: bool) -> None:
+    """Tar a folder's regular files (opened without following links) and publish the archive."""
+    folder = host_path(ctx.workspace, container_path)
+    files, empty = output_files(folder, container_path)
+    if not files and not empty and not required:
+        return
     with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as staging:
         archive = Path(staging) / uri.rsplit("/", 1)[-1]
         with tarfile.open(archive, "w:gz") as tar:
-            for item in sorted(folder.iterdir()):
-                tar.add(item, arcname=item.name)
-        publish_output(ctx.store, Path(staging), uri.rsplit("/", 1)[0])
+            for rel in sorted(empty):
+                info = tarfile.TarInfo(rel)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            for item in files:
+                _add_regular(tar, folder, item.rel, f"{container_path}/{item.rel}")
+        publish_output(ctx.store, Path(staging), uri.rsplit("/", 1)[0], staging, OutputBudget())
+
+
+def _add_regular(tar: tarfile.TarFile, folder: Path, rel: str, shown: str) -> None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(folder / rel, flags)
+    except OSError as exc:
+        raise ExecutionError(f"output {shown}: {exc.strerror}; not published") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ExecutionError(f"output {shown} is not a regular file; not published")
+        info = tarfile.TarInfo(rel)
+        info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), st.st_mode & 0o777
+        tar.addfile(info, fh)
 
 
 def _metrics(ctx: StepContext, offset: int) -> list[dict[str, Any]]:

@@ -1,0 +1,28 @@
+"""``sagepipe doctor``: which sandbox steps get on this machine, and what it guarantees."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sagepipe.cli.consoles import console
+from sagepipe.config import Settings
+from sagepipe.engine.sandbox import sandbox_report
+
+
+def doctor_command(
+    sandbox: Annotated[str | None, typer.Option(help="auto, bwrap or process.")] = None,
+) -> None:
+    """Say which sandbox steps run in here and which container guarantees hold."""
+    settings = Settings.from_env(sandbox=sandbox)
+    report = sandbox_report(settings.sandbox)
+    console.print(f"sandbox: [bold]{report.sandbox}[/] (engine runs as {report.user})")
+    table = Table("guarantee", "holds", "how")
+    for item in report.guarantees:
+        table.add_row(
+            item.name, "[green]yes[/]" if item.holds else "[red]no[/]", escape(item.detail)
+        )
+    console.print(table)

@@ -1,0 +1,108 @@
+"""What a step launch is made of, and what every sandbox offers."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from sagepipe.engine.sandbox.limits import Limits
+from sagepipe.errors import ConfigError
+
+CONTAINER_ROOT = "/opt/ml"
+# The programs that run inside a step (sagepipe/container), and where a step sees them.
+PROGRAMS = Path(__file__).resolve().parents[2] / "container"
+PROGRAMS_MOUNT = "/opt/sagepipe"
+# Folders that are never bound whole as a step's runtime: the system runtime is bound already,
+# and the others hold far more than one runtime (homes, the whole disk).
+_NOT_A_RUNTIME = frozenset(
+    Path(p)
+    for p in ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/home", "/root", "/tmp")
+)
+
+
+@dataclass
+class LaunchSpec:
+    """What to run and what it may see."""
+
+    argv: list[str]
+    env: dict[str, str]
+    workspace: Path
+    cwd: str = CONTAINER_ROOT
+    network: bool = True
+    runtime: list[Path] = field(default_factory=list)
+    limits: Limits | None = None
+
+
+class Sandbox(Protocol):
+    """Starts a step's process in its own process group."""
+
+    name: str
+
+    def launch(
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        """Start the process; the caller owns its process group."""
+        ...
+
+    def container_path(self, value: str, workspace: Path) -> str:
+        """How the process sees a container path (or a string holding one)."""
+        ...
+
+    def program(self, name: str) -> str:
+        """Where the step sees the sagepipe container program ``name`` (a file name)."""
+        ...
+
+
+def popen(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    stdout: int | IO[bytes],
+    stderr: int | IO[bytes],
+    stdin: int = subprocess.DEVNULL,
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its own process group)."""
+    try:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
+
+
+def runtime_paths(command: str) -> list[Path]:
+    """Folders a step's runtime command needs: its prefix (a virtualenv) and the real binary's.
+
+    ``/x/venv/bin/python`` needs ``/x/venv`` and, through its symlink, the base interpreter's
+    prefix. System folders are left out: the sandbox binds the system runtime anyway.
+    """
+    exe = Path(command)
+    if not exe.is_absolute():
+        return []
+    out: list[Path] = []
+    for binary in (exe, exe.resolve()):
+        prefix = binary.parent.parent
+        if prefix in _NOT_A_RUNTIME or prefix in out or not prefix.is_dir():
+            continue
+        if any(_under(prefix, p) for p in (Path("/usr"), Path("/etc"))):
+            continue
+        out.append(prefix)
+    return out
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents

@@ -1,0 +1,354 @@
+"""bubblewrap: each step in a fresh root, like a container.
+
+The step sees the system runtime read-only (``/usr``, ``/lib*``, ``/bin``, ``/sbin`` and a few
+files of ``/etc``), its runtime's folders read-only, the workspace at ``/opt/ml``, a private
+``/tmp`` and its own ``/proc`` and ``/dev``; nothing else of the machine. It runs in its own
+user, PID, IPC, UTS (and, where possible, cgroup) namespaces with no capabilities and a new
+session. bwrap's init is PID 1 of the step: when the step's first process exits, the kernel
+kills every process left in the namespace.
+
+Network: ``EnableNetworkIsolation`` gives the step its own network namespace with loopback
+only. Otherwise the step gets its own namespace too, connected to the outside through
+slirp4netns with the host's loopback unreachable; where slirp4netns cannot run, the step
+shares the host's network (said once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+from typing import IO
+
+from sagepipe.engine.sandbox.base import (
+    CONTAINER_ROOT,
+    PROGRAMS,
+    PROGRAMS_MOUNT,
+    LaunchSpec,
+    popen,
+)
+from sagepipe.engine.sandbox.limits import Limits
+from sagepipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+NAMESPACES = [
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+]
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The parts of /etc that programs need to resolve names, users, certificates and time.
+ETC_FILES = (
+    "passwd",
+    "group",
+    "hosts",
+    "host.conf",
+    "resolv.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "localtime",
+    "timezone",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "mime.types",
+    "os-release",
+)
+HOSTNAME = "algo-1"
+BASH = "/bin/bash"
+SLIRP_TIMEOUT_S = 10.0
+
+
+def system_binds(etc: Path) -> list[str]:
+    """bwrap arguments for the system runtime: read-only, symlinks kept as symlinks."""
+    args: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return [*args, "--ro-bind", str(etc), "/etc"]
+
+
+def minimal_etc(dest: Path) -> Path:
+    """Copy the few files of /etc that programs need into ``dest`` (one bind, not twenty)."""
+    for name in ETC_FILES:
+        src = Path("/etc") / name
+        with contextlib.suppress(OSError):
+            if src.is_dir():
+                shutil.copytree(
+                    src,
+                    dest / name,
+                    symlinks=True,
+                    ignore=shutil.ignore_patterns("private"),  # TLS private keys stay out
+                )
+            elif src.exists():
+                shutil.copyfile(src, dest / name)
+    return dest
+
+
+def network_helper() -> str | None:
+    """slirp4netns when it can run here (it needs /dev/net/tun), else None."""
+    slirp = shutil.which("slirp4netns")
+    if slirp and os.access("/dev/net/tun", os.R_OK | os.W_OK) and os.access(BASH, os.X_OK):
+        return slirp
+    return None
+
+
+class BwrapSandbox:
+    """bubblewrap: a fresh root and its own namespaces per step."""
+
+    name = "bwrap"
+    _warned_network = False
+
+    def __init__(self, bwrap: str, slirp4netns: str | bool | None = True) -> None:
+        self.bwrap = bwrap
+        self.slirp = network_helper() if slirp4netns is True else slirp4netns or None
+        etc = Path(tempfile.mkdtemp(prefix="sagepipe-etc-"))
+        weakref.finalize(self, shutil.rmtree, etc, True)
+        etc.chmod(0o755)
+        self._system = system_binds(minimal_etc(etc))
+
+    @property
+    def network_mode(self) -> str:
+        """How a step without network isolation reaches the outside."""
+        return "slirp4netns" if self.slirp else "host"
+
+    def command(
+        self,
+        spec: LaunchSpec,
+        hold: tuple[int, int] | None = None,
+        handshake: tuple[int, int, int] | None = None,
+    ) -> list[str]:
+        """The bwrap command line for ``spec``.
+
+        ``hold`` (bwrap's info and block fds) keeps the step from starting until its limits are
+        set. ``handshake`` (bwrap's info fd, then the step's ready and go fds) makes the step's
+        first process a shell that says it is ready once bwrap has set the namespaces up, waits
+        until its network is connected, applies the limits and becomes the step's command.
+        """
+        args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
+        args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
+        if not spec.network or handshake is not None:
+            args.append("--unshare-net")
+        args += self._system
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
+        for folder in spec.runtime:  # after /tmp: a runtime may live under /tmp
+            args += ["--ro-bind", str(folder), str(folder)]
+        args += ["--ro-bind", str(PROGRAMS), PROGRAMS_MOUNT]
+        args += ["--bind", str(spec.workspace), CONTAINER_ROOT, "--chdir", spec.cwd]
+        argv = spec.argv
+        if hold is not None:
+            args += ["--info-fd", str(hold[0]), "--block-fd", str(hold[1])]
+        if handshake is not None:
+            info, ready, go = handshake
+            args += ["--info-fd", str(info)]
+            limit = ""
+            if spec.limits is not None:
+                limits = spec.limits
+                limit = f"ulimit -v {limits.memory_bytes // 1024} -u {limits.processes}; "
+            wait = (
+                f"printf 1 >&{ready}; exec {ready}>&-; read -r _ <&{go}; exec {go}<&-; "
+                f'{limit}exec "$@"'
+            )
+            argv = [BASH, "-c", wait, "bash", *argv]  # bash: dash takes one-digit fds only
+        return [*args, "--", *argv]
+
+    def launch(
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        if spec.network and self.slirp is not None:
+            return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
+        if spec.network:
+            self._warn_host_network()
+        if spec.limits is None:
+            return popen(self.command(spec), spec.env, None, stdout, stderr, stdin)
+        return self._launch_limited(spec, spec.limits, stdout, stderr, stdin)
+
+    def _launch_limited(
+        self,
+        spec: LaunchSpec,
+        limits: Limits,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int,
+    ) -> subprocess.Popen[bytes]:
+        """Start bwrap held before the step's command, set the limits on its init, release it.
+
+        The limits are inherited by every process of the step; no extra program runs.
+        """
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        child_fds = (info_w, block_r)
+        try:
+            proc = popen(
+                self.command(spec, hold=child_fds),
+                spec.env,
+                None,
+                stdout,
+                stderr,
+                stdin,
+                pass_fds=child_fds,
+            )
+        except BaseException:
+            for fd in (info_r, block_w, *child_fds):
+                os.close(fd)
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        try:
+            with os.fdopen(info_r, "rb") as fh:
+                info = fh.read()
+            if info:  # nothing when bwrap failed before starting the step: it says why
+                set_limits(int(json.loads(info)["child-pid"]), limits)
+        except (ValueError, KeyError, OSError) as exc:
+            proc.kill()
+            os.close(block_w)
+            raise ConfigError(f"cannot limit the step's resources: {exc}") from None
+        with contextlib.suppress(OSError):  # bwrap failed: its own message says why
+            os.write(block_w, b"1")
+        os.close(block_w)
+        return proc
+
+    def _warn_host_network(self) -> None:
+        if not BwrapSandbox._warned_network:
+            BwrapSandbox._warned_network = True
+            log.warning(
+                "slirp4netns cannot run here (install it: apt-get install slirp4netns; it needs "
+                "read-write access to /dev/net/tun, and bash): steps without network isolation "
+                "share this machine's network, including services bound to 127.0.0.1"
+            )
+
+    def _launch_with_slirp(
+        self,
+        spec: LaunchSpec,
+        slirp: str,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int,
+    ) -> subprocess.Popen[bytes]:
+        """Start the step waiting, connect its network namespace with slirp4netns, release it.
+
+        The step's first process is a shell that says it is ready (bwrap has set up the
+        namespaces, loopback included), waits for the go, and becomes the step's command.
+        """
+        info_r, info_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        child_fds = (info_w, ready_w, go_r)
+        try:
+            proc = popen(
+                self.command(spec, handshake=child_fds),
+                spec.env,
+                None,
+                stdout,
+                stderr,
+                stdin,
+                pass_fds=child_fds,
+            )
+        except BaseException:
+            for fd in (info_r, ready_r, go_w, *child_fds):
+                os.close(fd)
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        try:
+            with os.fdopen(info_r, "rb") as fh:
+                child = int(json.loads(fh.read())["child-pid"])
+            with os.fdopen(ready_r, "rb") as fh:
+                if fh.read(1) != b"1":
+                    raise ConfigError("the sandbox did not start")
+            helper = _start_slirp(slirp, child)
+        except (ValueError, KeyError, OSError, ConfigError) as exc:
+            os.close(go_w)  # the step runs without a network rather than hang
+            log.warning("step network: slirp4netns did not start (%s); the step has none", exc)
+            return proc
+        with contextlib.suppress(OSError):
+            os.write(go_w, b"1\n")
+        os.close(go_w)
+        threading.Thread(target=_stop_with, args=(proc, *helper), daemon=True).start()
+        return proc
+
+    def container_path(self, value: str, workspace: Path) -> str:
+        return value
+
+    def program(self, name: str) -> str:
+        return f"{PROGRAMS_MOUNT}/{name}"
+
+
+def set_limits(pid: int, limits: Limits) -> None:
+    """Set the step's rlimits on its (held) first process: memory and process count."""
+    resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+
+def _start_slirp(slirp: str, pid: int) -> tuple[subprocess.Popen[bytes], int]:
+    """slirp4netns for the namespace of ``pid``: started and configured, or ConfigError."""
+    ready_r, ready_w = os.pipe()
+    exit_r, exit_w = os.pipe()
+    argv = [
+        slirp,
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        f"--ready-fd={ready_w}",
+        f"--exit-fd={exit_r}",
+        str(pid),
+        "tap0",
+    ]
+    try:
+        helper = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(ready_w, exit_r),
+            start_new_session=True,
+        )
+    finally:
+        os.close(ready_w)
+        os.close(exit_r)
+    with os.fdopen(ready_r, "rb") as fh:
+        ready = fh.read(1)
+    if ready != b"1":
+        os.close(exit_w)
+        helper.kill()
+        _, err = helper.communicate(timeout=SLIRP_TIMEOUT_S)
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise ConfigError(lines[-1] if lines else f"exit code {helper.returncode}")
+    assert helper.stderr is not None
+    helper.stderr.close()
+    return helper, exit_w
+
+
+def _stop_with(proc: subprocess.Popen[bytes], helper: subprocess.Popen[bytes], exit_w: int) -> None:
+    """When the step's process ends, its network helper ends too."""
+    proc.wait()
+    os.close(exit_w)
+    try:
+        helper.wait(SLIRP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            helper.kill()
+        helper.wait()
