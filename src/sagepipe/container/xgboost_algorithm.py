@@ -1,0 +1,728 @@
+"""Built-in XGBoost training ("algorithm mode"), as the SageMaker XGBoost images run it.
+
+Run inside a training step's sandbox on the image environment's Python::
+
+    python xgboost_algorithm.py [--root /opt/ml]
+
+It reads ``input/config/{hyperparameters,inputdataconfig,resourceconfig}.json`` and the channels
+under ``input/data``, validates and types the hyperparameters as the image's
+``sagemaker_xgboost_container`` does, trains with the image's own xgboost and writes
+``model/xgboost-model`` in the format that image version writes: a pickled Booster up to xgboost
+1.2, ``Booster.save_model`` from 1.3 on. Each round's evaluation is printed by the xgboost
+version's own callback, to stdout (``[0]<TAB>train-rmse:...<TAB>validation-rmse:...``). A failure
+writes the container's kind of text to ``output/failure`` and exits 1. ``--root`` (or
+``SAGEPIPE_OPT_ML``) moves ``/opt/ml`` for tests run outside a sandbox.
+
+The facts (names, ranges, messages, content types) follow aws/sagemaker-xgboost-container at tag
+v1.7-1 (algorithm_mode/, data_utils.py, sagemaker_algorithm_toolkit/). Standard library and the
+image's packages only; this file runs on Python 3.6 and up (the 0.90-2 image's Python), so it has
+no ``from __future__ import annotations``.
+"""
+
+import ast
+import csv
+import json
+import logging
+import os
+import pickle
+import sys
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+MODEL_NAME = "xgboost-model"
+ROOT_VARIABLE = "SAGEPIPE_OPT_ML"
+DOCUMENTATION_LINK = "https://docs.aws.amazon.com/sagemaker/latest/dg/xgboost.html"
+
+log = logging.getLogger("sagemaker_xgboost_container")
+
+
+class ToolkitError(Exception):
+    """A failure the container reports; ``caused_by`` adds ``(caused by X)`` as it does."""
+
+    def __init__(self, message: str, caused_by: Optional[BaseException] = None) -> None:
+        if caused_by is not None:
+            message += " (caused by {})".format(type(caused_by).__name__)
+        super().__init__(message)
+        self.message = message
+
+
+class UserError(ToolkitError):
+    """A failure the user can avoid (a hyperparameter, a channel, the data)."""
+
+
+class AlgorithmError(ToolkitError):
+    """A failure inside the algorithm (xgboost raised)."""
+
+
+# constants/xgb_constants.py
+MAXIMIZE_METRICS = [
+    "accuracy", "auc", "aucpr", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "map", "ndcg",
+    "precision", "r2", "recall", "precision_macro", "precision_micro", "recall_macro",
+    "recall_micro",
+]  # fmt: skip
+MINIMIZE_METRICS = [
+    "aft-nloglik", "cox-nloglik", "error", "gamma-deviance", "gamma-nloglik",
+    "interval-regression-accuracy", "logloss", "mae", "mape", "merror", "mlogloss", "mphe", "mse",
+    "poisson-nloglik", "rmse", "rmsle", "tweedie-nloglik",
+]  # fmt: skip
+CUSTOMER_ERRORS = [
+    "label must be in [0,1] for logistic regression",
+    "label must be in [0, num_class)",
+    "Target is multiclass but average='binary'",
+    "feature_names mismatch",
+    "Check failed: preds.size() == info.labels_.size()",
+    "Check failed: !auc_error AUC: the dataset only contains pos or neg samples",
+    "Check failed: base_score > 0.0f && base_score < 1.0f base_score must be in (0,1) "
+    "for logistic loss",
+    "Check failed: label_correct PoissonRegression: label must be nonnegative",
+    "Check failed: label_correct TweedieRegression: label must be nonnegative",
+    "Parameter reg_lambda should be greater equal to 0",
+]
+OBJECTIVES = [
+    "aft_loss_distribution", "binary:logistic", "binary:logitraw", "binary:hinge",
+    "count:poisson", "multi:softmax", "multi:softprob", "rank:pairwise", "rank:ndcg", "rank:map",
+    "reg:linear", "reg:squarederror", "reg:logistic", "reg:gamma", "reg:pseudohubererror",
+    "reg:squaredlogerror", "reg:tweedie", "survival:aft", "survival:cox",
+]  # fmt: skip
+UPDATERS = [
+    "grow_colmaker", "distcol", "grow_histmaker", "grow_skmaker", "sync", "refresh", "prune",
+    "grow_colmaker", "distcol", "grow_histmaker", "grow_colmaker", "shotgun", "coord_descent",
+    "refresh", "prune",
+]  # fmt: skip
+ALIASES = {"learning_rate": "eta", "min_split_loss": "gamma", "reg_lambda": "lambda",
+           "reg_alpha": "alpha"}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+class Interval:
+    """A numeric range printed as the toolkit prints it: ``[1, +inf)``."""
+
+    def __init__(self, lo: Optional[float] = None, hi: Optional[float] = None,
+                 lo_open: bool = False, hi_open: bool = False) -> None:  # fmt: skip
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def __contains__(self, value: Any) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def __str__(self) -> str:
+        lo = "(-inf, " if self.lo is None else ("(" if self.lo_open else "[") + str(self.lo) + ", "
+        hi = "+inf)" if self.hi is None else str(self.hi) + (")" if self.hi_open else "]")
+        return lo + hi
+
+
+class Check:
+    """A range decided by a function (the toolkit's ``range_validator``), printed as its list."""
+
+    def __init__(self, shown: List[str], test: Callable[[Any], bool]) -> None:
+        self.shown, self.test = shown, test
+
+    def __contains__(self, value: Any) -> bool:
+        return self.test(value)
+
+    def __str__(self) -> str:
+        return str(self.shown)
+
+
+class Spec:
+    """One hyperparameter: how it parses, its range and which others its check reads."""
+
+    def __init__(self, name: str, kind: str, valid: Any = None, depends: Tuple[str, ...] = (),
+                 required: bool = False) -> None:  # fmt: skip
+        self.name, self.kind, self.valid, self.depends, self.required = (
+            name, kind, valid, depends, required
+        )
+
+    def parse(self, value: Any) -> Any:
+        if self.kind == "int":
+            return int(value)
+        if self.kind == "float":
+            return float(value)
+        if self.kind == "list":
+            return value.split(",")
+        if self.kind in ("tuple", "nested"):
+            return ast.literal_eval(value) if isinstance(value, str) else value
+        return value
+
+    def check_range(self, value: Any) -> None:
+        if self.valid is None:
+            return
+        if self.kind == "list":
+            if any(v not in self.valid for v in value):
+                raise UserError("Hyperparameter {}: value {} not in range {}".format(
+                    self.name, value, self.valid))  # fmt: skip
+        elif self.kind in ("tuple", "nested"):
+            items = [e for outer in value for e in outer] if self.kind == "nested" else value
+            if any(e not in self.valid for e in items):
+                raise UserError("Hyperparameter {}: value {} not in range {}".format(
+                    self.name, value, self.valid))  # fmt: skip
+        elif value not in self.valid:
+            raise UserError(
+                "Hyperparameter {}: {} is not in {}".format(self.name, value, self.valid)
+            )
+
+
+def _eval_metric_in_range(metric: str) -> bool:
+    if "<function" in metric:
+        raise UserError("User defined evaluation metric {} is not supported yet.".format(metric))
+    if "@" in metric:
+        name, threshold = (part.strip() for part in metric.split("@")[:2])
+        if name not in ("error", "ndcg", "map"):
+            raise UserError(
+                "Metric '{}' is not supported. Parameter 'eval_metric' with customized threshold "
+                "should be one of these options: 'error', 'ndcg', 'map'.".format(metric)
+            )
+        try:
+            float(threshold)
+        except ValueError:
+            raise UserError("Threshold value 't' in '{}@t' expects float input.".format(name))
+        return True
+    return metric in MAXIMIZE_METRICS + MINIMIZE_METRICS
+
+
+def _specs() -> Dict[str, Spec]:
+    i, f, c = "int", "float", "categorical"
+    closed01 = Interval(0, 1)
+    specs = [
+        Spec("num_round", i, Interval(1), required=True),
+        Spec("csv_weights", i, closed01),
+        Spec("early_stopping_rounds", i, Interval(1)),
+        Spec("booster", c, ["gbtree", "gblinear", "dart"]),
+        Spec("verbosity", i, Interval(0, 3)),
+        Spec("nthread", i, Interval(1)),
+        Spec("eta", f, closed01),
+        Spec("gamma", f, Interval(0)),
+        Spec("max_depth", i, Interval(0)),
+        Spec("min_child_weight", f, Interval(0)),
+        Spec("max_delta_step", f, Interval(0)),
+        Spec("subsample", f, Interval(0, 1, lo_open=True)),
+        Spec("colsample_bytree", f, Interval(0, 1, lo_open=True)),
+        Spec("colsample_bylevel", f, Interval(0, 1, lo_open=True)),
+        Spec("colsample_bynode", f, Interval(0, 1, lo_open=True)),
+        Spec("lambda", f, Interval(0)),
+        Spec("alpha", f, Interval(0)),
+        Spec("tree_method", c, Check(["auto", "exact", "approx", "hist", "gpu_hist"],
+                                     lambda v: v in ["auto", "exact", "approx", "hist", "gpu_hist"])),  # fmt: skip
+        Spec("sketch_eps", f, Interval(0, 1, lo_open=True, hi_open=True)),
+        Spec("scale_pos_weight", f, Interval(0, lo_open=True)),
+        Spec("updater", "list", UPDATERS, depends=("booster", "process_type")),
+        Spec("dsplit", c, ["row", "col"]),
+        Spec("refresh_leaf", i, closed01),
+        Spec("process_type", c, ["default", "update"]),
+        Spec("grow_policy", c, ["depthwise", "lossguide"]),
+        Spec("max_leaves", i, Interval(0)),
+        Spec("max_bin", i, Interval(0)),
+        Spec("predictor", c, Check(["auto", "cpu_predictor", "gpu_predictor"],
+                                   lambda v: v in ["auto", "cpu_predictor", "gpu_predictor"])),  # fmt: skip
+        Spec("monotone_constraints", "tuple", [-1, 0, 1], depends=("tree_method",)),
+        Spec("interaction_constraints", "nested", Interval(1), depends=("tree_method",)),
+        Spec("sample_type", c, ["uniform", "weighted"]),
+        Spec("normalize_type", c, ["tree", "forest"]),
+        Spec("rate_drop", f, closed01),
+        Spec("one_drop", i, closed01),
+        Spec("skip_drop", f, closed01),
+        Spec("lambda_bias", f, closed01),
+        Spec("tweedie_variance_power", f, Interval(1, 2, lo_open=True, hi_open=True)),
+        Spec("objective", c, OBJECTIVES, depends=("num_class",)),
+        Spec("num_class", i, Interval(2)),
+        Spec("base_score", f, Interval(0)),
+        Spec("_kfold", i, Interval(2)),
+        Spec("_num_cv_round", i, Interval(1)),
+        Spec("_tuning_objective_metric", c, ["validation:" + m for m in
+                                             MAXIMIZE_METRICS + MINIMIZE_METRICS]),  # fmt: skip
+        Spec("eval_metric", "list", Check(MAXIMIZE_METRICS + MINIMIZE_METRICS,
+                                          _eval_metric_in_range), depends=("objective",)),  # fmt: skip
+        Spec("seed", i, Interval(-(2**31), 2**31 - 1, lo_open=True, hi_open=True)),
+        Spec("num_parallel_tree", i, Interval(1)),
+        Spec("save_model_on_termination", c, ["true", "false"]),
+        Spec("aft_loss_distribution", c, ["normal", "logistic", "extreme"]),
+        Spec("aft_loss_distribution_scale", f, Interval(0)),
+        Spec("deterministic_histogram", c, ["true", "false"]),
+        Spec("sampling_method", c, ["uniform", "gradient_based"]),
+        Spec("prob_buffer_row", i, Interval(1.0, lo_open=True)),
+        Spec("use_dask_gpu_training", c, ["true", "false"]),
+    ]
+    return {s.name: s for s in specs}
+
+
+def _check_dependencies(name: str, value: Any, deps: Dict[str, Any]) -> None:
+    """The container's dependency checks (``dependencies_validator`` functions)."""
+    if name == "objective":
+        if value in ("multi:softmax", "multi:softprob") and deps.get("num_class") is None:
+            raise UserError("Require input for parameter 'num_class' for multi-classification")
+    elif name == "eval_metric":
+        objective = deps["objective"]  # a KeyError without an objective, as in the container
+        if "auc" in value and not any(objective.startswith(t) for t in ("binary:", "rank:")):
+            raise UserError(
+                "Metric 'auc' can only be applied for classification and ranking problems."
+            )
+        if "aft-nloglik" in value and objective not in ["survival:aft"]:
+            raise UserError(
+                "Metric 'aft-nloglik' can only be applied for 'survival:aft' objective."
+            )
+    elif name == "monotone_constraints":
+        if value is not None and deps.get("tree_method") not in ("exact", "hist"):
+            raise UserError(
+                "monotone_constraints can be used only when the tree_method parameter is set to "
+                "either 'exact' or 'hist'."
+            )
+    elif name == "interaction_constraints":
+        if value is not None and deps.get("tree_method") not in ("exact", "hist", "approx"):
+            raise UserError(
+                "interaction_constraints can be used only when the tree_method parameter is set "
+                "to either 'exact', 'hist' or 'approx'."
+            )
+    elif name == "updater":
+        _check_updater(value, deps)
+
+
+def _check_updater(value: List[str], deps: Dict[str, Any]) -> None:
+    tree = ["grow_colmaker", "distcol", "grow_histmaker", "grow_skmaker", "sync", "refresh",
+            "prune", "grow_quantile_histmaker"]  # fmt: skip
+    build = ["grow_colmaker", "distcol", "grow_histmaker", "grow_quantile_histmaker"]
+    if deps.get("booster") == "gblinear":
+        if not (len(value) == 1 and value[0] in ["shotgun", "coord_descent"]):
+            raise UserError("Linear updater should be one of these options: 'shotgun', "
+                            "'coord_descent'.")  # fmt: skip
+    elif deps.get("process_type") == "update":
+        if not all(x in ["refresh", "prune"] for x in value):
+            raise UserError(
+                "process_type 'update' can only be used with updater 'refresh' and 'prune'"
+            )
+    else:
+        if not all(x in tree for x in value):
+            raise UserError(
+                "Tree updater should be selected from these options: 'grow_colmaker', "
+                "'distcol', 'grow_histmaker', 'grow_skmaker', 'grow_quantile_histmaker', 'sync', "
+                "'refresh', 'prune', 'shortgun', 'coord_descent'."
+            )
+        if sum(1 for x in value if x in build) > 1:
+            raise UserError(
+                "Only one tree grow plugin can be selected. Choose one from thefollowing: "
+                "'grow_colmaker', 'distcol', 'grow_histmaker', 'grow_skmaker'"
+            )
+
+
+def validate_hyperparameters(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """Type and check ``raw`` (strings) as the container does; UserError says what is wrong."""
+    specs = _specs()
+    given = {ALIASES.get(k, k): v for k, v in raw.items()}
+    for name, spec in specs.items():
+        if spec.required and name not in given:
+            raise UserError("Missing required hyperparameter: {}".format(name))
+    typed = {}  # type: Dict[str, Any]
+    for name, value in given.items():
+        if name not in specs:
+            raise UserError("Extraneous hyperparameter found: {}".format(name))
+        try:
+            typed[name] = specs[name].parse(value)
+        except (ValueError, SyntaxError) as exc:
+            raise UserError("Hyperparameter {}: could not parse value".format(name), exc)
+    for name, value in typed.items():
+        specs[name].check_range(value)
+    done = {}  # type: Dict[str, Any]
+    pending = list(typed)
+    while pending:  # each check sees the hyperparameters it reads, checked first
+        for name in pending:
+            if all(d in done or d not in typed for d in specs[name].depends):
+                deps = {d: done[d] for d in specs[name].depends if d in done}
+                _check_dependencies(name, typed[name], deps)
+                done[name] = typed[name]
+                pending.remove(name)
+                break
+    return done
+
+
+# ----------------------------------------------------------------------------- channels and data
+
+CSV, LIBSVM, PARQUET, RECORDIO = "csv", "libsvm", "parquet", "recordio-protobuf"
+CONTENT_TYPES = [CSV, LIBSVM, PARQUET, RECORDIO, "text/csv", "text/libsvm", "text/x-libsvm",
+                 "application/x-parquet", "application/x-recordio-protobuf"]  # fmt: skip
+PIPE_CONTENT_TYPES = [CSV, PARQUET, RECORDIO, "text/csv", "application/x-parquet",
+                      "application/x-recordio-protobuf"]  # fmt: skip
+CHANNELS = {"train": True, "validation": False, "code": False}  # name: required
+
+
+def validate_channels(config: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Check the channels' content type, input mode and distribution; libsvm when none is set."""
+    for name, required in CHANNELS.items():
+        if required and name not in config:
+            raise UserError("Missing required channel: {}".format(name))
+    checked = {}
+    for name, value in config.items():
+        if name not in CHANNELS:
+            raise UserError("Extraneous channel found: {}".format(name))
+        value = dict(value)
+        if value.get("ContentType") is None:  # absent (or null) means libsvm
+            value["ContentType"] = "text/libsvm"
+        kinds = ["text/python"] if name == "code" else CONTENT_TYPES
+        if value.get("TrainingInputMode") == "Pipe":
+            kinds = [] if name == "code" else PIPE_CONTENT_TYPES
+        dist = value.get("S3DistributionType")
+        modes = ("File", "Pipe") if name != "code" else ("File",)
+        sharding = ("ShardedByS3Key", "FullyReplicated") if name != "code" else ("FullyReplicated",)
+        if not (value["ContentType"] in kinds and value.get("TrainingInputMode") in modes
+                and dist in sharding):  # fmt: skip
+            raise UserError(
+                "Channel configuration for '{}' channel is not supported: {}".format(name, value)
+            )
+        checked[name] = value
+    return checked
+
+
+def content_type(value: Optional[str]) -> str:
+    """``text/csv;label_size=1`` -> ``csv``; None -> ``libsvm``."""
+    if value is None:
+        return LIBSVM
+    main, _, rest = value.lower().partition(";")
+    main = main.strip()
+    params = dict(p.strip().split("=", 1) for p in rest.split(";") if "=" in p)
+    if main in (CSV, "text/csv"):
+        if params.get("label_size", "1").strip() != "1":
+            raise UserError("{} is not an accepted csv ContentType. Optional parameter label_size "
+                            "must be equal to 1".format(value))  # fmt: skip
+        return CSV
+    if main in (LIBSVM, "text/libsvm", "text/x-libsvm"):
+        return LIBSVM
+    if main in (PARQUET, "application/x-parquet"):
+        return PARQUET
+    if main in (RECORDIO, "application/x-recordio-protobuf"):
+        return RECORDIO
+    raise UserError("{} is not an accepted ContentType: {}.".format(value, ", ".join(CONTENT_TYPES)))
+
+
+def data_size(path: str) -> int:
+    """Bytes under ``path``; a hidden file anywhere under it fails the job, as in the container."""
+    if not os.path.exists(path):
+        log.info("Path %s does not exist!", path)
+        return 0
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            if name.startswith("."):
+                raise UserError("Hidden file found in the data path! Remove that before training.")
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def leaf_folder(path: str) -> str:
+    """The folder xgboost reads: the path itself if a file, else the first folder with none."""
+    if os.path.isfile(path):
+        return path
+    for root, dirs, _files in os.walk(path):
+        if not dirs:
+            return root
+    return path
+
+
+def _is_data_file(folder: str, name: str) -> bool:
+    if not os.path.isfile(os.path.join(folder, name)) or name.startswith((".", "_")):
+        return False
+    return not (".cache" in name and ("dtrain" in name or "dval" in name))
+
+
+def csv_delimiter(line: str) -> str:
+    """The delimiter ``csv.Sniffer`` finds in the first line."""
+    try:
+        delimiter = csv.Sniffer().sniff(line).delimiter
+    except Exception as exc:
+        raise UserError("Could not determine delimiter on line {}:\n{}".format(line[:50], exc))
+    log.info("Determined delimiter of CSV input is '%s'", delimiter)
+    return delimiter
+
+
+def _libsvm_features(line: str) -> int:
+    """Features on a LIBSVM line, -1 when the line is not LIBSVM."""
+    parts = line.split(" ")
+    label = parts[0].split(":")
+    try:
+        if len(label) > 2:
+            return -1
+        for part in label:
+            float(part)
+    except ValueError:
+        log.error("%s does not follow LIBSVM label format <label>(:<weight>).", parts[0])
+        return -1
+    for part in parts[1:]:
+        if ":" not in part or len(parts[1].split(":")) != 2:
+            return -1
+    return len(parts) - 1
+
+
+def validate_data(path: str, kind: str) -> None:
+    """Check the first line of each data file, as the container does."""
+    folder = leaf_folder(path)
+    files = [path] if os.path.isfile(path) else [
+        os.path.join(folder, n) for n in os.listdir(folder) if _is_data_file(folder, n)
+    ]  # fmt: skip
+    for file_path in files:
+        with open(file_path, "r", errors="ignore") as fh:
+            if kind == CSV:
+                csv_delimiter(fh.readline())
+                continue
+            if kind != LIBSVM:
+                return
+            for line in fh:
+                count = _libsvm_features(line)
+                if count > 1:
+                    break
+                if count < 0:
+                    raise UserError(
+                        "First line '{}...' of file '{}' is not 'LIBSVM' format. Please ensure "
+                        "the file is in 'LIBSVM' format.".format(line[:50], file_path.split("/")[-1])
+                    )
+            else:
+                log.warning("File %s is not an invalid LIBSVM file but has no features. "
+                            "Accepting simple validation.", file_path.split("/")[-1])  # fmt: skip
+
+
+def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
+    """The DMatrix of a channel; UserError when it cannot be read or has no labels."""
+    files_path = leaf_folder(path)
+    log.info("files path: %s", files_path)
+    if kind == CSV:
+        first = files_path if os.path.isfile(files_path) else os.path.join(files_path, [
+            n for n in os.listdir(files_path) if os.path.isfile(os.path.join(files_path, n))
+        ][0])  # fmt: skip
+        with open(first) as fh:
+            delimiter = csv_delimiter(fh.readline())
+        uri = "{}?format=csv&label_column=0&delimiter={}".format(files_path, delimiter)
+        if csv_weights == 1:
+            uri += "&weight_column=1"
+        try:
+            dmatrix = xgb.DMatrix(uri)
+        except Exception as exc:
+            raise UserError("Failed to load csv data with exception:\n{}".format(exc))
+    elif kind == LIBSVM:
+        try:
+            dmatrix = xgb.DMatrix(files_path)
+        except Exception as exc:
+            raise UserError("Failed to load libsvm data with exception:\n{}".format(exc))
+    elif kind == PARQUET:
+        try:
+            import pyarrow.parquet as pq
+
+            data = pq.read_table(files_path).to_pandas().to_numpy()
+            dmatrix = xgb.DMatrix(data[:, 1:], label=data[:, 0])
+        except Exception as exc:
+            raise UserError("Failed to load parquet data with exception:\n{}".format(exc))
+    else:
+        raise UserError(
+            "Failed to load recordio-protobuf data with exception:\nreading recordio-protobuf "
+            "needs mlio, which this local environment does not have; use csv, libsvm or parquet"
+        )
+    if dmatrix.get_label().size == 0:
+        raise UserError(
+            "Got input data without labels. Please check the input data set. If training job is "
+            "running on multiple instances, please switch to using single instance if number of "
+            "records in the data set is less than number of workers (16 * number of instance) in "
+            "the cluster."
+        )
+    return dmatrix
+
+
+def _redundancy_warning(train_path: str, val_path: str) -> None:
+    def files(p: str) -> set:
+        return {f for f in os.listdir(p) if os.path.isfile(os.path.join(p, f))}
+
+    for name in files(train_path) & files(val_path):
+        a, b = os.path.join(train_path, name), os.path.join(val_path, name)
+        if os.path.getsize(a) == os.path.getsize(b):
+            log.warning(
+                "Suspected identical files found. (%s and %swith same size %d bytes). Note: "
+                "Duplicate data in the training set and validation set is usually not intentional "
+                "and can impair the validity of the model evaluation by the validation score.",
+                a, b, os.path.getsize(b),
+            )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _version(xgb: Any) -> Tuple[int, int]:
+    major, minor = xgb.__version__.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def custom_feval(names: List[str], margin: bool) -> Callable[[Any, Any], List[Tuple[str, float]]]:
+    """The container's own metrics (scikit-learn's, as in the image) as one ``feval``."""
+    import numpy as np
+    from sklearn import metrics as sk
+
+    def labels_of(preds: Any) -> Any:
+        if preds.ndim > 1:
+            return np.argmax(preds, axis=-1)
+        return (preds > (0.0 if margin else 0.5)).astype(int)
+
+    def classified(score: Callable[..., float], **kw: Any) -> Callable[[Any, Any], float]:
+        def compute(preds: Any, dtrain: Any) -> float:
+            return score(dtrain.get_label(), labels_of(preds), **kw) if preds.size > 0 else 0.0
+
+        return compute
+
+    table = {
+        "accuracy": classified(sk.accuracy_score),
+        "balanced_accuracy": classified(sk.balanced_accuracy_score),
+        "f1": classified(sk.f1_score, average="macro"),
+        "f1_binary": classified(sk.f1_score, average="binary"),
+        "f1_macro": classified(sk.f1_score, average="macro"),
+        "precision": classified(sk.precision_score),
+        "precision_macro": classified(sk.precision_score, average="macro"),
+        "precision_micro": classified(sk.precision_score, average="micro"),
+        "recall": classified(sk.recall_score),
+        "recall_macro": classified(sk.recall_score, average="macro"),
+        "recall_micro": classified(sk.recall_score, average="micro"),
+        "mse": lambda p, d: sk.mean_squared_error(d.get_label(), p),
+        "rmse": lambda p, d: float(np.sqrt(sk.mean_squared_error(d.get_label(), p))),
+        "mae": lambda p, d: sk.mean_absolute_error(d.get_label(), p),
+        "r2": lambda p, d: sk.r2_score(d.get_label(), p),
+    }  # type: Dict[str, Callable[[Any, Any], float]]
+
+    def feval(preds: Any, dtrain: Any) -> List[Tuple[str, float]]:
+        return [(name, table[name](preds, dtrain)) for name in names]
+
+    return feval
+
+
+CUSTOM_METRICS = ["accuracy", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "mse", "rmse",
+                  "mae", "precision", "precision_macro", "precision_micro", "r2", "recall",
+                  "recall_macro", "recall_micro"]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_job(xgb: Any, cfg: Dict[str, Any], dtrain: Any, dval: Any, model_dir: str) -> None:
+    """Train with the image's xgboost, its own per-round printing, and save the model."""
+    num_round = cfg.pop("num_round")
+    cfg.pop("save_model_on_termination", None)
+    tuning = cfg.pop("_tuning_objective_metric", None)
+    tuning_metric = [tuning.split(":", 1)[1]] if tuning else None
+    eval_metric = cfg.get("eval_metric")
+    wanted = list(eval_metric or [])
+    wanted += [m for m in tuning_metric or [] if m not in wanted]
+    custom = [m for m in wanted if m in CUSTOM_METRICS]
+    cleaned = [m for m in wanted if m not in custom]
+    feval = custom_feval(custom, margin=_version(xgb) >= (1, 2)) if custom else None
+    if cleaned:
+        cfg["eval_metric"] = cleaned
+    else:
+        cfg.pop("eval_metric", None)
+    rounds = cfg.pop("early_stopping_rounds", None)
+    stop_metric = (tuning_metric or eval_metric or [None])[-1] if rounds else None
+    if cfg.pop("_kfold", None) is not None:
+        raise UserError("_kfold cross-validation is not supported by sagepipe's local XGBoost")
+    cfg.pop("_num_cv_round", None)
+    log.info("Train matrix has %d rows and %d columns", dtrain.num_row(), dtrain.num_col())
+    if dval is not None:
+        log.info("Validation matrix has %d rows", dval.num_row())
+    watchlist = [(dtrain, "train")] + ([(dval, "validation")] if dval is not None else [])
+    new_callbacks = hasattr(xgb.callback, "EvaluationMonitor")
+    try:
+        if new_callbacks:  # 1.3 and later: the container's get_callbacks
+            callbacks = [xgb.callback.EvaluationMonitor()]
+            if dval is not None and stop_metric and rounds:
+                callbacks.append(xgb.callback.EarlyStopping(
+                    rounds=rounds, data_name="validation", metric_name=stop_metric,
+                    maximize=stop_metric in MAXIMIZE_METRICS, save_best=True))  # fmt: skip
+            bst = xgb.train(cfg, dtrain, num_boost_round=num_round, evals=watchlist, feval=feval,
+                            callbacks=callbacks, verbose_eval=False)  # fmt: skip
+        else:  # 1.0 and 1.2: the old callbacks and xgb.train's own early stopping
+            bst = xgb.train(cfg, dtrain, num_boost_round=num_round, evals=watchlist, feval=feval,
+                            early_stopping_rounds=rounds,
+                            callbacks=[xgb.callback.print_evaluation()], verbose_eval=False)  # fmt: skip
+    except Exception as exc:
+        if any(known in str(exc) for known in CUSTOMER_ERRORS):
+            raise UserError(str(exc))
+        raise AlgorithmError("XGB train call failed with exception:\n {}".format(exc))
+    os.makedirs(model_dir, exist_ok=True)
+    save_model(xgb, bst, os.path.join(model_dir, MODEL_NAME))
+
+
+def save_model(xgb: Any, bst: Any, location: str) -> None:
+    """As the image version saves it: pickle up to 1.2 (protocol 4 from 1.2), else save_model."""
+    version = _version(xgb)
+    if version >= (1, 3):
+        bst.save_model(location)
+    else:
+        with open(location, "wb") as fh:
+            pickle.dump(bst, fh, **({"protocol": 4} if version >= (1, 2) else {}))
+    log.debug("Stored trained model at %s", location)
+
+
+def sagemaker_train(root: str) -> None:
+    """Read the job's configuration and channels under ``root`` and train."""
+    config = os.path.join(root, "input", "config")
+    with open(os.path.join(config, "hyperparameters.json")) as fh:
+        raw = json.load(fh)
+    with open(os.path.join(config, "inputdataconfig.json")) as fh:
+        data_config = json.load(fh)
+    hosts = ["algo-1"]
+    if os.path.exists(os.path.join(config, "resourceconfig.json")):
+        with open(os.path.join(config, "resourceconfig.json")) as fh:
+            hosts = json.load(fh).get("hosts") or hosts
+    log.info("Running XGBoost Sagemaker in algorithm mode")
+    cfg = validate_hyperparameters(raw)
+    if cfg.get("updater"):
+        cfg["updater"] = ",".join(cfg["updater"])
+    channels = validate_channels(data_config)
+    cfg.pop("use_dask_gpu_training", None)
+    kind = content_type(channels["train"].get("ContentType"))
+    if channels["train"].get("TrainingInputMode") == "Pipe":
+        raise UserError("Pipe input mode is not supported by sagepipe's local XGBoost; use File")
+    data = os.path.join(root, "input", "data")
+    train_path = os.path.join(data, "train")
+    val_path = os.path.join(data, "validation") if "validation" in channels else None
+    if val_path is not None and os.path.isdir(train_path) and os.path.isdir(val_path):
+        _redundancy_warning(train_path, val_path)
+    if len(hosts) > 1:
+        log.warning("Distributed training is not run locally; training on this host's data")
+    import xgboost as xgb
+
+    weights = cfg.get("csv_weights", 0)
+    cfg.pop("csv_weights", None)
+    train_size = data_size(train_path)
+    val_size = data_size(val_path) if val_path else 0
+    dtrain = dval = None
+    if train_size > 0:
+        validate_data(train_path, kind)
+        dtrain = load_dmatrix(xgb, train_path, kind, weights)
+    if val_size > 0 and val_path:
+        validate_data(val_path, kind)
+        dval = load_dmatrix(xgb, val_path, kind, weights)
+    if dtrain is None:
+        raise UserError("No data in training channel path {}".format(train_path))
+    if val_path and dval is None:
+        raise UserError("No data in validation channel path {}".format(val_path))
+    log.info("Single node training.")
+    train_job(xgb, cfg, dtrain, dval, os.path.join(root, "model"))
+
+
+def main(argv: List[str]) -> int:
+    """Run the job; on failure write ``output/failure`` as the training toolkit does, return 1."""
+    root = os.environ.get(ROOT_VARIABLE, "/opt/ml")
+    if len(argv) >= 2 and argv[0] == "--root":
+        root = argv[1]
+    logging.basicConfig(format="[%(asctime)s:%(levelname)s] %(message)s",
+                        datefmt="%Y-%m-%d:%H:%M:%S", level=logging.INFO)  # fmt: skip
+    try:
+        sagemaker_train(root)
+    except Exception as exc:
+        message = exc.message if isinstance(exc, ToolkitError) else str(exc)
+        failure = "framework error: \n{}\n{}".format(traceback.format_exc(), message)
+        os.makedirs(os.path.join(root, "output"), exist_ok=True)
+        with open(os.path.join(root, "output", "failure"), "w") as fh:
+            fh.write(failure)
+        log.error("Reporting training FAILURE")
+        log.error(failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
