@@ -13,13 +13,15 @@ version's own callback, to stdout (``[0]<TAB>train-rmse:...<TAB>validation-rmse:
 writes the container's kind of text to ``output/failure`` and exits 1. ``--root`` (or
 ``SAGEPIPE_OPT_ML``) moves ``/opt/ml`` for tests run outside a sandbox.
 
-The facts (names, ranges, messages, content types) follow aws/sagemaker-xgboost-container at tag
-v1.7-1 (algorithm_mode/, data_utils.py, sagemaker_algorithm_toolkit/). Standard library and the
+The facts (messages, content types, folder rules, callbacks, model formats) follow
+aws/sagemaker-xgboost-container at tag v1.7-1 (``algorithm_mode/train.py``, ``data_utils.py``,
+``metrics/custom_metrics.py``) and, for the model format and callbacks before xgboost 1.3, its tags
+v1.0-1 and v1.2-2; the hyperparameters are checked by ``xgboost_hyperparameters.py`` beside it. Standard library and the
 image's packages only; this file runs on Python 3.6 and up (the 0.90-2 image's Python), so it has
 no ``from __future__ import annotations``.
 """
 
-import ast
+# ruff: noqa: UP006, UP035, UP045  (typing generics: this file runs on Python 3.6)
 import csv
 import json
 import logging
@@ -27,44 +29,31 @@ import os
 import pickle
 import sys
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 MODEL_NAME = "xgboost-model"
 ROOT_VARIABLE = "SAGEPIPE_OPT_ML"
-DOCUMENTATION_LINK = "https://docs.aws.amazon.com/sagemaker/latest/dg/xgboost.html"
+
+try:  # run as a file (as in a step), its own folder is sys.path[0]
+    from xgboost_hyperparameters import (
+        MAXIMIZE_METRICS,
+        AlgorithmError,
+        ToolkitError,
+        UserError,
+        validate_hyperparameters,
+    )
+except ImportError:  # imported as part of the package (tests)
+    from sagepipe.container.xgboost_hyperparameters import (
+        MAXIMIZE_METRICS,
+        AlgorithmError,
+        ToolkitError,
+        UserError,
+        validate_hyperparameters,
+    )
 
 log = logging.getLogger("sagemaker_xgboost_container")
 
 
-class ToolkitError(Exception):
-    """A failure the container reports; ``caused_by`` adds ``(caused by X)`` as it does."""
-
-    def __init__(self, message: str, caused_by: Optional[BaseException] = None) -> None:
-        if caused_by is not None:
-            message += " (caused by {})".format(type(caused_by).__name__)
-        super().__init__(message)
-        self.message = message
-
-
-class UserError(ToolkitError):
-    """A failure the user can avoid (a hyperparameter, a channel, the data)."""
-
-
-class AlgorithmError(ToolkitError):
-    """A failure inside the algorithm (xgboost raised)."""
-
-
-# constants/xgb_constants.py
-MAXIMIZE_METRICS = [
-    "accuracy", "auc", "aucpr", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "map", "ndcg",
-    "precision", "r2", "recall", "precision_macro", "precision_micro", "recall_macro",
-    "recall_micro",
-]  # fmt: skip
-MINIMIZE_METRICS = [
-    "aft-nloglik", "cox-nloglik", "error", "gamma-deviance", "gamma-nloglik",
-    "interval-regression-accuracy", "logloss", "mae", "mape", "merror", "mlogloss", "mphe", "mse",
-    "poisson-nloglik", "rmse", "rmsle", "tweedie-nloglik",
-]  # fmt: skip
 CUSTOMER_ERRORS = [
     "label must be in [0,1] for logistic regression",
     "label must be in [0, num_class)",
@@ -78,271 +67,28 @@ CUSTOMER_ERRORS = [
     "Check failed: label_correct TweedieRegression: label must be nonnegative",
     "Parameter reg_lambda should be greater equal to 0",
 ]
-OBJECTIVES = [
-    "aft_loss_distribution", "binary:logistic", "binary:logitraw", "binary:hinge",
-    "count:poisson", "multi:softmax", "multi:softprob", "rank:pairwise", "rank:ndcg", "rank:map",
-    "reg:linear", "reg:squarederror", "reg:logistic", "reg:gamma", "reg:pseudohubererror",
-    "reg:squaredlogerror", "reg:tweedie", "survival:aft", "survival:cox",
-]  # fmt: skip
-UPDATERS = [
-    "grow_colmaker", "distcol", "grow_histmaker", "grow_skmaker", "sync", "refresh", "prune",
-    "grow_colmaker", "distcol", "grow_histmaker", "grow_colmaker", "shotgun", "coord_descent",
-    "refresh", "prune",
-]  # fmt: skip
-ALIASES = {"learning_rate": "eta", "min_split_loss": "gamma", "reg_lambda": "lambda",
-           "reg_alpha": "alpha"}  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- hyperparameters
-
-
-class Interval:
-    """A numeric range printed as the toolkit prints it: ``[1, +inf)``."""
-
-    def __init__(self, lo: Optional[float] = None, hi: Optional[float] = None,
-                 lo_open: bool = False, hi_open: bool = False) -> None:  # fmt: skip
-        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
-
-    def __contains__(self, value: Any) -> bool:
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-            return False
-        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
-
-    def __str__(self) -> str:
-        lo = "(-inf, " if self.lo is None else ("(" if self.lo_open else "[") + str(self.lo) + ", "
-        hi = "+inf)" if self.hi is None else str(self.hi) + (")" if self.hi_open else "]")
-        return lo + hi
-
-
-class Check:
-    """A range decided by a function (the toolkit's ``range_validator``), printed as its list."""
-
-    def __init__(self, shown: List[str], test: Callable[[Any], bool]) -> None:
-        self.shown, self.test = shown, test
-
-    def __contains__(self, value: Any) -> bool:
-        return self.test(value)
-
-    def __str__(self) -> str:
-        return str(self.shown)
-
-
-class Spec:
-    """One hyperparameter: how it parses, its range and which others its check reads."""
-
-    def __init__(self, name: str, kind: str, valid: Any = None, depends: Tuple[str, ...] = (),
-                 required: bool = False) -> None:  # fmt: skip
-        self.name, self.kind, self.valid, self.depends, self.required = (
-            name, kind, valid, depends, required
-        )
-
-    def parse(self, value: Any) -> Any:
-        if self.kind == "int":
-            return int(value)
-        if self.kind == "float":
-            return float(value)
-        if self.kind == "list":
-            return value.split(",")
-        if self.kind in ("tuple", "nested"):
-            return ast.literal_eval(value) if isinstance(value, str) else value
-        return value
-
-    def check_range(self, value: Any) -> None:
-        if self.valid is None:
-            return
-        if self.kind == "list":
-            if any(v not in self.valid for v in value):
-                raise UserError("Hyperparameter {}: value {} not in range {}".format(
-                    self.name, value, self.valid))  # fmt: skip
-        elif self.kind in ("tuple", "nested"):
-            items = [e for outer in value for e in outer] if self.kind == "nested" else value
-            if any(e not in self.valid for e in items):
-                raise UserError("Hyperparameter {}: value {} not in range {}".format(
-                    self.name, value, self.valid))  # fmt: skip
-        elif value not in self.valid:
-            raise UserError(
-                "Hyperparameter {}: {} is not in {}".format(self.name, value, self.valid)
-            )
-
-
-def _eval_metric_in_range(metric: str) -> bool:
-    if "<function" in metric:
-        raise UserError("User defined evaluation metric {} is not supported yet.".format(metric))
-    if "@" in metric:
-        name, threshold = (part.strip() for part in metric.split("@")[:2])
-        if name not in ("error", "ndcg", "map"):
-            raise UserError(
-                "Metric '{}' is not supported. Parameter 'eval_metric' with customized threshold "
-                "should be one of these options: 'error', 'ndcg', 'map'.".format(metric)
-            )
-        try:
-            float(threshold)
-        except ValueError:
-            raise UserError("Threshold value 't' in '{}@t' expects float input.".format(name))
-        return True
-    return metric in MAXIMIZE_METRICS + MINIMIZE_METRICS
-
-
-def _specs() -> Dict[str, Spec]:
-    i, f, c = "int", "float", "categorical"
-    closed01 = Interval(0, 1)
-    specs = [
-        Spec("num_round", i, Interval(1), required=True),
-        Spec("csv_weights", i, closed01),
-        Spec("early_stopping_rounds", i, Interval(1)),
-        Spec("booster", c, ["gbtree", "gblinear", "dart"]),
-        Spec("verbosity", i, Interval(0, 3)),
-        Spec("nthread", i, Interval(1)),
-        Spec("eta", f, closed01),
-        Spec("gamma", f, Interval(0)),
-        Spec("max_depth", i, Interval(0)),
-        Spec("min_child_weight", f, Interval(0)),
-        Spec("max_delta_step", f, Interval(0)),
-        Spec("subsample", f, Interval(0, 1, lo_open=True)),
-        Spec("colsample_bytree", f, Interval(0, 1, lo_open=True)),
-        Spec("colsample_bylevel", f, Interval(0, 1, lo_open=True)),
-        Spec("colsample_bynode", f, Interval(0, 1, lo_open=True)),
-        Spec("lambda", f, Interval(0)),
-        Spec("alpha", f, Interval(0)),
-        Spec("tree_method", c, Check(["auto", "exact", "approx", "hist", "gpu_hist"],
-                                     lambda v: v in ["auto", "exact", "approx", "hist", "gpu_hist"])),  # fmt: skip
-        Spec("sketch_eps", f, Interval(0, 1, lo_open=True, hi_open=True)),
-        Spec("scale_pos_weight", f, Interval(0, lo_open=True)),
-        Spec("updater", "list", UPDATERS, depends=("booster", "process_type")),
-        Spec("dsplit", c, ["row", "col"]),
-        Spec("refresh_leaf", i, closed01),
-        Spec("process_type", c, ["default", "update"]),
-        Spec("grow_policy", c, ["depthwise", "lossguide"]),
-        Spec("max_leaves", i, Interval(0)),
-        Spec("max_bin", i, Interval(0)),
-        Spec("predictor", c, Check(["auto", "cpu_predictor", "gpu_predictor"],
-                                   lambda v: v in ["auto", "cpu_predictor", "gpu_predictor"])),  # fmt: skip
-        Spec("monotone_constraints", "tuple", [-1, 0, 1], depends=("tree_method",)),
-        Spec("interaction_constraints", "nested", Interval(1), depends=("tree_method",)),
-        Spec("sample_type", c, ["uniform", "weighted"]),
-        Spec("normalize_type", c, ["tree", "forest"]),
-        Spec("rate_drop", f, closed01),
-        Spec("one_drop", i, closed01),
-        Spec("skip_drop", f, closed01),
-        Spec("lambda_bias", f, closed01),
-        Spec("tweedie_variance_power", f, Interval(1, 2, lo_open=True, hi_open=True)),
-        Spec("objective", c, OBJECTIVES, depends=("num_class",)),
-        Spec("num_class", i, Interval(2)),
-        Spec("base_score", f, Interval(0)),
-        Spec("_kfold", i, Interval(2)),
-        Spec("_num_cv_round", i, Interval(1)),
-        Spec("_tuning_objective_metric", c, ["validation:" + m for m in
-                                             MAXIMIZE_METRICS + MINIMIZE_METRICS]),  # fmt: skip
-        Spec("eval_metric", "list", Check(MAXIMIZE_METRICS + MINIMIZE_METRICS,
-                                          _eval_metric_in_range), depends=("objective",)),  # fmt: skip
-        Spec("seed", i, Interval(-(2**31), 2**31 - 1, lo_open=True, hi_open=True)),
-        Spec("num_parallel_tree", i, Interval(1)),
-        Spec("save_model_on_termination", c, ["true", "false"]),
-        Spec("aft_loss_distribution", c, ["normal", "logistic", "extreme"]),
-        Spec("aft_loss_distribution_scale", f, Interval(0)),
-        Spec("deterministic_histogram", c, ["true", "false"]),
-        Spec("sampling_method", c, ["uniform", "gradient_based"]),
-        Spec("prob_buffer_row", i, Interval(1.0, lo_open=True)),
-        Spec("use_dask_gpu_training", c, ["true", "false"]),
-    ]
-    return {s.name: s for s in specs}
-
-
-def _check_dependencies(name: str, value: Any, deps: Dict[str, Any]) -> None:
-    """The container's dependency checks (``dependencies_validator`` functions)."""
-    if name == "objective":
-        if value in ("multi:softmax", "multi:softprob") and deps.get("num_class") is None:
-            raise UserError("Require input for parameter 'num_class' for multi-classification")
-    elif name == "eval_metric":
-        objective = deps["objective"]  # a KeyError without an objective, as in the container
-        if "auc" in value and not any(objective.startswith(t) for t in ("binary:", "rank:")):
-            raise UserError(
-                "Metric 'auc' can only be applied for classification and ranking problems."
-            )
-        if "aft-nloglik" in value and objective not in ["survival:aft"]:
-            raise UserError(
-                "Metric 'aft-nloglik' can only be applied for 'survival:aft' objective."
-            )
-    elif name == "monotone_constraints":
-        if value is not None and deps.get("tree_method") not in ("exact", "hist"):
-            raise UserError(
-                "monotone_constraints can be used only when the tree_method parameter is set to "
-                "either 'exact' or 'hist'."
-            )
-    elif name == "interaction_constraints":
-        if value is not None and deps.get("tree_method") not in ("exact", "hist", "approx"):
-            raise UserError(
-                "interaction_constraints can be used only when the tree_method parameter is set "
-                "to either 'exact', 'hist' or 'approx'."
-            )
-    elif name == "updater":
-        _check_updater(value, deps)
-
-
-def _check_updater(value: List[str], deps: Dict[str, Any]) -> None:
-    tree = ["grow_colmaker", "distcol", "grow_histmaker", "grow_skmaker", "sync", "refresh",
-            "prune", "grow_quantile_histmaker"]  # fmt: skip
-    build = ["grow_colmaker", "distcol", "grow_histmaker", "grow_quantile_histmaker"]
-    if deps.get("booster") == "gblinear":
-        if not (len(value) == 1 and value[0] in ["shotgun", "coord_descent"]):
-            raise UserError("Linear updater should be one of these options: 'shotgun', "
-                            "'coord_descent'.")  # fmt: skip
-    elif deps.get("process_type") == "update":
-        if not all(x in ["refresh", "prune"] for x in value):
-            raise UserError(
-                "process_type 'update' can only be used with updater 'refresh' and 'prune'"
-            )
-    else:
-        if not all(x in tree for x in value):
-            raise UserError(
-                "Tree updater should be selected from these options: 'grow_colmaker', "
-                "'distcol', 'grow_histmaker', 'grow_skmaker', 'grow_quantile_histmaker', 'sync', "
-                "'refresh', 'prune', 'shortgun', 'coord_descent'."
-            )
-        if sum(1 for x in value if x in build) > 1:
-            raise UserError(
-                "Only one tree grow plugin can be selected. Choose one from thefollowing: "
-                "'grow_colmaker', 'distcol', 'grow_histmaker', 'grow_skmaker'"
-            )
-
-
-def validate_hyperparameters(raw: Dict[str, Any]) -> Dict[str, Any]:
-    """Type and check ``raw`` (strings) as the container does; UserError says what is wrong."""
-    specs = _specs()
-    given = {ALIASES.get(k, k): v for k, v in raw.items()}
-    for name, spec in specs.items():
-        if spec.required and name not in given:
-            raise UserError("Missing required hyperparameter: {}".format(name))
-    typed = {}  # type: Dict[str, Any]
-    for name, value in given.items():
-        if name not in specs:
-            raise UserError("Extraneous hyperparameter found: {}".format(name))
-        try:
-            typed[name] = specs[name].parse(value)
-        except (ValueError, SyntaxError) as exc:
-            raise UserError("Hyperparameter {}: could not parse value".format(name), exc)
-    for name, value in typed.items():
-        specs[name].check_range(value)
-    done = {}  # type: Dict[str, Any]
-    pending = list(typed)
-    while pending:  # each check sees the hyperparameters it reads, checked first
-        for name in pending:
-            if all(d in done or d not in typed for d in specs[name].depends):
-                deps = {d: done[d] for d in specs[name].depends if d in done}
-                _check_dependencies(name, typed[name], deps)
-                done[name] = typed[name]
-                pending.remove(name)
-                break
-    return done
-
-
 # ----------------------------------------------------------------------------- channels and data
 
 CSV, LIBSVM, PARQUET, RECORDIO = "csv", "libsvm", "parquet", "recordio-protobuf"
-CONTENT_TYPES = [CSV, LIBSVM, PARQUET, RECORDIO, "text/csv", "text/libsvm", "text/x-libsvm",
-                 "application/x-parquet", "application/x-recordio-protobuf"]  # fmt: skip
-PIPE_CONTENT_TYPES = [CSV, PARQUET, RECORDIO, "text/csv", "application/x-parquet",
-                      "application/x-recordio-protobuf"]  # fmt: skip
+CONTENT_TYPES = [
+    CSV,
+    LIBSVM,
+    PARQUET,
+    RECORDIO,
+    "text/csv",
+    "text/libsvm",
+    "text/x-libsvm",
+    "application/x-parquet",
+    "application/x-recordio-protobuf",
+]
+PIPE_CONTENT_TYPES = [
+    CSV,
+    PARQUET,
+    RECORDIO,
+    "text/csv",
+    "application/x-parquet",
+    "application/x-recordio-protobuf",
+]
 CHANNELS = {"train": True, "validation": False, "code": False}  # name: required
 
 
@@ -350,11 +96,11 @@ def validate_channels(config: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
     """Check the channels' content type, input mode and distribution; libsvm when none is set."""
     for name, required in CHANNELS.items():
         if required and name not in config:
-            raise UserError("Missing required channel: {}".format(name))
+            raise UserError(f"Missing required channel: {name}")
     checked = {}
     for name, value in config.items():
         if name not in CHANNELS:
-            raise UserError("Extraneous channel found: {}".format(name))
+            raise UserError(f"Extraneous channel found: {name}")
         value = dict(value)
         if value.get("ContentType") is None:  # absent (or null) means libsvm
             value["ContentType"] = "text/libsvm"
@@ -364,11 +110,12 @@ def validate_channels(config: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
         dist = value.get("S3DistributionType")
         modes = ("File", "Pipe") if name != "code" else ("File",)
         sharding = ("ShardedByS3Key", "FullyReplicated") if name != "code" else ("FullyReplicated",)
-        if not (value["ContentType"] in kinds and value.get("TrainingInputMode") in modes
-                and dist in sharding):  # fmt: skip
-            raise UserError(
-                "Channel configuration for '{}' channel is not supported: {}".format(name, value)
-            )
+        if not (
+            value["ContentType"] in kinds
+            and value.get("TrainingInputMode") in modes
+            and dist in sharding
+        ):
+            raise UserError(f"Channel configuration for '{name}' channel is not supported: {value}")
         checked[name] = value
     return checked
 
@@ -382,8 +129,10 @@ def content_type(value: Optional[str]) -> str:
     params = dict(p.strip().split("=", 1) for p in rest.split(";") if "=" in p)
     if main in (CSV, "text/csv"):
         if params.get("label_size", "1").strip() != "1":
-            raise UserError("{} is not an accepted csv ContentType. Optional parameter label_size "
-                            "must be equal to 1".format(value))  # fmt: skip
+            raise UserError(
+                f"{value} is not an accepted csv ContentType. Optional parameter label_size "
+                "must be equal to 1"
+            )
         return CSV
     if main in (LIBSVM, "text/libsvm", "text/x-libsvm"):
         return LIBSVM
@@ -391,7 +140,9 @@ def content_type(value: Optional[str]) -> str:
         return PARQUET
     if main in (RECORDIO, "application/x-recordio-protobuf"):
         return RECORDIO
-    raise UserError("{} is not an accepted ContentType: {}.".format(value, ", ".join(CONTENT_TYPES)))
+    raise UserError(
+        "{} is not an accepted ContentType: {}.".format(value, ", ".join(CONTENT_TYPES))
+    )
 
 
 def data_size(path: str) -> int:
@@ -420,6 +171,10 @@ def leaf_folder(path: str) -> str:
     return path
 
 
+def _is_file(folder: str, name: str) -> bool:
+    return os.path.isfile(os.path.join(folder, name))
+
+
 def _is_data_file(folder: str, name: str) -> bool:
     if not os.path.isfile(os.path.join(folder, name)) or name.startswith((".", "_")):
         return False
@@ -431,7 +186,7 @@ def csv_delimiter(line: str) -> str:
     try:
         delimiter = csv.Sniffer().sniff(line).delimiter
     except Exception as exc:
-        raise UserError("Could not determine delimiter on line {}:\n{}".format(line[:50], exc))
+        raise UserError(f"Could not determine delimiter on line {line[:50]}:\n{exc}") from None
     log.info("Determined delimiter of CSV input is '%s'", delimiter)
     return delimiter
 
@@ -457,11 +212,13 @@ def _libsvm_features(line: str) -> int:
 def validate_data(path: str, kind: str) -> None:
     """Check the first line of each data file, as the container does."""
     folder = leaf_folder(path)
-    files = [path] if os.path.isfile(path) else [
-        os.path.join(folder, n) for n in os.listdir(folder) if _is_data_file(folder, n)
-    ]  # fmt: skip
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else [os.path.join(folder, n) for n in os.listdir(folder) if _is_data_file(folder, n)]
+    )
     for file_path in files:
-        with open(file_path, "r", errors="ignore") as fh:
+        with open(file_path, errors="ignore") as fh:
             if kind == CSV:
                 csv_delimiter(fh.readline())
                 continue
@@ -474,11 +231,16 @@ def validate_data(path: str, kind: str) -> None:
                 if count < 0:
                     raise UserError(
                         "First line '{}...' of file '{}' is not 'LIBSVM' format. Please ensure "
-                        "the file is in 'LIBSVM' format.".format(line[:50], file_path.split("/")[-1])
+                        "the file is in 'LIBSVM' format.".format(
+                            line[:50], file_path.split("/")[-1]
+                        )
                     )
             else:
-                log.warning("File %s is not an invalid LIBSVM file but has no features. "
-                            "Accepting simple validation.", file_path.split("/")[-1])  # fmt: skip
+                log.warning(
+                    "File %s is not an invalid LIBSVM file but has no features. "
+                    "Accepting simple validation.",
+                    file_path.split("/")[-1],
+                )
 
 
 def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
@@ -486,23 +248,24 @@ def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
     files_path = leaf_folder(path)
     log.info("files path: %s", files_path)
     if kind == CSV:
-        first = files_path if os.path.isfile(files_path) else os.path.join(files_path, [
-            n for n in os.listdir(files_path) if os.path.isfile(os.path.join(files_path, n))
-        ][0])  # fmt: skip
+        first = files_path
+        if not os.path.isfile(files_path):  # the first file listed, as the container picks it
+            names = os.listdir(files_path)
+            first = next(os.path.join(files_path, n) for n in names if _is_file(files_path, n))
         with open(first) as fh:
             delimiter = csv_delimiter(fh.readline())
-        uri = "{}?format=csv&label_column=0&delimiter={}".format(files_path, delimiter)
+        uri = f"{files_path}?format=csv&label_column=0&delimiter={delimiter}"
         if csv_weights == 1:
             uri += "&weight_column=1"
         try:
             dmatrix = xgb.DMatrix(uri)
         except Exception as exc:
-            raise UserError("Failed to load csv data with exception:\n{}".format(exc))
+            raise UserError(f"Failed to load csv data with exception:\n{exc}") from None
     elif kind == LIBSVM:
         try:
             dmatrix = xgb.DMatrix(files_path)
         except Exception as exc:
-            raise UserError("Failed to load libsvm data with exception:\n{}".format(exc))
+            raise UserError(f"Failed to load libsvm data with exception:\n{exc}") from None
     elif kind == PARQUET:
         try:
             import pyarrow.parquet as pq
@@ -510,7 +273,7 @@ def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
             data = pq.read_table(files_path).to_pandas().to_numpy()
             dmatrix = xgb.DMatrix(data[:, 1:], label=data[:, 0])
         except Exception as exc:
-            raise UserError("Failed to load parquet data with exception:\n{}".format(exc))
+            raise UserError(f"Failed to load parquet data with exception:\n{exc}") from None
     else:
         raise UserError(
             "Failed to load recordio-protobuf data with exception:\nreading recordio-protobuf "
@@ -527,8 +290,8 @@ def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
 
 
 def _redundancy_warning(train_path: str, val_path: str) -> None:
-    def files(p: str) -> set:
-        return {f for f in os.listdir(p) if os.path.isfile(os.path.join(p, f))}
+    def files(p: str) -> Set[str]:
+        return {f for f in os.listdir(p) if _is_file(p, f)}
 
     for name in files(train_path) & files(val_path):
         a, b = os.path.join(train_path, name), os.path.join(val_path, name)
@@ -537,8 +300,10 @@ def _redundancy_warning(train_path: str, val_path: str) -> None:
                 "Suspected identical files found. (%s and %swith same size %d bytes). Note: "
                 "Duplicate data in the training set and validation set is usually not intentional "
                 "and can impair the validity of the model evaluation by the validation score.",
-                a, b, os.path.getsize(b),
-            )  # fmt: skip
+                a,
+                b,
+                os.path.getsize(b),
+            )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -557,7 +322,7 @@ def custom_feval(names: List[str], margin: bool) -> Callable[[Any, Any], List[Tu
     def labels_of(preds: Any) -> Any:
         if preds.ndim > 1:
             return np.argmax(preds, axis=-1)
-        return (preds > (0.0 if margin else 0.5)).astype(int)
+        return (preds > 0.0).astype(int) if margin else np.round(preds)  # 1.0 rounded them
 
     def classified(score: Callable[..., float], **kw: Any) -> Callable[[Any, Any], float]:
         def compute(preds: Any, dtrain: Any) -> float:
@@ -589,9 +354,29 @@ def custom_feval(names: List[str], margin: bool) -> Callable[[Any, Any], List[Tu
     return feval
 
 
-CUSTOM_METRICS = ["accuracy", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "mse", "rmse",
-                  "mae", "precision", "precision_macro", "precision_micro", "r2", "recall",
-                  "recall_macro", "recall_micro"]  # fmt: skip
+# The metrics each image computes itself (scikit-learn) rather than xgboost: 1.0-1 had three,
+# 1.2-x six, 1.3-1 on fifteen.
+CUSTOM_METRICS_1_0 = ["accuracy", "f1", "mse"]
+CUSTOM_METRICS_1_2 = [*CUSTOM_METRICS_1_0, "f1_binary", "f1_macro", "r2"]
+CUSTOM_METRICS = [
+    *CUSTOM_METRICS_1_2,
+    "balanced_accuracy",
+    "rmse",
+    "mae",
+    "precision",
+    "precision_macro",
+    "precision_micro",
+    "recall",
+    "recall_macro",
+    "recall_micro",
+]
+
+
+def custom_metrics(version: Tuple[int, int]) -> List[str]:
+    """The metrics the image of xgboost ``version`` computes itself."""
+    if version >= (1, 3):
+        return CUSTOM_METRICS
+    return CUSTOM_METRICS_1_2 if version >= (1, 2) else CUSTOM_METRICS_1_0
 
 
 # ----------------------------------------------------------------------------- training
@@ -606,7 +391,7 @@ def train_job(xgb: Any, cfg: Dict[str, Any], dtrain: Any, dval: Any, model_dir: 
     eval_metric = cfg.get("eval_metric")
     wanted = list(eval_metric or [])
     wanted += [m for m in tuning_metric or [] if m not in wanted]
-    custom = [m for m in wanted if m in CUSTOM_METRICS]
+    custom = [m for m in wanted if m in custom_metrics(_version(xgb))]
     cleaned = [m for m in wanted if m not in custom]
     feval = custom_feval(custom, margin=_version(xgb) >= (1, 2)) if custom else None
     if cleaned:
@@ -627,19 +412,39 @@ def train_job(xgb: Any, cfg: Dict[str, Any], dtrain: Any, dval: Any, model_dir: 
         if new_callbacks:  # 1.3 and later: the container's get_callbacks
             callbacks = [xgb.callback.EvaluationMonitor()]
             if dval is not None and stop_metric and rounds:
-                callbacks.append(xgb.callback.EarlyStopping(
-                    rounds=rounds, data_name="validation", metric_name=stop_metric,
-                    maximize=stop_metric in MAXIMIZE_METRICS, save_best=True))  # fmt: skip
-            bst = xgb.train(cfg, dtrain, num_boost_round=num_round, evals=watchlist, feval=feval,
-                            callbacks=callbacks, verbose_eval=False)  # fmt: skip
+                callbacks.append(
+                    xgb.callback.EarlyStopping(
+                        rounds=rounds,
+                        data_name="validation",
+                        metric_name=stop_metric,
+                        maximize=stop_metric in MAXIMIZE_METRICS,
+                        save_best=True,
+                    )
+                )
+            bst = xgb.train(
+                cfg,
+                dtrain,
+                num_boost_round=num_round,
+                evals=watchlist,
+                feval=feval,
+                callbacks=callbacks,
+                verbose_eval=False,
+            )
         else:  # 1.0 and 1.2: the old callbacks and xgb.train's own early stopping
-            bst = xgb.train(cfg, dtrain, num_boost_round=num_round, evals=watchlist, feval=feval,
-                            early_stopping_rounds=rounds,
-                            callbacks=[xgb.callback.print_evaluation()], verbose_eval=False)  # fmt: skip
+            bst = xgb.train(
+                cfg,
+                dtrain,
+                num_boost_round=num_round,
+                evals=watchlist,
+                feval=feval,
+                early_stopping_rounds=rounds,
+                callbacks=[xgb.callback.print_evaluation()],
+                verbose_eval=False,
+            )
     except Exception as exc:
         if any(known in str(exc) for known in CUSTOMER_ERRORS):
-            raise UserError(str(exc))
-        raise AlgorithmError("XGB train call failed with exception:\n {}".format(exc))
+            raise UserError(str(exc)) from None
+        raise AlgorithmError(f"XGB train call failed with exception:\n {exc}") from None
     os.makedirs(model_dir, exist_ok=True)
     save_model(xgb, bst, os.path.join(model_dir, MODEL_NAME))
 
@@ -651,7 +456,7 @@ def save_model(xgb: Any, bst: Any, location: str) -> None:
         bst.save_model(location)
     else:
         with open(location, "wb") as fh:
-            pickle.dump(bst, fh, **({"protocol": 4} if version >= (1, 2) else {}))
+            pickle.dump(bst, fh, protocol=4 if version >= (1, 2) else pickle.DEFAULT_PROTOCOL)
     log.debug("Stored trained model at %s", location)
 
 
@@ -696,9 +501,9 @@ def sagemaker_train(root: str) -> None:
         validate_data(val_path, kind)
         dval = load_dmatrix(xgb, val_path, kind, weights)
     if dtrain is None:
-        raise UserError("No data in training channel path {}".format(train_path))
+        raise UserError(f"No data in training channel path {train_path}")
     if val_path and dval is None:
-        raise UserError("No data in validation channel path {}".format(val_path))
+        raise UserError(f"No data in validation channel path {val_path}")
     log.info("Single node training.")
     train_job(xgb, cfg, dtrain, dval, os.path.join(root, "model"))
 
@@ -708,13 +513,16 @@ def main(argv: List[str]) -> int:
     root = os.environ.get(ROOT_VARIABLE, "/opt/ml")
     if len(argv) >= 2 and argv[0] == "--root":
         root = argv[1]
-    logging.basicConfig(format="[%(asctime)s:%(levelname)s] %(message)s",
-                        datefmt="%Y-%m-%d:%H:%M:%S", level=logging.INFO)  # fmt: skip
+    logging.basicConfig(
+        format="[%(asctime)s:%(levelname)s] %(message)s",
+        datefmt="%Y-%m-%d:%H:%M:%S",
+        level=logging.INFO,
+    )
     try:
         sagemaker_train(root)
     except Exception as exc:
         message = exc.message if isinstance(exc, ToolkitError) else str(exc)
-        failure = "framework error: \n{}\n{}".format(traceback.format_exc(), message)
+        failure = f"framework error: \n{traceback.format_exc()}\n{message}"
         os.makedirs(os.path.join(root, "output"), exist_ok=True)
         with open(os.path.join(root, "output", "failure"), "w") as fh:
             fh.write(failure)
