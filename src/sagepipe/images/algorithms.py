@@ -17,17 +17,21 @@ from sagepipe.images.match import find_entry, parse_image_uri
 XGBOOST = "xgboost"
 PROGRAMS = {XGBOOST: "xgboost_algorithm.py"}
 
-# The names and regexes SageMaker registers for built-in XGBoost, as a DescribeTrainingJob of a
-# sagemaker-xgboost:1.5-1 algorithm-mode job lists them (27: train:r2 is not among them).
-# `#011` is how CloudWatch shows the tab the image prints between metrics.
+# The names SageMaker registers for built-in XGBoost, with one regex shape. Two observed lists,
+# joined: a DescribeTrainingJob of a sagemaker-xgboost:1.5-1 job (2025: 27 names, no auc) and a
+# DescribeHyperParameterTuningJob's training job definition on a 2020 XGBoost image (34 names
+# plus the tuner's own ObjectiveMetric, left out here). `#011` is how CloudWatch shows the tab
+# the image prints between metrics; the runner reads it as a tab.
 _XGBOOST_METRICS = {
     "train": (
-        "mae", "gamma-nloglik", "cox-nloglik", "accuracy", "mse", "error", "ndcg",
-        "poisson-nloglik", "rmse", "logloss", "gamma-deviance", "f1", "map",
+        "accuracy", "auc", "aucpr", "cox-nloglik", "error", "f1", "gamma-deviance",
+        "gamma-nloglik", "logloss", "mae", "map", "merror", "mlogloss", "mse", "ndcg",
+        "poisson-nloglik", "rmse", "tweedie-nloglik",
     ),
     "validation": (
-        "mae", "logloss", "f1", "cox-nloglik", "poisson-nloglik", "map", "gamma-deviance",
-        "error", "accuracy", "rmse", "mse", "ndcg", "r2", "gamma-nloglik",
+        "accuracy", "auc", "aucpr", "cox-nloglik", "error", "f1", "gamma-deviance",
+        "gamma-nloglik", "logloss", "mae", "map", "merror", "mlogloss", "mse", "ndcg",
+        "poisson-nloglik", "r2", "rmse", "tweedie-nloglik",
     ),
 }  # fmt: skip
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
