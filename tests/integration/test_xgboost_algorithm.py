@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import struct
 import subprocess
 import textwrap
 from pathlib import Path
@@ -70,16 +71,53 @@ def as_csv(rows: Rows, weights: list[float] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_libsvm(rows: Rows) -> str:
+def as_libsvm(rows: Rows, skip_zeros: bool = False) -> str:
     return "".join(
-        f"{y:g} " + " ".join(f"{i + 1}:{v:g}" for i, v in enumerate(x)) + "\n" for y, x in rows
+        f"{y:g} "
+        + " ".join(f"{i + 1}:{v:g}" for i, v in enumerate(x) if v or not skip_zeros)
+        + "\n"
+        for y, x in rows
     )
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def _field(number: int, body: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _float32_value(values: list[float], keys: list[int] | None = None, width: int = 0) -> bytes:
+    tensor = _field(1, struct.pack(f"<{len(values)}f", *values))
+    if keys is not None:
+        tensor += _field(2, b"".join(_varint(k) for k in keys)) + _field(3, _varint(width))
+    return _field(2, tensor)  # Value.float32_tensor
+
+
+def as_recordio(rows: Rows, sparse: bool = False) -> bytes:
+    """RecordIO-framed aialgs.data.Record messages, as the SageMaker SDK's writers make them."""
+    out = b""
+    for y, x in rows:
+        if sparse:
+            keys = [i for i, v in enumerate(x) if v]
+            features = _float32_value([x[i] for i in keys], keys, len(x))
+        else:
+            features = _float32_value(x)
+        record = _field(1, _field(1, b"values") + _field(2, features))
+        record += _field(2, _field(1, b"values") + _field(2, _float32_value([y])))
+        out += struct.pack("<II", 0xCED7230A, len(record)) + record + b"\0" * (-len(record) % 4)
+    return out
 
 
 def layout(
     root: Path,
     hyperparameters: dict[str, str],
-    channels: dict[str, dict[str, str]],
+    channels: dict[str, dict[str, str | bytes]],
     content_type: str | None = "text/csv",
 ) -> Path:
     """Write ``/opt/ml`` under ``root``: configs and channel files (``{channel: {name: text}}``)."""
@@ -96,10 +134,13 @@ def layout(
         if content_type is not None:
             entry["ContentType"] = content_type
         data_config[name] = entry
-        for rel, text in files.items():
+        for rel, content in files.items():
             path = root / "input" / "data" / name / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
     (config / "inputdataconfig.json").write_text(json.dumps(data_config))
     (config / "resourceconfig.json").write_text(
         json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
@@ -135,7 +176,7 @@ def failure(root: Path) -> str:
 REGRESSION = {"num_round": "12", "objective": "reg:squarederror", "max_depth": "4", "eta": "0.3"}
 
 
-def regression_channels() -> dict[str, dict[str, str]]:
+def regression_channels() -> dict[str, dict[str, str | bytes]]:
     return {
         "train": {"abalone_train.csv": as_csv(abalone(400, 1))},
         "validation": {"abalone_validation.csv": as_csv(abalone(120, 2))},
@@ -329,6 +370,51 @@ def test_legacy_reg_linear_is_accepted(xgb17: Environment, tmp_path: Path) -> No
     done = train(xgb17, root)
     assert done.returncode == 0, done.stderr
     assert "reg:linear is now deprecated" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_recordio_protobuf_is_read_dense_or_sparse(
+    xgb17: Environment, tmp_path: Path, sparse: bool
+) -> None:
+    train_rows, val_rows = abalone(300, 7), abalone(100, 8)
+    channels: dict[str, dict[str, str | bytes]] = {
+        "train": {"train.pbr": as_recordio(train_rows, sparse)},
+        "validation": {"validation.pbr": as_recordio(val_rows, sparse)},
+    }
+    root = layout(tmp_path, REGRESSION, channels, "application/x-recordio-protobuf")
+    done = train(xgb17, root)
+    assert done.returncode == 0, done.stderr
+    assert "Train matrix has 300 rows and 8 columns" in done.stderr
+    assert len([line for line in done.stdout.splitlines() if ROUND.match(line)]) == 12
+    # the same rounds as from the same rows in csv (dense) or libsvm without the zeros (sparse)
+    if sparse:
+        ref = {"train.libsvm": as_libsvm(train_rows, True), "val.libsvm": as_libsvm(val_rows, True)}
+        kind = "libsvm"
+    else:
+        ref, kind = {"train.csv": as_csv(train_rows), "val.csv": as_csv(val_rows)}, "csv"
+    names = sorted(ref)
+    channels = {"train": {names[0]: ref[names[0]]}, "validation": {names[1]: ref[names[1]]}}
+    other = train(xgb17, layout(tmp_path / "other", REGRESSION, channels, kind))
+    assert other.returncode == 0, other.stderr
+    rounds = [line for line in done.stdout.splitlines() if ROUND.match(line)]
+    assert rounds == [line for line in other.stdout.splitlines() if ROUND.match(line)]
+
+
+def test_a_parquet_channel_trains(xgb17: Environment, tmp_path: Path) -> None:
+    root = layout(tmp_path, {**REGRESSION, "num_round": "3"}, {"train": {}}, "parquet")
+    (root / "input" / "data" / "train").mkdir(parents=True)
+    python(
+        xgb17,
+        f"""
+        import pyarrow as pa, pyarrow.parquet as pq
+        rows = {[[y, *x] for y, x in abalone(150, 9)]!r}
+        t = pa.table({{f"c{{i}}": [r[i] for r in rows] for i in range(9)}})
+        pq.write_table(t, {str(root / "input/data/train/part-0.parquet")!r})
+        """,
+    )
+    done = train(xgb17, root)
+    assert done.returncode == 0, done.stderr
+    assert "Train matrix has 150 rows and 8 columns" in done.stderr
 
 
 def test_an_empty_label_set_fails_as_the_image_does(xgb17: Environment, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ MODEL_NAME = "xgboost-model"
 ROOT_VARIABLE = "SAGEPIPE_OPT_ML"
 
 try:  # run as a file (as in a step), its own folder is sys.path[0]
+    from recordio_protobuf import read_matrix
     from xgboost_hyperparameters import (
         MAXIMIZE_METRICS,
         AlgorithmError,
@@ -43,6 +44,7 @@ try:  # run as a file (as in a step), its own folder is sys.path[0]
         validate_hyperparameters,
     )
 except ImportError:  # imported as part of the package (tests)
+    from sagepipe.container.recordio_protobuf import read_matrix
     from sagepipe.container.xgboost_hyperparameters import (
         MAXIMIZE_METRICS,
         AlgorithmError,
@@ -244,7 +246,7 @@ def validate_data(path: str, kind: str) -> None:
 
 
 def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
-    """The DMatrix of a channel; UserError when it cannot be read or has no labels."""
+    """The DMatrix of a channel (None for recordio without records); UserError when unreadable."""
     files_path = leaf_folder(path)
     log.info("files path: %s", files_path)
     if kind == CSV:
@@ -275,10 +277,23 @@ def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
         except Exception as exc:
             raise UserError(f"Failed to load parquet data with exception:\n{exc}") from None
     else:
-        raise UserError(
-            "Failed to load recordio-protobuf data with exception:\nreading recordio-protobuf "
-            "needs mlio, which this local environment does not have; use csv, libsvm or parquet"
+        folder = files_path if os.path.isdir(files_path) else os.path.dirname(files_path)
+        names = (
+            [files_path]
+            if os.path.isfile(files_path)
+            else sorted(
+                os.path.join(folder, n) for n in os.listdir(folder) if _is_data_file(folder, n)
+            )
         )
+        try:
+            features, labels = read_matrix(names)
+        except Exception as exc:
+            raise UserError(
+                f"Failed to load recordio-protobuf data with exception:\n{exc}"
+            ) from None
+        if features is None:  # no records: the image reads no matrix at all
+            return None
+        dmatrix = xgb.DMatrix(features, label=labels)
     if dmatrix.get_label().size == 0:
         raise UserError(
             "Got input data without labels. Please check the input data set. If training job is "
