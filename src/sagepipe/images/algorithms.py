@@ -56,6 +56,9 @@ def algorithm_mode(image_uri: str, hyperparameters: Mapping[str, object]) -> str
 def algorithm_command(algorithm: str, runtime: list[str], program_path: str) -> list[str]:
     """The command that runs ``algorithm`` in the step: the image's Python and the program file.
 
+    ``--root /opt/ml`` is spelled out so that the process sandbox, which rewrites ``/opt/ml`` in
+    arguments, points the program at the step's workspace.
+
     Args:
         algorithm: what :func:`algorithm_mode` returned.
         runtime: the image environment's interpreter command (``[".../bin/python"]``).
@@ -64,7 +67,7 @@ def algorithm_command(algorithm: str, runtime: list[str], program_path: str) -> 
     """
     if algorithm not in PROGRAMS:
         raise ValueError(f"no built-in algorithm {algorithm!r}; known: {', '.join(PROGRAMS)}")
-    return [*runtime, program_path]
+    return [*runtime, program_path, "--root", "/opt/ml"]
 
 
 def metric_definitions(algorithm: str) -> list[dict[str, str]]:

@@ -34,7 +34,7 @@ def test_the_command_is_the_image_python_and_the_program_file() -> None:
     command = algorithm_command(
         "xgboost", ["/env/bin/python"], "/opt/sagepipe/xgboost_algorithm.py"
     )
-    assert command == ["/env/bin/python", "/opt/sagepipe/xgboost_algorithm.py"]
+    assert command == ["/env/bin/python", "/opt/sagepipe/xgboost_algorithm.py", "--root", "/opt/ml"]
     with pytest.raises(ValueError, match="no built-in algorithm 'kmeans'"):
         algorithm_command("kmeans", ["python"], "x")
 
