@@ -269,6 +269,26 @@ def test_libsvm_is_the_default_content_type_and_early_stopping_keeps_the_best_ro
     assert int(out) == best + 1  # the best model is kept (save_best)
 
 
+def test_the_image_s_own_classification_metrics_print_beside_xgboost_s(
+    xgb17: Environment, tmp_path: Path
+) -> None:
+    hps = {"num_round": "5", "objective": "binary:logistic", "eval_metric": "auc,accuracy,f1"}
+    channels: dict[str, dict[str, str | bytes]] = {
+        "train": {"train.csv": as_csv(churn(300, 10))},
+        "validation": {"validation.csv": as_csv(churn(100, 11))},
+    }
+    done = train(xgb17, layout(tmp_path, hps, channels))
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    values = dict(cell.split(":") for cell in last.split("\t")[1:])
+    assert set(values) == {
+        f"{data}-{metric}"
+        for data in ("train", "validation")
+        for metric in ("auc", "accuracy", "f1")
+    }
+    assert all(0.5 < float(v) <= 1.0 for v in values.values())
+
+
 def test_csv_weights_reads_the_second_column_as_instance_weights(
     xgb17: Environment, tmp_path: Path
 ) -> None:
