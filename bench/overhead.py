@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import HERE, bare_start, median_of, record, table
+from bench._common import HERE, bare_start, record, table, timed
 from sagepipe import Pipeline, ProcessingStep, Processor
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
@@ -128,19 +130,21 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        bare = bare_start([sys.executable, "-c", "pass"])
+        bares: list[float] = []
         results: dict[str, tuple[float, float]] = {}
-        candidates = [("sagepipe (process)", lambda r: sagepipe_runner("process", r), bare)]
+        candidates: list[tuple[str, Callable[[Path], Callable[[], None]], float | None]] = [
+            ("sagepipe (process)", lambda r: sagepipe_runner("process", r), None)
+        ]
         if shutil.which("bwrap"):
             candidates.append(
-                ("sagepipe (bwrap, isolated)", lambda r: sagepipe_runner("bwrap", r, True), bare)
+                ("sagepipe (bwrap, isolated)", lambda r: sagepipe_runner("bwrap", r, True), None)
             )
             network = BwrapSandbox(shutil.which("bwrap") or "bwrap").network_mode
             candidates.append(
                 (
                     f"sagepipe (bwrap, {network} network)",
                     lambda r: sagepipe_runner("bwrap", r),
-                    bare,
+                    None,
                 )
             )
         if (PEERS / "python").exists():
@@ -149,24 +153,37 @@ def main() -> None:
                 candidates.append(("Metaflow", metaflow_runner, peer_bare))
             if (PEERS / "dvc").exists():
                 candidates.append(("DVC", dvc_runner, peer_bare))
+        # Round-robin: every runner's k-th run happens at about the same time, so a busy
+        # machine slows them alike; the median of each runner's runs is reported.
+        ready: list[tuple[str, Callable[[], None], float]] = []
         for name, make, bare_s in candidates:
             root = base / "".join(c if c.isalnum() else "_" for c in name)
             root.mkdir()
             try:
                 once = make(root)
                 once()  # warm-up: imports, caches
-                wall, _ = median_of(once, args.runs)
             except (subprocess.CalledProcessError, OSError, AssertionError) as exc:
                 print(f"{name}: failed: {exc}")
                 continue
-            per_step = (wall - STEPS * bare_s) / STEPS
+            ready.append((name, once, bare_s))
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in ready}
+        for _ in range(args.runs):
+            bare_now = bare_start([sys.executable, "-c", "pass"], runs=5)
+            bares.append(bare_now)
+            for name, once, _ in ready:
+                samples[name].append(timed(once))
+        bare = statistics.median(bares)
+        for name, _, bare_s in ready:
+            wall = statistics.median(samples[name])
+            per_step = (wall - STEPS * (bare if bare_s is None else bare_s)) / STEPS
             results[name] = (wall, per_step)
             print(f"{name:22s} wall {wall:7.3f}s  overhead/step {per_step * 1000:7.1f} ms")
         ref = results.get("sagepipe (process)", (1.0, 0.0))[0]
         for name, (wall, per_step) in results.items():
             rows.append([name, f"{wall:.3f}", f"{per_step * 1000:.1f}", f"{wall / ref:.2f}x"])
         body = (
-            f"Chain of {STEPS} no-op steps; median of {args.runs} runs after one warm-up; bare "
+            f"Chain of {STEPS} no-op steps; median of {args.runs} runs after one warm-up, the "
+            "runners taking turns run by run; bare "
             f"`python -c pass` = {bare * 1000:.1f} ms. overhead/step = (wall - {STEPS} x bare) / {STEPS}. "
             "Ratio: wall time relative to sagepipe (process), measured in the same run. "
             "Overhead can read slightly below zero when the engine starts a process faster than "
@@ -177,7 +194,7 @@ def main() -> None:
             )
             + "\n\nTarget: <= 10 ms/step for the isolated bwrap sandbox. Every bwrap step gets a "
             "fresh root, its own user/pid/ipc/uts/cgroup namespaces, no capabilities and "
-            "rlimits (prlimit); 'isolated' adds EnableNetworkIsolation (loopback only), the "
+            "rlimits set before it runs; 'isolated' adds EnableNetworkIsolation (loopback only), the "
             "other row connects each step through its own slirp4netns (a bash hand-shake waits "
             "for it)."
         )

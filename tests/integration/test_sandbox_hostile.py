@@ -300,12 +300,14 @@ def test_a_networked_step_does_not_reach_host_loopback(
         "except OSError as exc:\n"
         "    print('BLOCKED unix', exc)\n"
         "print('INTERFACES', sorted(n for _, n in socket.if_nameindex()))\n"
+        "print('DNS', open('/etc/resolv.conf').read().split()[:2])\n"
     )
     lines: list[tuple[str, str]] = []
     execution = run(settings, Pipeline("net", steps=[py("open", code)]), lines=lines)
     text = logs(execution, lines)["open"]
     assert "CONNECTED" not in text and text.count("BLOCKED") == 3, text
     assert "'tap0'" in text  # connected to the outside through slirp4netns
+    assert "DNS ['nameserver', '10.0.2.3']" in text  # slirp's forwarder, not the host loopback
 
 
 def test_memory_over_the_instance_type_fails_like_sagemaker(settings: Settings) -> None:
@@ -385,3 +387,21 @@ def _processes_with(token: str) -> list[int]:
                 if token in (entry / "cmdline").read_bytes().decode(errors="replace"):
                     found.append(int(entry.name))
     return found
+
+
+def test_a_step_over_its_runtime_ends_with_every_process(settings: Settings) -> None:
+    token = uuid.uuid4().hex
+    code = (
+        "import subprocess, time\n"
+        f"subprocess.Popen(['setsid', 'sh', '-c', 'sleep 60 # {token}'], start_new_session=True)\n"
+        "time.sleep(60)\n"
+    )
+    processor = Processor(
+        image_uri=IMAGE, command=("python3", "-c", code), max_runtime_in_seconds=1
+    )
+    started = time.time()
+    execution = run(settings, Pipeline("slow", steps=[ProcessingStep("s", processor=processor)]))
+    assert time.time() - started < 20
+    assert reasons(execution)["s"] == "MaxRuntimeInSeconds (1) exceeded"
+    time.sleep(0.5)
+    assert _processes_with(token) == []

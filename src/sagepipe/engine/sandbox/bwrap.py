@@ -89,6 +89,7 @@ def system_binds(etc: Path) -> list[str]:
 
 def minimal_etc(dest: Path) -> Path:
     """Copy the few files of /etc that programs need into ``dest`` (one bind, not twenty)."""
+    dest.mkdir()
     for name in ETC_FILES:
         src = Path("/etc") / name
         with contextlib.suppress(OSError):
@@ -102,6 +103,16 @@ def minimal_etc(dest: Path) -> Path:
             elif src.exists():
                 shutil.copyfile(src, dest / name)
     return dest
+
+
+def slirp_resolv_conf() -> str:
+    """resolv.conf for a step behind slirp4netns: its DNS forwarder, the host's search list."""
+    lines = ["nameserver 10.0.2.3"]
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/resolv.conf").read_text().splitlines():
+            if line.startswith(("search", "domain", "options")):
+                lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def network_helper() -> str | None:
@@ -124,7 +135,9 @@ class BwrapSandbox:
         etc = Path(tempfile.mkdtemp(prefix="sagepipe-etc-"))
         weakref.finalize(self, shutil.rmtree, etc, True)
         etc.chmod(0o755)
-        self._system = system_binds(minimal_etc(etc))
+        self._system = system_binds(minimal_etc(etc / "etc"))
+        self._slirp_resolv = etc / "resolv.conf"
+        self._slirp_resolv.write_text(slirp_resolv_conf())
 
     @property
     def network_mode(self) -> str:
@@ -149,6 +162,8 @@ class BwrapSandbox:
         if not spec.network or handshake is not None:
             args.append("--unshare-net")
         args += self._system
+        if handshake is not None:  # the host's resolver may be on its loopback: ask slirp's
+            args += ["--ro-bind", str(self._slirp_resolv), "/etc/resolv.conf"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
         for folder in spec.runtime:  # after /tmp: a runtime may live under /tmp
             args += ["--ro-bind", str(folder), str(folder)]

@@ -1,9 +1,10 @@
 """A step's resources come from its instance type, capped at this machine.
 
-Memory and process count are enforced with rlimits (``prlimit`` in front of the step's
-command): cgroup v2 cannot be delegated on every machine, rlimits work for any user. The
-memory limit is RLIMIT_AS per process; the process limit is RLIMIT_NPROC, counted in the
-step's own user namespace. vCPUs are not enforced (rlimits have no CPU share); the step is
+Memory and process count are enforced with rlimits: cgroup v2 cannot be delegated on every
+machine (this one has cgroup v1), rlimits work for any user. bwrap sets them on the sandbox
+while it is held before the step's command (or in the network hand-shake's shell); the process
+sandbox puts ``prlimit`` in front of the command. The memory limit is RLIMIT_AS per process;
+the process limit is RLIMIT_NPROC, counted in the step's own user namespace (root is exempt). vCPUs are not enforced (rlimits have no CPU share); the step is
 told its instance's count (``SM_NUM_CPUS``, ``resourceconfig.json``).
 """
 
