@@ -498,3 +498,28 @@ def test_before_xgboost_1_3_the_booster_is_pickled_and_rounds_print_the_old_way(
         """,
     )
     assert out.splitlines()[-1] == f"{versions} Booster"  # after xgboost's own warning
+
+
+def test_xgboost_3_0_5_reads_libsvm_and_saves_its_default_format(
+    cache: Path, tmp_path: Path
+) -> None:
+    env = ensure_environment(resolve(XGBOOST.format("3.0-5"), {}), cache)
+    channels: dict[str, dict[str, str | bytes]] = {
+        "train": {"train.libsvm": as_libsvm(abalone(300, 12))},
+        "validation": {"validation.libsvm": as_libsvm(abalone(100, 13))},
+    }
+    root = layout(tmp_path, {**REGRESSION, "num_round": "4"}, channels, content_type=None)
+    done = train(env, root)
+    assert done.returncode == 0, done.stderr
+    assert len([line for line in done.stdout.splitlines() if ROUND.match(line)]) == 4
+    assert (root / "model" / "xgboost-model").read_bytes()[:2] == b"{L"  # UBJSON, 3.x's default
+    out = python(
+        env,
+        f"""
+        import xgboost as xgb
+        b = xgb.Booster()
+        b.load_model({str(root / "model/xgboost-model")!r})
+        print(xgb.__version__, b.num_boosted_rounds())
+        """,
+    )
+    assert out == "3.0.5 4"

@@ -8,7 +8,7 @@ It reads ``input/config/{hyperparameters,inputdataconfig,resourceconfig}.json`` 
 under ``input/data``, validates and types the hyperparameters as the image's
 ``sagemaker_xgboost_container`` does, trains with the image's own xgboost and writes
 ``model/xgboost-model`` in the format that image version writes: a pickled Booster up to xgboost
-1.2, ``Booster.save_model`` from 1.3 on. Each round's evaluation is printed by the xgboost
+1.2, ``Booster.save_model`` from 1.3 on (xgboost's binary format to 1.7, UBJSON on 3.x). Each round's evaluation is printed by the xgboost
 version's own callback, to stdout (``[0]<TAB>train-rmse:...<TAB>validation-rmse:...``). A failure
 writes the container's kind of text to ``output/failure`` and exits 1. ``--root`` (or
 ``SAGEPIPE_OPT_ML``) moves ``/opt/ml`` for tests run outside a sandbox.
@@ -264,8 +264,9 @@ def load_dmatrix(xgb: Any, path: str, kind: str, csv_weights: int) -> Any:
         except Exception as exc:
             raise UserError(f"Failed to load csv data with exception:\n{exc}") from None
     elif kind == LIBSVM:
+        uri = files_path + ("?format=libsvm" if _version(xgb) >= (2, 0) else "")  # 3.0-5's way
         try:
-            dmatrix = xgb.DMatrix(files_path)
+            dmatrix = xgb.DMatrix(uri)
         except Exception as exc:
             raise UserError(f"Failed to load libsvm data with exception:\n{exc}") from None
     elif kind == PARQUET:
@@ -436,14 +437,16 @@ def train_job(xgb: Any, cfg: Dict[str, Any], dtrain: Any, dval: Any, model_dir: 
                         save_best=True,
                     )
                 )
+            # 3.0-5 passes the image's metrics as custom_metric (xgboost 2 dropped feval)
+            metric = {"custom_metric" if _version(xgb) >= (2, 0) else "feval": feval}
             bst = xgb.train(
                 cfg,
                 dtrain,
                 num_boost_round=num_round,
                 evals=watchlist,
-                feval=feval,
                 callbacks=callbacks,
                 verbose_eval=False,
+                **metric,
             )
         else:  # 1.0 and 1.2: the old callbacks and xgb.train's own early stopping
             bst = xgb.train(
