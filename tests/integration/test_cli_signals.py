@@ -76,7 +76,7 @@ def test_logs_follow_prints_while_running(project: Path) -> None:
             timeout=120,
         )
     finally:
-        proc.wait(120)
+        proc.communicate(timeout=120)  # reads and closes its pipes (an open pipe warns)
     assert follow.returncode == 0, follow.stderr
     ticks = [line for line in follow.stdout.splitlines() if line.startswith("slow | tick")]
     assert len(ticks) == 60
