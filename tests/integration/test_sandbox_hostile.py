@@ -49,15 +49,23 @@ SECRET = "sagepipe-test-secret-" + uuid.uuid4().hex
 UNPRIVILEGED_UID = 1000
 
 
+# SageMaker caps each ContainerEntrypoint item at 256 characters: inline code travels as
+# ContainerArguments of at most 256 characters each, joined again by this loader.
+INLINE = (
+    "import sys; c = ''.join(sys.argv[1:]); del sys.argv[1:]; exec(compile(c, '<inline>', 'exec'))"
+)
+
+
 def py(name: str, code: str, **kw: object) -> ProcessingStep:
     """A processing step running inline Python code in the sandbox."""
     processor = Processor(
         image_uri=IMAGE,
-        command=("python3", "-c", code),
+        command=("python3", "-c", INLINE),
         network_isolation=bool(kw.pop("network_isolation", False)),
         instance_type=kw.pop("instance_type", "ml.m5.large"),
     )
-    return ProcessingStep(name, processor=processor, **kw)  # type: ignore[arg-type]
+    chunks = [code[i : i + 256] for i in range(0, len(code), 256)]
+    return ProcessingStep(name, processor=processor, job_arguments=chunks, **kw)  # type: ignore[arg-type]
 
 
 def out(name: str) -> ProcessingOutput:

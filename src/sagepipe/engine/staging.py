@@ -132,9 +132,14 @@ def output_files(folder: Path, shown_as: str) -> tuple[list[OutputFile], list[st
             )
         files.append(OutputFile(rel, st.st_size))
     for rel, entry in _walk(folder, ""):
-        if entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path)):
+        if entry.is_dir(follow_symlinks=False) and _is_empty(entry.path):
             empty.append(rel)
     return files, empty
+
+
+def _is_empty(path: str) -> bool:
+    with os.scandir(path) as entries:  # closed at once: an open iterator warns when collected
+        return not any(entries)
 
 
 def _walk(folder: Path, rel_root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
