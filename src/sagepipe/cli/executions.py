@@ -17,6 +17,7 @@ from sagepipe.cli.options import Backend, BackendOpt
 from sagepipe.cli.run import print_sagemaker_steps, print_steps
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
+from sagepipe.core.status import is_terminal
 from sagepipe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -173,15 +174,13 @@ def logs(
     if backend is Backend.sagemaker:
         _sagemaker_logs(s, _arn(execution), step)
         return
-    from sagepipe.engine.execution import TERMINAL
-
     history = _history(s)
     record = history.execution(execution)
     folder = s.home / "logs" / record.id
     offsets: dict[str, int] = {}
     while True:
         # Read the status first: lines written before the end are then all printed.
-        finished = not follow or history.execution(record.id).status in TERMINAL
+        finished = not follow or is_terminal(history.execution(record.id).status)
         names = [st.name for st in history.steps(record.id)]
         if step is not None:
             if step not in names and not follow:

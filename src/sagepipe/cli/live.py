@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.cli.render import STATUS_STYLE
-from sagepipe.engine.execution import TERMINAL
+from sagepipe.core.status import StepStatus, is_terminal
 
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
 
@@ -67,16 +67,20 @@ class LiveView:
                 step, {"type": "", "status": "Pending", "start": None, "end": None}
             )
             row["status"] = status
-            if status == "Executing":
+            if status == StepStatus.EXECUTING:
                 row["start"] = time.time()
-            elif status in TERMINAL:
+            elif is_terminal(status):
                 row["end"] = time.time()
                 if outcome is not None and outcome.failure_reason:
                     row["reason"] = outcome.failure_reason
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                extra = f": {row.get('reason')}" if row.get("reason") and status == "Failed" else ""
+                extra = (
+                    f": {row.get('reason')}"
+                    if row.get("reason") and status == StepStatus.FAILED
+                    else ""
+                )
                 self.console.print(
                     f"{step:<{self.width}} : {status}{extra}", highlight=False, markup=False
                 )

@@ -11,15 +11,16 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from sagepipe.core.status import StepStatus
 from sagepipe.definition import Definition
 
-STATUS_STYLE = {
-    "Succeeded": "green",
-    "Failed": "red",
-    "Executing": "yellow",
-    "Starting": "yellow",
-    "Stopping": "magenta",
-    "Stopped": "magenta",
+STATUS_STYLE: dict[str, str] = {
+    StepStatus.SUCCEEDED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.EXECUTING: "yellow",
+    StepStatus.STARTING: "yellow",
+    StepStatus.STOPPING: "magenta",
+    StepStatus.STOPPED: "magenta",
 }
 
 

@@ -22,6 +22,7 @@ from sagepipe.cli.options import (
 )
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
+from sagepipe.core.status import ExecutionStatus, is_terminal
 from sagepipe.layout import LOGS_PREFIX
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def run_locally(
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
-    from sagepipe.engine.execution import TERMINAL, LocalExecution
+    from sagepipe.engine.execution import LocalExecution
     from sagepipe.engine.runner import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
@@ -77,7 +78,7 @@ def run_locally(
     execution = LocalExecution(engine, prepared).start()
     with view:
         try:
-            while execution.wait(0.2) not in TERMINAL:
+            while not is_terminal(execution.wait(0.2)):
                 pass
         except KeyboardInterrupt:
             err.print("stopping: killing running steps ...")
@@ -104,7 +105,7 @@ def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
         highlight=False,
         markup=False,
     )
-    if status != "Succeeded":
+    if status != ExecutionStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 
@@ -169,7 +170,7 @@ def run_on_sagemaker(
     print_sagemaker_steps(clients, arn)
     status = desc["PipelineExecutionStatus"]
     print_status(status, desc.get("FailureReason"))
-    if status != "Succeeded":
+    if status != ExecutionStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 

@@ -13,6 +13,7 @@ from sagepipe.cloud.client import Clients
 from sagepipe.cloud.predict import Prediction, predict
 from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
+from sagepipe.core.status import ExecutionStatus
 from sagepipe.definition import Definition, Upload, load, resolve_parameters
 from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError, SagepipeError
@@ -146,7 +147,7 @@ def _last_succeeded(clients: Clients, name: str) -> tuple[str, float] | None:
                 return None  # not deployed yet: nothing to compare with
             raise
     for summary in summaries:
-        if summary.get("PipelineExecutionStatus") == "Succeeded":
+        if summary.get("PipelineExecutionStatus") == ExecutionStatus.SUCCEEDED:
             return str(summary["PipelineExecutionArn"]), summary["StartTime"].timestamp()
     return None
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
+from sagepipe.core.status import is_terminal
 from sagepipe.storage.aws import aws_errors, is_not_found
 
-TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 LOG_GROUPS = {
     "ProcessingJob": "/aws/sagemaker/ProcessingJobs",
     "TrainingJob": "/aws/sagemaker/TrainingJobs",
@@ -176,6 +176,6 @@ def watch(
             job = job_of(step)
             if job is not None:
                 follower.poll(name, *job, on_line)
-        if desc["PipelineExecutionStatus"] in TERMINAL:
+        if is_terminal(desc["PipelineExecutionStatus"]):
             return desc
         sleep(interval)
