@@ -15,7 +15,7 @@ from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
 from sagepipe.core.status import ExecutionStatus
 from sagepipe.definition import Definition, Upload, load, resolve_parameters
-from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
+from sagepipe.definition.service_limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError, SagepipeError
 from sagepipe.storage import ObjectStore, put_missing
 from sagepipe.storage.aws import aws_errors, is_not_found

@@ -8,7 +8,7 @@ from sagepipe.config import ROLE_ARN
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import expire_seconds
 from sagepipe.definition.compile import DEFAULT_ROLE
-from sagepipe.definition.limits import MAX_DEFINITION_BYTES
+from sagepipe.definition.service_limits import MAX_DEFINITION_BYTES
 from sagepipe.errors import DefinitionError
 
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")

@@ -33,8 +33,8 @@ from sagepipe.core.steps import (
     TrainingStep,
 )
 from sagepipe.definition.images import framework_image
-from sagepipe.definition.limits import VERSION
 from sagepipe.definition.model import Definition, load
+from sagepipe.definition.service_limits import VERSION
 from sagepipe.errors import PipelineError
 from sagepipe.layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 

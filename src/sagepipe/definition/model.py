@@ -17,13 +17,13 @@ from sagepipe.core.expressions import PARAMETER_TYPES as PARAM_CLASSES
 from sagepipe.core.graph import Graph, Node, build_graph, scan
 from sagepipe.core.json_types import JSON, JSONObject
 from sagepipe.core.suggest import did_you_mean
-from sagepipe.definition.limits import (
+from sagepipe.definition.requests import check_request
+from sagepipe.definition.service_limits import (
     MAX_DEFINITION_BYTES,
     MAX_INTEGER_DIGITS,
     SUPPORTED_LOCALLY,
     VERSION,
 )
-from sagepipe.definition.requests import check_request
 from sagepipe.definition.values import check_values, parse
 from sagepipe.errors import DefinitionError, PipelineError
 
