@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import Pipeline as _PipelineModel
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline
 
 if TYPE_CHECKING:
     from sagepipe.engine.execution import LocalExecution
 
 
-class Pipeline(_PipelineModel):
+class Pipeline(PipelineModel):
     """A SageMaker pipeline, as in the SageMaker SDK: ``definition()``, ``start()``, ``upsert()``."""
 
     def compile(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import Pipeline as PipelineModel
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline, load
 from sagepipe.errors import DefinitionError, PipelineError, SagepipeError, UsageError
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
-from sagepipe.core.pipeline import Pipeline
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.core.steps import (
     ConditionStep,
     Estimator,
@@ -70,7 +70,7 @@ class CompiledPipeline:
 
 @dataclass
 class _Context:
-    pipeline: Pipeline
+    pipeline: PipelineModel
     bucket: str
     role: str
     base_dir: Path
@@ -108,7 +108,7 @@ class _Context:
 
 
 def compile_pipeline(
-    pipeline: Pipeline,
+    pipeline: PipelineModel,
     *,
     bucket: str,
     role: str | None = None,

@@ -55,7 +55,7 @@ def is_not_found(error: Mapping[str, Any]) -> bool:
     )
 
 
-def translate(exc: Exception, what: str, service: str = "s3") -> SagepipeError:
+def translate_aws_error(exc: Exception, what: str, service: str = "s3") -> SagepipeError:
     """One actionable line for a botocore error; ``service`` is ``s3`` or ``sagemaker``."""
     from botocore import exceptions as bx
 
@@ -118,10 +118,10 @@ def _line(text: str) -> str:
 
 @contextmanager
 def aws_errors(what: str, service: str = "s3") -> Iterator[None]:
-    """Translate any botocore error raised inside the block (see :func:`translate`)."""
+    """Translate any botocore error raised inside the block (see :func:`translate_aws_error`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
     except (BotoCoreError, ClientError) as exc:
-        raise translate(exc, what, service) from exc
+        raise translate_aws_error(exc, what, service) from exc
