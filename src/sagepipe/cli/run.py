@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
 from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import Loaded, load_pipeline
@@ -23,7 +24,6 @@ from sagepipe.cli.options import (
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.core.status import ExecutionStatus, is_terminal
-from sagepipe.layout import LOGS_PREFIX
 
 if TYPE_CHECKING:
     from sagepipe.engine.execution import LocalExecution, StepResults

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
 from sagepipe.core.pipeline import PipelineModel
@@ -36,7 +37,6 @@ from sagepipe.definition.images import framework_image
 from sagepipe.definition.model import Definition, load
 from sagepipe.definition.service_limits import VERSION
 from sagepipe.errors import PipelineError
-from sagepipe.layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 
 CODE_DIR = "/opt/ml/processing/input/code"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/sagepipe-local"
