@@ -15,9 +15,13 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sagepipe.storage.base import ObjectInfo
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+    from urllib3 import BaseHTTPResponse
 
 
 class RawUnavailable(Exception):
@@ -28,14 +32,18 @@ class RawS3:
     """Signed S3 requests over a urllib3 pool."""
 
     def __init__(
-        self, endpoint: str, region: str, credentials: Callable[[], Any], path_style: bool
+        self,
+        endpoint: str,
+        region: str,
+        credentials: Callable[[], Credentials | None],
+        path_style: bool,
     ) -> None:
         import urllib3
 
         self.endpoint = endpoint.rstrip("/")
         self.region = region or "us-east-1"
         self._credentials_factory = credentials
-        self._credentials: Any = None
+        self._credentials: Credentials | None = None
         self.path_style = path_style
         self.http = urllib3.PoolManager(maxsize=64, block=False)
 
@@ -57,7 +65,7 @@ class RawS3:
         headers: dict[str, str],
         body: bytes = b"",
         preload: bool = True,
-    ) -> Any:
+    ) -> BaseHTTPResponse:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from urllib3.exceptions import HTTPError
