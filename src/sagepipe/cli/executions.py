@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,7 @@ from sagepipe.core.status import is_terminal
 from sagepipe.errors import UsageError
 
 if TYPE_CHECKING:
+    from sagepipe.cloud.client import Clients
     from sagepipe.engine.history import History
 
 executions_app = typer.Typer(
@@ -39,7 +40,7 @@ def _history(s: Settings) -> History:
     return History(s.history_path)
 
 
-def _clients(s: Settings) -> Any:
+def _clients(s: Settings) -> Clients:
     from sagepipe.cloud.client import Clients
 
     return Clients.from_settings(s)
@@ -132,8 +133,8 @@ def steps(
 
         clients, arn = _clients(s), _arn(execution)
         if as_json:
-            entries = ex.list_steps(clients, arn)
-            sys.stdout.write(render.to_json({"PipelineExecutionSteps": entries}) + "\n")
+            listed = ex.list_steps(clients, arn)
+            sys.stdout.write(render.to_json({"PipelineExecutionSteps": listed}) + "\n")
         else:
             print_sagemaker_steps(clients, arn)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -130,7 +130,7 @@ def _id(name: str) -> str:
 
 
 def steps_table(
-    steps: list[dict[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
     title: str,
     peak_rss_kb: Mapping[str, int] | None = None,
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
@@ -170,7 +170,7 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def _meta(step: dict[str, Any]) -> str:
+def _meta(step: Mapping[str, Any]) -> str:
     meta = step.get("Metadata") or {}
     if "Condition" in meta:
         return f"Outcome {meta['Condition']['Outcome']}"

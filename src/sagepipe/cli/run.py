@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -26,6 +27,7 @@ from sagepipe.config import Settings
 from sagepipe.core.status import ExecutionStatus, is_terminal
 
 if TYPE_CHECKING:
+    from sagepipe.cloud.client import Clients
     from sagepipe.engine.execution import LocalExecution, StepResults
 
 
@@ -110,7 +112,7 @@ def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
 
 
 def print_steps(
-    steps: list[dict[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
     title: str,
     results: dict[str, StepResults],
     rss: dict[str, int] | None = None,
@@ -174,7 +176,7 @@ def run_on_sagemaker(
         raise typer.Exit(1)
 
 
-def print_sagemaker_steps(clients: Any, arn: str) -> None:
+def print_sagemaker_steps(clients: Clients, arn: str) -> None:
     """The steps of a SageMaker execution, with training metrics and model artifacts."""
     from sagepipe.cloud import executions as ex
     from sagepipe.engine.execution import StepResults

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sagepipe.config import Settings
 from sagepipe.storage.aws import aws_errors, boto_session
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sagemaker import SageMakerClient
 
 T = TypeVar("T")
 
@@ -14,7 +18,7 @@ T = TypeVar("T")
 class Clients:
     """The SageMaker and CloudWatch Logs clients of one session."""
 
-    def __init__(self, sagemaker: Any, logs: Any, region: str) -> None:
+    def __init__(self, sagemaker: SageMakerClient, logs: CloudWatchLogsClient, region: str) -> None:
         self.sagemaker = sagemaker
         self.logs = logs
         self.region = region

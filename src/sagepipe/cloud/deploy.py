@@ -7,18 +7,22 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.cloud.predict import Prediction, predict
 from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
+from sagepipe.core.json_types import JSON
 from sagepipe.core.status import ExecutionStatus
 from sagepipe.definition import Definition, Upload, load, resolve_parameters
 from sagepipe.definition.service_limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError, SagepipeError
 from sagepipe.storage import ObjectStore, put_missing
 from sagepipe.storage.aws import aws_errors, is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import DescribePipelineResponseTypeDef
 
 
 @dataclass
@@ -34,12 +38,12 @@ class DeployResult:
     predictions: list[Prediction] = field(default_factory=list)
 
 
-def _exists(clients: Clients, name: str) -> dict[str, Any] | None:
+def _exists(clients: Clients, name: str) -> DescribePipelineResponseTypeDef | None:
     from botocore.exceptions import ClientError
 
     with aws_errors(f"describe pipeline {name}", "sagemaker"):
         try:
-            return dict(clients.sagemaker.describe_pipeline(PipelineName=name))
+            return clients.sagemaker.describe_pipeline(PipelineName=name)
         except ClientError as exc:
             if is_not_found(exc.response.get("Error", {})):
                 return None
@@ -57,7 +61,7 @@ def deploy(
     tags: Mapping[str, str] | None = None,
     max_parallel: int | None = None,
     dry_run: bool = False,
-    parameters: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, JSON] | None = None,
 ) -> DeployResult:
     """Create or update pipeline ``name``; a dry run only checks, plans and predicts."""
     problems = check_for_service(definition, name, role_arn)
@@ -76,6 +80,7 @@ def deploy(
     if dry_run:
         result.predictions = predict_next(clients, name, definition, parameters or {})
         return result
+    # Not CreatePipelineRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {"PipelineName": name, "RoleArn": role_arn}
     if len(text.encode()) <= MAX_INLINE_DEFINITION_BYTES:
         request["PipelineDefinition"] = text
@@ -106,7 +111,7 @@ def deploy(
 
 
 def predict_next(
-    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, Any]
+    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, JSON]
 ) -> list[Prediction]:
     """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
     new_params = resolve_parameters(definition, parameters)
@@ -147,7 +152,7 @@ def _last_succeeded(clients: Clients, name: str) -> tuple[str, float] | None:
                 return None  # not deployed yet: nothing to compare with
             raise
     for summary in summaries:
-        if summary.get("PipelineExecutionStatus") == ExecutionStatus.SUCCEEDED:
+        if summary.get("PipelineExecutionStatus") == ExecutionStatus.SUCCEEDED.value:
             return str(summary["PipelineExecutionArn"]), summary["StartTime"].timestamp()
     return None
 

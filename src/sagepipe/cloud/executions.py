@@ -5,12 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
 from sagepipe.core.status import is_terminal
 from sagepipe.storage.aws import aws_errors, is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs.type_defs import GetLogEventsRequestTypeDef
+    from mypy_boto3_sagemaker.type_defs import (
+        DescribeTrainingJobResponseTypeDef,
+        ListPipelineExecutionStepsRequestTypeDef,
+        PipelineExecutionStepTypeDef,
+        PipelineExecutionSummaryTypeDef,
+    )
 
 LOG_GROUPS = {
     "ProcessingJob": "/aws/sagemaker/ProcessingJobs",
@@ -19,9 +28,10 @@ LOG_GROUPS = {
 
 
 def start(
-    clients: Clients, name: str, parameters: Mapping[str, Any], display_name: str | None = None
+    clients: Clients, name: str, parameters: Mapping[str, object], display_name: str | None = None
 ) -> str:
     """Start an execution; returns its ARN. Parameter values are sent as strings."""
+    # Not StartPipelineExecutionRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {
         "PipelineName": name,
         "PipelineParameters": [{"Name": k, "Value": render(v)} for k, v in parameters.items()],
@@ -44,7 +54,9 @@ def describe(clients: Clients, arn: str) -> dict[str, Any]:
     return {k: v for k, v in resp.items() if k != "ResponseMetadata"}
 
 
-def list_executions(clients: Clients, name: str, limit: int = 50) -> list[dict[str, Any]]:
+def list_executions(
+    clients: Clients, name: str, limit: int = 50
+) -> list[PipelineExecutionSummaryTypeDef]:
     """The newest executions of pipeline ``name``."""
     resp = clients.call(
         f"list executions of {name}",
@@ -57,12 +69,15 @@ def list_executions(clients: Clients, name: str, limit: int = 50) -> list[dict[s
     return list(resp.get("PipelineExecutionSummaries", []))
 
 
-def list_steps(clients: Clients, arn: str) -> list[dict[str, Any]]:
+def list_steps(clients: Clients, arn: str) -> list[PipelineExecutionStepTypeDef]:
     """ListPipelineExecutionSteps, every page."""
-    steps: list[dict[str, Any]] = []
+    steps: list[PipelineExecutionStepTypeDef] = []
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"PipelineExecutionArn": arn, "SortOrder": "Descending"}
+        kwargs: ListPipelineExecutionStepsRequestTypeDef = {
+            "PipelineExecutionArn": arn,
+            "SortOrder": "Descending",
+        }
         if token:
             kwargs["NextToken"] = token
         resp = clients.call(
@@ -89,26 +104,31 @@ def retry(clients: Clients, arn: str) -> str:
     return str(resp["PipelineExecutionArn"])
 
 
-def job_of(step: Mapping[str, Any]) -> tuple[str, str] | None:
+def job_of(step: PipelineExecutionStepTypeDef) -> tuple[str, str] | None:
     """(log group, job name) of a processing or training step, from its Metadata."""
+    metadata = step.get("Metadata") or {}
+    arns = {
+        "ProcessingJob": metadata.get("ProcessingJob", {}).get("Arn"),
+        "TrainingJob": metadata.get("TrainingJob", {}).get("Arn"),
+    }
     for kind, group in LOG_GROUPS.items():
-        arn = (step.get("Metadata") or {}).get(kind, {}).get("Arn")
+        arn = arns[kind]
         if arn:
             return group, str(arn).rsplit("/", 1)[-1]
     return None
 
 
-def training_job(clients: Clients, step: Mapping[str, Any]) -> dict[str, Any] | None:
+def training_job(
+    clients: Clients, step: PipelineExecutionStepTypeDef
+) -> DescribeTrainingJobResponseTypeDef | None:
     """DescribeTrainingJob of a training step (None for other steps)."""
     arn = (step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn")
     if not arn:
         return None
-    return dict(
-        clients.call(
-            "describe training job",
-            clients.sagemaker.describe_training_job,
-            TrainingJobName=str(arn).rsplit("/", 1)[-1],
-        )
+    return clients.call(
+        "describe training job",
+        clients.sagemaker.describe_training_job,
+        TrainingJobName=str(arn).rsplit("/", 1)[-1],
     )
 
 
@@ -134,13 +154,14 @@ class LogFollower:
                 raise
         for stream in streams:
             name = stream["logStreamName"]
-            kwargs: dict[str, Any] = {
+            kwargs: GetLogEventsRequestTypeDef = {
                 "logGroupName": group,
                 "logStreamName": name,
                 "startFromHead": True,
             }
-            if self.tokens.get(name):
-                kwargs["nextToken"] = self.tokens[name]
+            known = self.tokens.get(name)
+            if known:
+                kwargs["nextToken"] = known
             while True:
                 resp = self.clients.call(
                     f"logs of {job}", self.clients.logs.get_log_events, **kwargs
