@@ -133,7 +133,7 @@ def steps_table(
     steps: Sequence[Mapping[str, Any]],
     title: str,
     peak_rss_kb: Mapping[str, int] | None = None,
-    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    metrics: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Table:
     """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory and
     each step's final metrics. Every text from a step or the service is escaped."""
@@ -163,7 +163,7 @@ def steps_table(
     return table
 
 
-def format_metrics(metrics: Mapping[str, Any]) -> str:
+def format_metrics(metrics: Mapping[str, object]) -> str:
     """``name=value`` pairs, numbers to 4 significant digits."""
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in metrics.items()
@@ -179,7 +179,7 @@ def _meta(step: Mapping[str, Any]) -> str:
     return ""
 
 
-def to_json(value: Any) -> str:
+def to_json(value: object) -> str:
     """JSON with datetimes as ISO strings."""
     return json.dumps(
         value, indent=2, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)
