@@ -16,7 +16,6 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
@@ -296,7 +295,7 @@ def _channel(name: str, source: TrainingInput | PipelineValue) -> dict[str, JSON
 
 
 def _hyperparameters(ctx: _Context, est: Estimator) -> dict[str, JSON]:
-    encode: Callable[[Any], str] = json.dumps if est.script_mode else str
+    encode: Callable[[object], str] = json.dumps if est.script_mode else str
     out: dict[str, JSON] = {}
     for key, value in est.hyperparameters.items():
         if isinstance(value, str | int | float | bool):
