@@ -6,7 +6,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +15,9 @@ from typing import TYPE_CHECKING, cast
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
-from sagepipe.storage.base import ObjectInfo, parse_uri
+from sagepipe.storage.base import ObjectInfo, md5_chunks, parse_uri
 from sagepipe.storage.fast import RawS3, RawUnavailable
-from sagepipe.storage.local import TMP_PREFIX
+from sagepipe.storage.local import replaced_on_success
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -212,9 +211,7 @@ class S3Store:
     def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
         """Download through a temp file in the destination folder, verified, renamed into place."""
         bucket, key = parse_uri(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-        try:
+        with replaced_on_success(path) as fd:
             if expected is None:
                 with aws_errors(uri):
                     head = self.client.head_object(Bucket=bucket, Key=key)
@@ -228,14 +225,6 @@ class S3Store:
                 actual = self._get_whole(uri, bucket, key, fd)
             if _comparable_etag(etag) and actual != etag:
                 raise StorageError(f"{uri}: download corrupted (ETag {etag}, got {actual})")
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def _get_whole(self, uri: str, bucket: str, key: str, fd: int) -> str:
         if self._raw is not None:
@@ -244,13 +233,9 @@ class S3Store:
             except RawUnavailable:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-        digest = hashlib.md5(usedforsecurity=False)
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
-            for chunk in resp["Body"].iter_chunks(1 << 20):
-                digest.update(chunk)
-                os.write(fd, chunk)
-        return digest.hexdigest()
+            return md5_chunks(resp["Body"].iter_chunks(1 << 20), lambda chunk: os.write(fd, chunk))
 
     def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
         part = 0
