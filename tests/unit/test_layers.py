@@ -71,3 +71,27 @@ def test_a_module_outside_every_contract_is_found() -> None:
     assert not _is_placed("sagepipe.newthing", _placed())
     assert not _is_placed("sagepipe.newthing.part", _placed())
     assert _is_placed("sagepipe.engine.sandbox.bwrap", _placed())
+
+
+def test_container_programs_may_import_no_other_module_of_the_package() -> None:
+    tops = {".".join(m.split(".")[:2]) for m in _modules() if m.count(".") >= 1}
+    others = tops - {"sagepipe.container"}
+    for contract in _contracts():
+        if contract["type"] == "forbidden" and contract["source_modules"] == ["sagepipe.container"]:
+            missing = sorted(others - set(contract["forbidden_modules"]))
+            assert not missing, f"the container contract does not forbid {missing}"
+            return
+    raise AssertionError("no contract keeps the container programs apart")
+
+
+def test_no_other_module_of_the_package_may_import_the_container_programs() -> None:
+    tops = {".".join(m.split(".")[:2]) for m in _modules() if m.count(".") >= 1}
+    others = tops - {"sagepipe.container"}
+    for contract in _contracts():
+        if contract["type"] == "forbidden" and contract["forbidden_modules"] == [
+            "sagepipe.container"
+        ]:
+            missing = sorted(others - set(contract["source_modules"]))
+            assert not missing, f"the contract keeping out of the container omits {missing}"
+            return
+    raise AssertionError("no contract keeps the package from importing the container programs")
