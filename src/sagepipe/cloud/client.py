@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
 from sagepipe.storage.aws import aws_errors, boto_session
@@ -11,8 +10,6 @@ from sagepipe.storage.aws import aws_errors, boto_session
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sagemaker import SageMakerClient
-
-T = TypeVar("T")
 
 
 class Clients:
@@ -36,8 +33,3 @@ class Clients:
                 session.client("logs", endpoint_url=logs_endpoint or None),
                 settings.region,
             )
-
-    def call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """Call ``fn`` inside the AWS boundary."""
-        with aws_errors(what, "sagemaker"):
-            return fn(**kwargs)

@@ -96,16 +96,17 @@ def deploy(
     if existing is None:
         if tags:
             request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
-        resp = clients.call(f"create pipeline {name}", clients.sagemaker.create_pipeline, **request)
+        with aws_errors(f"create pipeline {name}", "sagemaker"):
+            resp = clients.sagemaker.create_pipeline(**request)
     else:
-        resp = clients.call(f"update pipeline {name}", clients.sagemaker.update_pipeline, **request)
+        with aws_errors(f"update pipeline {name}", "sagemaker"):
+            resp = clients.sagemaker.update_pipeline(**request)
         if tags:
-            clients.call(
-                "tag pipeline",
-                clients.sagemaker.add_tags,
-                ResourceArn=resp["PipelineArn"],
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            )
+            with aws_errors("tag pipeline", "sagemaker"):
+                clients.sagemaker.add_tags(
+                    ResourceArn=resp["PipelineArn"],
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                )
     result.pipeline_arn = str(resp["PipelineArn"])
     return result
 
@@ -119,17 +120,15 @@ def predict_next(
     if last is None:
         return predict(definition, new_params, None, {}, None)
     arn, created = last
-    text = clients.call(
-        "describe the last execution's definition",
-        clients.sagemaker.describe_pipeline_definition_for_execution,
-        PipelineExecutionArn=arn,
-    )["PipelineDefinition"]
+    with aws_errors("describe the last execution's definition", "sagemaker"):
+        text = clients.sagemaker.describe_pipeline_definition_for_execution(
+            PipelineExecutionArn=arn
+        )["PipelineDefinition"]
     old = load(text)
-    listed = clients.call(
-        "list the last execution's parameters",
-        clients.sagemaker.list_pipeline_parameters_for_execution,
-        PipelineExecutionArn=arn,
-    ).get("PipelineParameters", [])
+    with aws_errors("list the last execution's parameters", "sagemaker"):
+        listed = clients.sagemaker.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=arn
+        ).get("PipelineParameters", [])
     old_params = {p.name: p.default_value for p in old.parameters}
     for item in listed:
         try:

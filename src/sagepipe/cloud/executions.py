@@ -38,19 +38,15 @@ def start(
     }
     if display_name:
         request["PipelineExecutionDisplayName"] = display_name
-    resp = clients.call(
-        f"start pipeline {name}", clients.sagemaker.start_pipeline_execution, **request
-    )
+    with aws_errors(f"start pipeline {name}", "sagemaker"):
+        resp = clients.sagemaker.start_pipeline_execution(**request)
     return str(resp["PipelineExecutionArn"])
 
 
 def describe(clients: Clients, arn: str) -> dict[str, Any]:
     """DescribePipelineExecution."""
-    resp = clients.call(
-        "describe execution",
-        clients.sagemaker.describe_pipeline_execution,
-        PipelineExecutionArn=arn,
-    )
+    with aws_errors("describe execution", "sagemaker"):
+        resp = clients.sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
     return {k: v for k, v in resp.items() if k != "ResponseMetadata"}
 
 
@@ -58,14 +54,13 @@ def list_executions(
     clients: Clients, name: str, limit: int = 50
 ) -> list[PipelineExecutionSummaryTypeDef]:
     """The newest executions of pipeline ``name``."""
-    resp = clients.call(
-        f"list executions of {name}",
-        clients.sagemaker.list_pipeline_executions,
-        PipelineName=name,
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=min(limit, 100),
-    )
+    with aws_errors(f"list executions of {name}", "sagemaker"):
+        resp = clients.sagemaker.list_pipeline_executions(
+            PipelineName=name,
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=min(limit, 100),
+        )
     return list(resp.get("PipelineExecutionSummaries", []))
 
 
@@ -80,9 +75,8 @@ def list_steps(clients: Clients, arn: str) -> list[PipelineExecutionStepTypeDef]
         }
         if token:
             kwargs["NextToken"] = token
-        resp = clients.call(
-            "list execution steps", clients.sagemaker.list_pipeline_execution_steps, **kwargs
-        )
+        with aws_errors("list execution steps", "sagemaker"):
+            resp = clients.sagemaker.list_pipeline_execution_steps(**kwargs)
         steps.extend(resp.get("PipelineExecutionSteps", []))
         token = resp.get("NextToken")
         if not token:
@@ -91,16 +85,16 @@ def list_steps(clients: Clients, arn: str) -> list[PipelineExecutionStepTypeDef]
 
 def stop(clients: Clients, arn: str) -> None:
     """StopPipelineExecution."""
-    clients.call(
-        "stop execution", clients.sagemaker.stop_pipeline_execution, PipelineExecutionArn=arn
-    )
+    with aws_errors("stop execution", "sagemaker"):
+        # boto3 fills the idempotency token (ClientRequestToken) that the stubs call required
+        clients.sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn)  # type: ignore[call-arg]
 
 
 def retry(clients: Clients, arn: str) -> str:
     """RetryPipelineExecution: run the failed steps of a failed execution again."""
-    resp = clients.call(
-        "retry execution", clients.sagemaker.retry_pipeline_execution, PipelineExecutionArn=arn
-    )
+    with aws_errors("retry execution", "sagemaker"):
+        # boto3 fills the idempotency token (ClientRequestToken) that the stubs call required
+        resp = clients.sagemaker.retry_pipeline_execution(PipelineExecutionArn=arn)  # type: ignore[call-arg]
     return str(resp["PipelineExecutionArn"])
 
 
@@ -125,11 +119,8 @@ def training_job(
     arn = (step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn")
     if not arn:
         return None
-    return clients.call(
-        "describe training job",
-        clients.sagemaker.describe_training_job,
-        TrainingJobName=str(arn).rsplit("/", 1)[-1],
-    )
+    with aws_errors("describe training job", "sagemaker"):
+        return clients.sagemaker.describe_training_job(TrainingJobName=str(arn).rsplit("/", 1)[-1])
 
 
 @dataclass
@@ -163,9 +154,8 @@ class LogFollower:
             if known:
                 kwargs["nextToken"] = known
             while True:
-                resp = self.clients.call(
-                    f"logs of {job}", self.clients.logs.get_log_events, **kwargs
-                )
+                with aws_errors(f"logs of {job}", "sagemaker"):
+                    resp = self.clients.logs.get_log_events(**kwargs)
                 for event in resp.get("events", []):
                     emit(step, str(event.get("message", "")).rstrip("\n"))
                 token = resp.get("nextForwardToken")
