@@ -9,7 +9,6 @@ through boto3, which reports errors properly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sagepipe.storage.base import ObjectInfo
+from sagepipe.storage.base import ObjectInfo, md5_chunks
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -135,18 +134,19 @@ class RawS3:
         from urllib3.exceptions import HTTPError
 
         resp = self._send("GET", self._url(bucket, key), headers, preload=False)
-        digest = hashlib.md5(usedforsecurity=False)
         position = offset
+
+        def write_at(chunk: bytes) -> None:  # ranges of one file arrive on several threads
+            nonlocal position
+            os.pwrite(fd, chunk, position)
+            position += len(chunk)
+
         try:
-            for chunk in resp.stream(1 << 20):
-                digest.update(chunk)
-                os.pwrite(fd, chunk, position)
-                position += len(chunk)
+            return md5_chunks(resp.stream(1 << 20), write_at)
         except (HTTPError, OSError) as exc:  # a broken stream: boto3 fetches it again
             raise RawUnavailable(str(exc)) from exc
         finally:
             resp.release_conn()
-        return digest.hexdigest()
 
     def part_size(self, bucket: str, key: str) -> int:
         """The size of part 1 of a multipart object (HEAD ?partNumber=1)."""
