@@ -248,7 +248,8 @@ class Job:
             raise AgentError("DataProcessing filters and JoinSource need SplitType Line")
         if self.per_record and not self.is_json and media_type(self.content_type) != CSV:
             raise AgentError(
-                "DataProcessing filters and JoinSource need text/csv or application/json input"
+                "DataProcessing filters and JoinSource need text/csv or JSON (application/json, "
+                "application/jsonlines) input"
             )
         model = os.path.join(root, "model")
         if settings.get("Program"):
