@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import json
 import shlex
 import subprocess
 import tarfile
@@ -23,6 +24,7 @@ import pytest
 from sagepipe.cli.pipeline import local_problems
 from sagepipe.config import Settings
 from sagepipe.definition import load
+from sagepipe.engine.history import History
 from sagepipe.images import Environment
 from sagepipe.storage import LocalStore
 from tests.conftest import HAS_BWRAP
@@ -236,9 +238,10 @@ print("\\n".join(map(str, b.predict(xgb.DMatrix(x)).tolist())))
 def test_abalone_pipeline_transforms_the_test_set_with_the_trained_model(
     abalone_settings: Settings, xgb17: Environment, tmp_path: Path
 ) -> None:
+    kind = "bwrap"  # the preprocessing script hardcodes /opt/ml paths, as AWS's example does
     definition = load(abalone_definition())
     assert local_problems(definition, abalone_settings) == []
-    execution = run(abalone_settings, definition, "bwrap", name="Abalone")
+    execution = run(abalone_settings, definition, kind, name="Abalone")
     desc = execution.describe()
     assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
     assert set(statuses(execution).values()) == {"Succeeded"}
@@ -262,6 +265,85 @@ def test_abalone_pipeline_transforms_the_test_set_with_the_trained_model(
     out = store.get(f"s3://{BUCKET}/transform/test.csv.out").decode().splitlines()
     assert out == [f"{row[0]},{p}" for row, p in zip(test_rows, want, strict=True)]
     assert len(out) == 40
+    props = History(abalone_settings.history_path).steps(exec_id)
+    transform = next(r for r in props if r.name == "AbaloneTransform").properties
+    assert transform["TransformJobStatus"] == "Completed"
+    assert transform["TransformOutput"]["S3OutputPath"] == f"s3://{BUCKET}/transform"
+    assert transform["ModelName"] == steps_model_name(props)
+
+    # A later pipeline names the model literally, as one names a model created before.
+    raw = abalone_definition()
+    later = raw["Steps"][3]
+    later["Arguments"]["ModelName"] = steps_model_name(props)
+    later["Arguments"]["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = (
+        f"s3://{BUCKET}/out/{exec_id}/Preprocess/test"
+    )
+    later["Arguments"]["TransformOutput"]["S3OutputPath"] = f"s3://{BUCKET}/later"
+    raw["Steps"] = [later]
+    again = run(abalone_settings, load(raw), kind, name="AbaloneScoring")
+    assert again.describe()["PipelineExecutionStatus"] == "Succeeded"
+    assert store.get(f"s3://{BUCKET}/later/test.csv.out").decode().splitlines() == out
+
+
+def steps_model_name(records: list[Any]) -> str:
+    return str(next(r for r in records if r.type == "Model").properties["ModelName"])
+
+
+INFERENCE = """
+import json, os
+import numpy as np
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "weights.json")) as fh:
+        return np.array(json.load(fh))
+
+def predict_fn(data, model):
+    return data @ model
+"""
+
+
+@pytest.mark.parametrize("kind", [pytest.param("bwrap", marks=needs_bwrap), "process"])
+def test_a_script_mode_model_serves_with_its_inference_script(
+    abalone_settings: Settings, kind: str
+) -> None:
+    """The SDK's repacked model: ``code/inference.py`` inside model.tar.gz, found through
+    SAGEMAKER_SUBMIT_DIRECTORY; the toolkit's csv decoder and json encoder around it."""
+    store = LocalStore(abalone_settings.local_store_root)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, body in (
+            ("weights.json", b"[1, 10, 100]"),
+            ("code/inference.py", textwrap.dedent(INFERENCE).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    store.put(f"s3://{BUCKET}/models/scorer/model.tar.gz", buf.getvalue())
+    store.put(f"s3://{BUCKET}/score/in/a.csv", b"1,2,3\n4,5,6\n")
+    raw = abalone_definition()
+    model, transform = raw["Steps"][2], raw["Steps"][3]
+    model["Arguments"]["PrimaryContainer"] = {
+        "Image": SKLEARN_1_2_1,
+        "ModelDataUrl": f"s3://{BUCKET}/models/scorer/model.tar.gz",
+        "Environment": {
+            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+            "SAGEMAKER_REGION": "us-east-1",
+        },
+    }
+    args = transform["Arguments"]
+    del args["DataProcessing"]
+    args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/score/in"
+    args["TransformOutput"] = {
+        "S3OutputPath": f"s3://{BUCKET}/score/out",
+        "Accept": "application/json",
+    }
+    raw["Steps"] = [model, transform]
+    execution = run(abalone_settings, load(raw), kind, name="Scorer")
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    assert json.loads(store.get(f"s3://{BUCKET}/score/out/a.csv.out")) == [321.0, 654.0]
 
 
 @needs_bwrap

@@ -29,6 +29,7 @@ import os
 import re
 import struct
 import sys
+import traceback
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 try:  # run as a file (as in a step), its own folder is sys.path[0]
@@ -170,7 +171,9 @@ def batches(
     while start < len(records):
         stop, size = start + 1, len(records[start])
         if strategy == "MultiRecord":
-            while stop < len(records) and size + sep + len(records[stop]) <= max_bytes:
+            while stop < len(records) and (
+                not max_bytes or size + sep + len(records[stop]) <= max_bytes
+            ):  # MaxPayloadInMB 0: no limit
                 size += sep + len(records[stop])
                 stop += 1
         if max_bytes and size > max_bytes:
@@ -378,6 +381,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (AgentError, OSError, ValueError) as exc:
         where = f" ({current})" if current else ""
         return fail(root, f"ClientError{where}: {exc}")
+    except Exception as exc:  # the container's own fault: say what, keep the traceback in the log
+        traceback.print_exc()
+        return fail(root, f"AlgorithmError: {type(exc).__name__}: {exc}")
     return 0
 
 

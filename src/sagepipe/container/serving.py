@@ -84,9 +84,9 @@ class XGBoostAlgorithm:
 
     def load(self) -> None:
         """Load the first model file of the model folder (dotfiles skipped), pickle first."""
-        import xgboost as xgb
-
         try:
+            import xgboost as xgb
+
             names = sorted(
                 n
                 for n in os.listdir(self.model_dir)

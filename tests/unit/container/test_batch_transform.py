@@ -68,6 +68,7 @@ def test_multi_record_batches_fill_the_payload_and_single_record_sends_one() -> 
     records = [b"aaaa"] * 5  # 4 bytes each, a newline between
     assert list(batches(records, "MultiRecord", 14, "Line")) == [(0, 3), (3, 5)]
     assert list(batches(records, "SingleRecord", 14, "Line")) == [(i, i + 1) for i in range(5)]
+    assert list(batches(records, "MultiRecord", 0, "Line")) == [(0, 5)]
     with pytest.raises(AgentError, match="exceeds MaxPayloadInMB"):
         list(batches([b"x" * 20], "MultiRecord", 10, "Line"))
 
