@@ -316,3 +316,32 @@ def test_a_pickled_booster_is_served_and_its_feature_count_checked(
         "data 3 is not consistent with feature size of trained model 8."
         in (narrow / "output" / "failure").read_text()
     )
+
+
+@pytest.mark.parametrize(("version", "averaged"), [("1.7-1", True), ("1.2-1", False)])
+def test_several_model_files_are_an_ensemble_from_1_2_2_on(
+    xgb17: Environment, xgb_model: Path, tmp_path: Path, version: str, averaged: bool
+) -> None:
+    data = as_csv(rows(15, 7))
+    root = layout(tmp_path, {**CSV_LINES, "ImageVersion": version}, {"t.csv": data}, xgb_model)
+    out = python(
+        xgb17,
+        f"""
+        import io, numpy as np, os, xgboost as xgb
+        x = np.loadtxt(io.StringIO({data!r}), delimiter=",", ndmin=2)
+        first = xgb.Booster()
+        first.load_model({str(xgb_model)!r})
+        other = xgb.train({{"max_depth": 2}}, xgb.DMatrix(x, label=x[:, 1] * 7), 5)
+        other.save_model({str(root / "model" / "other-model")!r})
+        names = [n for n in os.listdir({str(root / "model")!r})]
+        d = xgb.DMatrix(x)
+        if {averaged!r}:
+            p = np.mean([first.predict(d), other.predict(d)], axis=0)
+        else:
+            p = (first if names[0] == "xgboost-model" else other).predict(d)
+        print("\\n".join(map(str, p.tolist())))
+        """,
+    )
+    done = transform(xgb17, root)
+    assert done.returncode == 0, done.stderr
+    assert output(root, "t.csv") == out.splitlines()

@@ -255,15 +255,16 @@ class Job:
                 "application/jsonlines) input"
             )
         model = os.path.join(root, "model")
+        version = str(settings.get("ImageVersion") or "")
         if settings.get("Program"):
             code = os.path.join(root, "code")
             if not os.path.isdir(code):
                 code = os.path.join(model, "code")
             self.server = ScriptMode(
-                model, code, settings["Program"], settings.get("Framework", "")
+                model, code, settings["Program"], settings.get("Framework", ""), version
             )  # type: Any
         else:
-            self.server = XGBoostAlgorithm(model)
+            self.server = XGBoostAlgorithm(model, version)
 
     def transform_file(self, source: str, target: str) -> int:
         """Transform one input file into ``target``; returns the number of records."""

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import textwrap
 import traceback
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 ROOT_VARIABLE = "SAGEPIPE_OPT_ML"
 XGBOOST_MODEL = "xgboost-model"
@@ -75,41 +75,61 @@ def media_type(value: Optional[str]) -> str:
 
 
 class XGBoostAlgorithm:
-    """The XGBoost image's algorithm-mode server: one booster, csv/libsvm/recordio in."""
+    """The XGBoost image's algorithm-mode server: csv/libsvm/recordio in, predictions out.
 
-    def __init__(self, model_dir: str) -> None:
+    ``version`` is the image's tag (``1.7-1``): from 1.2-2 every model file of the folder is
+    loaded and their predictions averaged (voted for multi:softmax and binary:hinge) unless
+    ``SAGEMAKER_INFERENCE_ENSEMBLE`` is not ``true``; from 1.7-1 dotfiles are skipped; before
+    1.2-2 the first file the folder lists is the model.
+    """
+
+    def __init__(self, model_dir: str, version: str = "") -> None:
         self.model_dir = model_dir
-        self.booster = None  # type: Any
+        self.version = image_version(version)
+        self.boosters = []  # type: List[Any]
         self.pickled = False
+        self.objective = ""
 
     def load(self) -> None:
-        """Load the first model file of the model folder (dotfiles skipped), pickle first."""
+        """Load the model files, each as a pickle first, else with ``Booster.load_model``."""
         try:
             import xgboost as xgb
 
-            names = sorted(
+            names = [
                 n
                 for n in os.listdir(self.model_dir)
-                if not n.startswith(".") and os.path.isfile(os.path.join(self.model_dir, n))
-            )
+                if os.path.isfile(os.path.join(self.model_dir, n))
+                and not (n.startswith(".") and self.version >= (1, 7, 1))
+            ]
             if not names:
                 raise RuntimeError(f"no model file in {self.model_dir}")
-            path = os.path.join(self.model_dir, names[0])
-            try:
-                with open(path, "rb") as fh:
-                    self.booster = pickle.load(fh)
-                self.pickled = True
-            except Exception as pickle_error:
-                try:
-                    self.booster = xgb.Booster()
-                    self.booster.load_model(path)
-                except Exception as xgb_error:
-                    raise RuntimeError(
-                        f"Model {path} cannot be loaded:\nPickle load error={pickle_error}\nXGB load model "
-                        f"error={xgb_error}"
-                    ) from None
+            ensemble = self.version >= (1, 2, 2) and (
+                os.environ.get("SAGEMAKER_INFERENCE_ENSEMBLE", "true") == "true"
+            )
+            for name in names if ensemble else names[:1]:
+                self.boosters.append(self._load_one(xgb, os.path.join(self.model_dir, name)))
+            if len(self.boosters) > 1:
+                config = json.loads(self.boosters[0].save_config())
+                self.objective = config["learner"]["objective"]["name"]
         except Exception as exc:
             raise InvocationError(500, f"Unable to load model: {exc}") from None
+
+    def _load_one(self, xgb: Any, path: str) -> Any:
+        try:
+            with open(path, "rb") as fh:
+                booster = pickle.load(fh)
+            self.pickled = True
+            return booster
+        except Exception as pickle_error:
+            try:
+                booster = xgb.Booster()
+                booster.load_model(path)
+                return booster
+            except Exception as xgb_error:
+                raise RuntimeError(
+                    f"Model {path} cannot be loaded:\nPickle load error={pickle_error}"
+                    f"\nXGB load model error={xgb_error}"
+                ) from None
 
     def invoke(self, payload: bytes, content_type: Optional[str], accept: str) -> bytes:
         """Answer one invocation as ``/invocations`` does under batch transform."""
@@ -117,7 +137,7 @@ class XGBoostAlgorithm:
             return b""
         kind = _xgboost_content_type(content_type)
         data = _parse_xgboost(payload, kind, content_type)
-        if self.booster is None:
+        if not self.boosters:
             self.load()
         try:
             predictions = self._predict(data, kind)
@@ -139,27 +159,58 @@ class XGBoostAlgorithm:
         return encode(values, chosen)
 
     def _predict(self, data: Any, kind: str) -> Any:
-        booster = self.booster
         if self.pickled:
-            trained = booster.num_features()
-            given = len(data.feature_names) if data.feature_names is not None else data.num_col()
-            if kind == "libsvm" and given > trained + 1:
-                raise ValueError(
-                    f"Feature size of libsvm inference data {given} is larger than feature size of "
-                    f"trained model {trained}."
-                )
-            if kind != "libsvm" and given not in (trained, trained + 1):
-                raise ValueError(
-                    f"Feature size of {kind} inference data {given} is not consistent with feature size "
-                    f"of trained model {trained}."
-                )
-        best = int(getattr(booster, "best_ntree_limit", 0) or 0)
-        try:
-            return booster.predict(data, ntree_limit=best, validate_features=False)
-        except TypeError:  # xgboost 2 and later: no ntree_limit
-            if best > 0:
-                return booster.predict(data, iteration_range=(0, best), validate_features=False)
-            return booster.predict(data, validate_features=False)
+            _check_features(self.boosters[0], data, kind)
+        if len(self.boosters) == 1:
+            return _predict_one(self.boosters[0], data)
+        import numpy as np
+
+        each = np.array([_predict_one(b, data) for b in self.boosters])
+        if self.objective in ("multi:softmax", "binary:hinge"):  # a vote: the commonest value
+            return np.array([_commonest(each[:, i]) for i in range(each.shape[1])])
+        return np.mean(each, axis=0)
+
+
+def image_version(tag: str) -> Tuple[int, ...]:
+    """``1.7-1`` -> (1, 7, 1); an unknown tag counts as the newest image."""
+    numbers = re.findall(r"\d+", tag.split("-cpu", 1)[0])
+    return tuple(int(n) for n in numbers[:3]) if numbers else (99,)
+
+
+def _check_features(booster: Any, data: Any, kind: str) -> None:
+    if hasattr(booster, "num_features"):
+        trained = booster.num_features()
+    else:  # xgboost before 1.0
+        trained = len(booster.feature_names)
+    given = len(data.feature_names) if data.feature_names is not None else data.num_col()
+    if kind == "libsvm" and given > trained + 1:
+        raise ValueError(
+            f"Feature size of libsvm inference data {given} is larger than feature size of "
+            f"trained model {trained}."
+        )
+    if kind != "libsvm" and given not in (trained, trained + 1):
+        raise ValueError(
+            f"Feature size of {kind} inference data {given} is not consistent with feature size "
+            f"of trained model {trained}."
+        )
+
+
+def _predict_one(booster: Any, data: Any) -> Any:
+    best = int(getattr(booster, "best_ntree_limit", 0) or 0)
+    try:
+        return booster.predict(data, ntree_limit=best, validate_features=False)
+    except TypeError:  # xgboost 2 and later: no ntree_limit
+        if best > 0:
+            return booster.predict(data, iteration_range=(0, best), validate_features=False)
+        return booster.predict(data, validate_features=False)
+
+
+def _commonest(values: Any) -> Any:
+    """The most frequent value, the smallest among ties (as scipy.stats.mode)."""
+    import numpy as np
+
+    found, counts = np.unique(values, return_counts=True)
+    return found[int(np.argmax(counts))]
 
 
 def _xgboost_content_type(content_type: Optional[str]) -> str:
@@ -302,9 +353,12 @@ def encode(value: Any, accept: str) -> bytes:
 class ScriptMode:
     """A framework image serving the user's inference module, the toolkit's defaults around it."""
 
-    def __init__(self, model_dir: str, code_dir: str, program: str, framework: str) -> None:
+    def __init__(
+        self, model_dir: str, code_dir: str, program: str, framework: str, version: str = ""
+    ) -> None:
         self.model_dir = model_dir
         self.framework = framework
+        self.version = version
         sys.path.insert(0, code_dir)
         name = program[:-3] if program.endswith(".py") else program
         try:
@@ -335,9 +389,9 @@ class ScriptMode:
 
     def _default_model_fn(self, model_dir: str) -> Any:
         if self.framework == "xgboost":
-            algorithm = XGBoostAlgorithm(model_dir)
+            algorithm = XGBoostAlgorithm(model_dir, self.version)
             algorithm.load()
-            return algorithm.booster
+            return algorithm.boosters[0]
         raise NotImplementedError(
             textwrap.dedent(
                 """

@@ -174,6 +174,7 @@ def run_transform(ctx: StepContext) -> StepOutcome:
         "DataProcessing": args.get("DataProcessing") or {},
         "Program": program,
         "Framework": framework(image),
+        "ImageVersion": image.rsplit("/", 1)[-1].partition(":")[2],
     }
     host_path(ws, JOB_FILE).write_text(json.dumps(job))
     runtime = ctx.images.runtime(image)

@@ -88,3 +88,15 @@ def test_media_type_ignores_parameters_and_case() -> None:
     assert media_type("Text/CSV; charset=utf-8") == "text/csv"
     assert media_type(None) == ""
     assert InvocationError(415, "no").status == 415
+
+
+def test_image_versions_order_as_the_container_s_releases() -> None:
+    from sagepipe.container.serving import image_version
+
+    assert (
+        image_version("1.7-1")
+        == (1, 7, 1)
+        > image_version("1.2-2")
+        > image_version("1.0-1-cpu-py3")
+    )
+    assert image_version("latest") == (99,)
