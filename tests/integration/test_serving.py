@@ -9,6 +9,7 @@ environment's own library predicts for the same rows.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import textwrap
@@ -98,12 +99,15 @@ def layout(
     return root
 
 
-def transform(env: Environment, root: Path) -> subprocess.CompletedProcess[str]:
+def transform(
+    env: Environment, root: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         env.argv(["python", str(PROGRAM), "--root", str(root)]),
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(extra or {})},
     )
 
 
@@ -345,3 +349,40 @@ def test_several_model_files_are_an_ensemble_from_1_2_2_on(
     done = transform(xgb17, root)
     assert done.returncode == 0, done.stderr
     assert output(root, "t.csv") == out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("accept", "line"),
+    [
+        ("text/csv", '{label},{p},"[0, 1]"'),
+        (
+            "application/jsonlines",
+            '{{"predicted_label": {label}, "labels": [0, 1], "probability": {p}}}',
+        ),
+    ],
+)
+def test_selectable_inference_output_answers_the_keys_asked_for(
+    xgb17: Environment, tmp_path: Path, accept: str, line: str
+) -> None:
+    data = as_csv(rows(12, 8))
+    model = tmp_path / "classifier"
+    probabilities = python(
+        xgb17,
+        f"""
+        import io, numpy as np, xgboost as xgb
+        x = np.loadtxt(io.StringIO({data!r}), delimiter=",", ndmin=2)
+        y = (x[:, 1] > 0.45).astype(float)
+        b = xgb.train({{"objective": "binary:logistic"}}, xgb.DMatrix(x, label=y), 4)
+        b.save_model({str(model)!r})
+        print("\\n".join(map(str, b.predict(xgb.DMatrix(x)).tolist())))
+        """,
+    ).splitlines()
+    root = layout(tmp_path / "root", {**CSV_LINES, "Accept": accept}, {"t.csv": data}, model)
+    done = transform(
+        xgb17, root, {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probability,labels"}
+    )
+    assert done.returncode == 0, done.stderr
+    want = [line.format(label=int(float(p) > 0.5), p=p) for p in probabilities]
+    if accept == "text/csv":  # in the order asked for
+        want = [f'{int(float(p) > 0.5)},{p},"[0, 1]"' for p in probabilities]
+    assert output(root, "t.csv") == want

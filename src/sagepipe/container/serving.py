@@ -56,6 +56,17 @@ XGBOOST_ACCEPTS = [JSON, JSONLINES, RECORDIO, CSV]
 RECORDIO_MAGIC = 0xCED7230A
 MIB = 1024 * 1024
 
+try:  # run as a file (as in a step), its own folder is sys.path[0]
+    from xgboost_selectable import VARIABLE as SELECTABLE
+    from xgboost_selectable import encode_selected, select_predictions, selected_keys
+except ImportError:  # imported as part of the package (tests)
+    from sagepipe.container.xgboost_selectable import VARIABLE as SELECTABLE
+    from sagepipe.container.xgboost_selectable import (
+        encode_selected,
+        select_predictions,
+        selected_keys,
+    )
+
 
 class InvocationError(Exception):
     """An invocation the container answered with an HTTP error status."""
@@ -151,12 +162,29 @@ class XGBoostAlgorithm:
                 406,
                 f"Accept type {accept} is not supported. Please use supported accept types: {XGBOOST_ACCEPTS}.",
             )
+        if SELECTABLE in os.environ:
+            return self._selected(predictions, chosen)
         values = predictions.tolist()
         if os.environ.get("SAGEMAKER_BATCH"):
             return ("\n".join(map(str, values)) + "\n").encode("utf-8")
         if chosen == JSON:
             return json.dumps({"predictions": [{"score": v} for v in values]}).encode("utf-8")
         return encode(values, chosen)
+
+    def _selected(self, predictions: Any, accept: str) -> bytes:
+        try:
+            config = json.loads(self.boosters[0].save_config())["learner"]
+            keys = selected_keys(os.environ[SELECTABLE])
+            rows = select_predictions(
+                predictions,
+                keys,
+                config["objective"]["name"],
+                str(config["learner_model_param"].get("num_class", "")),
+            )
+            body = encode_selected(rows, keys, accept, bool(os.environ.get("SAGEMAKER_BATCH")))
+            return bytes(body)
+        except Exception as exc:
+            raise InvocationError(500, str(exc)) from None
 
     def _predict(self, data: Any, kind: str) -> Any:
         if self.pickled:
