@@ -30,7 +30,7 @@ import re
 import struct
 import sys
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 try:  # run as a file (as in a step), its own folder is sys.path[0]
     from serving import (
@@ -144,44 +144,52 @@ def _short(value: Any) -> str:
 # ------------------------------------------------------------------------ records
 
 
-def split_records(data: bytes, split: str) -> List[bytes]:
-    """A file's records: the whole file, its lines, or its RecordIO records (framed)."""
+def read_records(stream: Any, split: str) -> Iterator[bytes]:
+    """A file's records as they are read: the whole file, its lines, or its RecordIO records."""
     if split == "Line":
-        return [line for line in data.split(b"\n") if line.strip()]
-    if split == "RecordIO":
-        out, pos = [], 0
-        while pos + 8 <= len(data):
-            magic, header = struct.unpack_from("<II", data, pos)
+        for line in stream:
+            record = line.rstrip(b"\n")
+            if record.strip():
+                yield record
+    elif split == "RecordIO":
+        pos = 0
+        while True:
+            header = stream.read(8)
+            if not header:
+                return
+            magic, word = struct.unpack("<II", header) if len(header) == 8 else (0, 0)
             if magic != RECORDIO_MAGIC:
                 raise AgentError(f"not RecordIO: no magic number at byte {pos}")
-            length = header & ((1 << 29) - 1)
-            end = pos + 8 + length + (-length % 4)
-            out.append(data[pos:end])
-            pos = end
-        return out
-    return [data] if data else []
+            length = word & ((1 << 29) - 1)
+            body = stream.read(length + (-length % 4))
+            pos += 8 + len(body)
+            yield header + body
+    else:
+        data = stream.read()
+        if data:
+            yield data
 
 
 def batches(
-    records: List[bytes], strategy: str, max_bytes: int, split: str
-) -> Iterator[Tuple[int, int]]:
-    """(start, stop) ranges of the mini-batches: one record each, or as many as fit."""
+    records: Iterable[bytes], strategy: str, max_bytes: int, split: str
+) -> Iterator[List[bytes]]:
+    """The mini-batches: one record each, or as many as fit in ``max_bytes`` (0: no limit)."""
     sep = 1 if split == "Line" else 0
-    start = 0
-    while start < len(records):
-        stop, size = start + 1, len(records[start])
-        if strategy == "MultiRecord":
-            while stop < len(records) and (
-                not max_bytes or size + sep + len(records[stop]) <= max_bytes
-            ):  # MaxPayloadInMB 0: no limit
-                size += sep + len(records[stop])
-                stop += 1
-        if max_bytes and size > max_bytes:
+    chunk = []  # type: List[bytes]
+    size = 0
+    for record in records:
+        if max_bytes and len(record) > max_bytes:
             raise AgentError(
-                f"a record of {size} bytes exceeds MaxPayloadInMB ({max_bytes // MIB} MB)"
+                f"a record of {len(record)} bytes exceeds MaxPayloadInMB ({max_bytes / MIB:g} MB)"
             )
-        yield start, stop
-        start = stop
+        full = strategy != "MultiRecord" or (max_bytes and size + sep + len(record) > max_bytes)
+        if chunk and full:
+            yield chunk
+            chunk, size = [], 0
+        size += (sep if chunk else 0) + len(record)
+        chunk.append(record)
+    if chunk:
+        yield chunk
 
 
 class Record:
@@ -267,16 +275,14 @@ class Job:
             self.server = XGBoostAlgorithm(model, version)
 
     def transform_file(self, source: str, target: str) -> int:
-        """Transform one input file into ``target``; returns the number of records."""
-        with open(source, "rb") as fh:
-            data = fh.read()
-        if self.compression == "Gzip":
-            data = gzip.decompress(data)
-        records = split_records(data, self.split)
+        """Transform one input file into ``target``, streaming; returns the number of records."""
         sep = b"\n" if self.split == "Line" else b""
-        with open(target, "wb") as out:
-            for start, stop in batches(records, self.strategy, self.max_bytes, self.split):
-                chunk = records[start:stop]
+        count = 0
+        opener = gzip.open if self.compression == "Gzip" else open
+        with opener(source, "rb") as stream, open(target, "wb") as out:
+            records = read_records(stream, self.split)
+            for chunk in batches(records, self.strategy, self.max_bytes, self.split):
+                count += len(chunk)
                 if not self.per_record:
                     self._write(
                         out, self.server.invoke(sep.join(chunk), self.content_type, self.accept)
@@ -304,7 +310,7 @@ class Job:
                     if self.output_filter:
                         value = select(value, self.output_filter)
                     self._write(out, Record.render(value, as_json))
-        return len(records)
+        return count
 
     def _write(self, out: Any, body: bytes) -> None:
         out.write(body)

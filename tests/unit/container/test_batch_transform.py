@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
@@ -13,8 +14,8 @@ from sagepipe.container.batch_transform import (
     batches,
     join,
     parse_path,
+    read_records,
     select,
-    split_records,
 )
 from sagepipe.container.serving import RECORDIO_MAGIC, InvocationError, media_type
 
@@ -54,21 +55,27 @@ def test_a_filter_that_selects_nothing_names_the_record() -> None:
         select(["a"], parse_path("$[3]"))
 
 
+def records(data: bytes, split: str) -> list[bytes]:
+    return list(read_records(io.BytesIO(data), split))
+
+
 def test_line_split_drops_blank_lines_and_recordio_split_keeps_frames() -> None:
-    assert split_records(b"1,2\n\n3,4\n", "Line") == [b"1,2", b"3,4"]
-    assert split_records(b"whole\nfile", "None") == [b"whole\nfile"]
-    assert split_records(b"", "None") == []
+    assert records(b"1,2\n\n3,4\n", "Line") == [b"1,2", b"3,4"]
+    assert records(b"1,2\n3,4", "Line") == [b"1,2", b"3,4"]
+    assert records(b"whole\nfile", "None") == [b"whole\nfile"]
+    assert records(b"", "None") == []
     frame = struct.pack("<II", RECORDIO_MAGIC, 5) + b"abcde\0\0\0"
-    assert split_records(frame * 2, "RecordIO") == [frame, frame]
-    with pytest.raises(AgentError, match="not RecordIO"):
-        split_records(b"x" * 8, "RecordIO")
+    assert records(frame * 2, "RecordIO") == [frame, frame]
+    with pytest.raises(AgentError, match="not RecordIO: no magic number at byte 32"):
+        records(frame * 2 + b"x" * 8, "RecordIO")
 
 
 def test_multi_record_batches_fill_the_payload_and_single_record_sends_one() -> None:
-    records = [b"aaaa"] * 5  # 4 bytes each, a newline between
-    assert list(batches(records, "MultiRecord", 14, "Line")) == [(0, 3), (3, 5)]
-    assert list(batches(records, "SingleRecord", 14, "Line")) == [(i, i + 1) for i in range(5)]
-    assert list(batches(records, "MultiRecord", 0, "Line")) == [(0, 5)]
+    five = [b"aaaa"] * 5  # 4 bytes each, a newline between
+    assert [len(c) for c in batches(five, "MultiRecord", 14, "Line")] == [3, 2]
+    assert [len(c) for c in batches(five, "SingleRecord", 14, "Line")] == [1] * 5
+    assert [len(c) for c in batches(five, "MultiRecord", 0, "Line")] == [5]
+    assert list(batches(iter([]), "MultiRecord", 14, "Line")) == []
     with pytest.raises(AgentError, match="exceeds MaxPayloadInMB"):
         list(batches([b"x" * 20], "MultiRecord", 10, "Line"))
 
