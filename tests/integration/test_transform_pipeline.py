@@ -387,3 +387,58 @@ def test_validate_refuses_a_transform_setting_that_cannot_run(settings: Settings
         "TransformInput.SplitType 'TFRecord': locally None, Line, RecordIO",
         "DataProcessing filters and JoinSource Input need SplitType Line",
     ]
+
+
+def test_a_model_made_from_a_registered_package_is_served(abalone_settings: Settings) -> None:
+    """RegisterModel -> Model(ModelPackageName) -> Transform: the package's container serves."""
+    store = LocalStore(abalone_settings.local_store_root)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, body in (
+            ("weights.json", b"[2, 0, 1]"),
+            ("code/inference.py", textwrap.dedent(INFERENCE).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    store.put(f"s3://{BUCKET}/models/pkg/model.tar.gz", buf.getvalue())
+    store.put(
+        f"s3://{BUCKET}/pkg/in/a.csv", b"1,2,3\n4,5,6\n"
+    )  # one row would be 0-d: savetxt refuses
+    environment = {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    }
+    register = {
+        "Name": "RegisterAbalone-RegisterModel",
+        "Type": "RegisterModel",
+        "Arguments": {
+            "ModelPackageGroupName": "AbaloneModels",
+            "InferenceSpecification": {
+                "Containers": [
+                    {
+                        "Image": SKLEARN_1_2_1,
+                        "Environment": environment,
+                        "ModelDataUrl": f"s3://{BUCKET}/models/pkg/model.tar.gz",
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            "ModelApprovalStatus": "Approved",
+        },
+    }
+    raw = abalone_definition()
+    model, transform = raw["Steps"][2], raw["Steps"][3]
+    model["Arguments"]["PrimaryContainer"] = {
+        "ModelPackageName": {"Get": "Steps.RegisterAbalone-RegisterModel.ModelPackageArn"}
+    }
+    args = transform["Arguments"]
+    del args["DataProcessing"]
+    args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/pkg/in"
+    args["TransformOutput"] = {"S3OutputPath": f"s3://{BUCKET}/pkg/out", "Accept": "text/csv"}
+    raw["Steps"] = [register, model, transform]
+    execution = run(abalone_settings, load(raw), "process", name="FromPackage")
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    assert store.get(f"s3://{BUCKET}/pkg/out/a.csv.out") == b"5.0\n14.0\n"

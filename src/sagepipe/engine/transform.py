@@ -87,11 +87,35 @@ def find_model(ctx: StepContext, name: str) -> dict[str, Any]:
     return found
 
 
-def _container(model: dict[str, Any]) -> dict[str, Any]:
+def _container(ctx: StepContext, model: dict[str, Any]) -> dict[str, Any]:
     container = model.get("PrimaryContainer") or next(iter(model.get("Containers") or []), None)
+    if (
+        isinstance(container, dict)
+        and container.get("ModelPackageName")
+        and not container.get("Image")
+    ):
+        container = _package_container(ctx, container)
     if not isinstance(container, dict) or not container.get("Image"):
         raise ExecutionError(f"model {model.get('ModelName')!r} has no container image")
     return container
+
+
+def _package_container(ctx: StepContext, container: dict[str, Any]) -> dict[str, Any]:
+    """A model made from a registered model package: the package's first container."""
+    ref = str(container["ModelPackageName"])
+    for props in ctx.scope.steps.values():
+        if ref in (props.get("ModelPackageArn"), props.get("ModelPackageName")):
+            spec = props.get("InferenceSpecification") or {}
+            first: dict[str, Any] = next(iter(spec.get("Containers") or []), {})
+            return {**first, **{k: v for k, v in container.items() if k == "Environment"}}
+    for package in ctx.history.models():
+        if ref in (package["arn"], f"{package['group_name']}/{package['version']}"):
+            return {
+                "Image": package["image"],
+                "ModelDataUrl": package["model_data_url"],
+                "Environment": container.get("Environment") or {},
+            }
+    raise ExecutionError(f"model package {ref!r} is not in the local model registry")
 
 
 def framework(image: str) -> str:
@@ -148,7 +172,7 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     if problems:
         raise ExecutionError("; ".join(problems))
     model = find_model(ctx, str(args.get("ModelName", "")))
-    container = _container(model)
+    container = _container(ctx, model)
     image = str(container["Image"])
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
     env.update({str(k): str(v) for k, v in (args.get("Environment") or {}).items()})
