@@ -23,7 +23,7 @@ from sagepipe.engine.context import StepContext, StepOutcome
 from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import failure_reason, host_path
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
-from sagepipe.engine.staging import OutputBudget, publish_output, read_failure_file, stage_input
+from sagepipe.engine.staging import publish_output, read_failure_file, stage_input
 from sagepipe.errors import ExecutionError
 
 PROGRAM = "batch_transform.py"
@@ -163,6 +163,37 @@ def _stage(ctx: StepContext, container: dict[str, Any], env: dict[str, str]) -> 
     return program or None
 
 
+def job_settings(args: dict[str, Any], image: str, program: str | None) -> dict[str, Any]:
+    """What ``batch_transform.py`` reads from ``job.json``: the request's agent settings."""
+    inp = args.get("TransformInput") or {}
+    out = args.get("TransformOutput") or {}
+    return {
+        "ContentType": inp.get("ContentType"),
+        "SplitType": inp.get("SplitType", "None"),
+        "CompressionType": inp.get("CompressionType", "None"),
+        "BatchStrategy": args.get("BatchStrategy", "MultiRecord"),
+        "MaxPayloadInMB": args.get("MaxPayloadInMB", 6),
+        "Accept": out.get("Accept"),
+        "AssembleWith": out.get("AssembleWith", "None"),
+        "DataProcessing": args.get("DataProcessing") or {},
+        "Program": program,
+        "Framework": framework(image),
+        "ImageVersion": image.rsplit("/", 1)[-1].partition(":")[2],
+    }
+
+
+def container_env(env: dict[str, str], job: dict[str, Any]) -> dict[str, str]:
+    """The model's Environment and the variables SageMaker sets in a transform container."""
+    single = job["BatchStrategy"] == "SingleRecord"
+    return {
+        **env,
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(job["MaxPayloadInMB"]),
+        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD" if single else "MULTI_RECORD",
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "1",
+    }
+
+
 def run_transform(ctx: StepContext) -> StepOutcome:
     """Stage the model and the input, run the batch transform, publish the ``.out`` files."""
     args = ctx.arguments
@@ -177,36 +208,21 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
     env.update({str(k): str(v) for k, v in (args.get("Environment") or {}).items()})
     program = _stage(ctx, container, env)
-    inp = args.get("TransformInput") or {}
-    out = args.get("TransformOutput") or {}
-    source = inp["DataSource"]["S3DataSource"]
-    stage_input(
-        ctx.store,
-        str(source["S3Uri"]),
-        host_path(ws, INPUT_DIR),
-        str(source.get("S3DataType", "S3Prefix")),
-    )
+    source = args["TransformInput"]["DataSource"]["S3DataSource"]
+    kind = str(source.get("S3DataType", "S3Prefix"))
+    stage_input(ctx.store, str(source["S3Uri"]), host_path(ws, INPUT_DIR), kind)
     host_path(ws, OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-    job = {
-        "ContentType": inp.get("ContentType"),
-        "SplitType": inp.get("SplitType", "None"),
-        "CompressionType": inp.get("CompressionType", "None"),
-        "BatchStrategy": args.get("BatchStrategy", "MultiRecord"),
-        "MaxPayloadInMB": args.get("MaxPayloadInMB", 6),
-        "Accept": out.get("Accept"),
-        "AssembleWith": out.get("AssembleWith", "None"),
-        "DataProcessing": args.get("DataProcessing") or {},
-        "Program": program,
-        "Framework": framework(image),
-        "ImageVersion": image.rsplit("/", 1)[-1].partition(":")[2],
-    }
+    job = job_settings(args, image, program)
     host_path(ws, JOB_FILE).write_text(json.dumps(job))
     runtime = ctx.images.runtime(image)
     argv = [*runtime, ctx.sandbox.program(PROGRAM), "--root", CONTAINER_ROOT, "--job", JOB_FILE]
-    resources = args.get("TransformResources") or {}
-    limits = limits_for(resources.get("InstanceType"))
+    limits = limits_for((args.get("TransformResources") or {}).get("InstanceType"))
     network = not model.get("EnableNetworkIsolation", False)
-    job_env = base_env(ctx.settings.python, {**env, "SAGEMAKER_BATCH": "true"})
+    job_env = base_env(ctx.settings.python, container_env(env, job))
+    mode = f"script mode ({program})" if program else "the image's own serving"
+    ctx.log.write(
+        f"transform job {ctx.job_name}: model {model.get('ModelName')} on {image}, {mode}"
+    )
     spec = job_spec(ctx.settings, argv, job_env, ws, CONTAINER_ROOT, network, runtime, limits)
     result = run_job(ctx, spec, None)
     arn = ctx.execution.arn_for("transform-job", ctx.job_name)
@@ -221,24 +237,20 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     }
     metadata = {"TransformJob": {"Arn": arn}, "_peak_rss_kb": result.peak_rss_kb}
     if result.stopped:
-        return StepOutcome(
-            "Stopped", {**props, "TransformJobStatus": "Stopped"}, metadata, "Stopped by user"
-        )
+        props["TransformJobStatus"] = "Stopped"
+        return StepOutcome("Stopped", props, metadata, "Stopped by user")
+    reason = None
     if result.returncode != 0:
         written = read_failure_file(host_path(ws, "/opt/ml/output/failure"))
         reason = written or failure_reason(result, None, limits)
+    else:
+        try:
+            out_uri = str(args["TransformOutput"]["S3OutputPath"])
+            publish_output(ctx.store, host_path(ws, OUTPUT_DIR), out_uri, OUTPUT_DIR)
+        except ExecutionError as exc:
+            reason = str(exc)
+    if reason is not None:
         props.update(TransformJobStatus="Failed", FailureReason=reason)
         return StepOutcome("Failed", props, metadata, reason)
-    try:
-        publish_output(
-            ctx.store,
-            host_path(ws, OUTPUT_DIR),
-            str(out["S3OutputPath"]),
-            OUTPUT_DIR,
-            OutputBudget(),
-        )
-    except ExecutionError as exc:
-        props.update(TransformJobStatus="Failed", FailureReason=str(exc))
-        return StepOutcome("Failed", props, metadata, str(exc))
     props["TransformJobStatus"] = "Completed"
     return StepOutcome("Succeeded", props, metadata)
