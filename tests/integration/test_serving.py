@@ -281,7 +281,9 @@ def test_an_unknown_content_type_fails_with_the_container_s_415(
     failure = (root / "output" / "failure").read_text()
     assert failure == (
         "ClientError: Bad HTTP status received from algorithm for input test.json: 415 "
-        "Unsupported Media Type. Content-type application/json is not supported."
+        "Unsupported Media Type. application/json is not an accepted ContentType: csv, libsvm, "
+        "parquet, recordio-protobuf, text/csv, text/libsvm, text/x-libsvm, "
+        "application/x-parquet, application/x-recordio-protobuf."
     )
     assert failure in done.stderr
 

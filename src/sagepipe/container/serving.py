@@ -52,6 +52,17 @@ CSV, JSON, NPY, JSONLINES = (
 )
 LIBSVM_TYPES = ("libsvm", "text/libsvm", "text/x-libsvm")
 RECORDIO = "application/x-recordio-protobuf"
+XGBOOST_CONTENT_TYPES = [
+    "csv",
+    "libsvm",
+    "parquet",
+    "recordio-protobuf",
+    "text/csv",
+    "text/libsvm",
+    "text/x-libsvm",
+    "application/x-parquet",
+    "application/x-recordio-protobuf",
+]
 XGBOOST_ACCEPTS = [JSON, JSONLINES, RECORDIO, CSV]
 RECORDIO_MAGIC = 0xCED7230A
 MIB = 1024 * 1024
@@ -258,7 +269,11 @@ def _xgboost_content_type(content_type: Optional[str]) -> str:
         return "libsvm"
     if kind in ("recordio-protobuf", RECORDIO):
         return "recordio-protobuf"
-    raise InvocationError(415, f"Content-type {content_type} is not supported.")
+    if kind in ("parquet", "application/x-parquet"):  # a training content type, not served
+        raise InvocationError(415, f"Content-type {content_type} is not supported.")
+    raise InvocationError(
+        415, f"{content_type} is not an accepted ContentType: {', '.join(XGBOOST_CONTENT_TYPES)}."
+    )
 
 
 def _parse_xgboost(payload: bytes, kind: str, content_type: Optional[str]) -> Any:
