@@ -388,3 +388,41 @@ def test_selectable_inference_output_answers_the_keys_asked_for(
     if accept == "text/csv":  # in the order asked for
         want = [f'{int(float(p) > 0.5)},{p},"[0, 1]"' for p in probabilities]
     assert output(root, "t.csv") == want
+
+
+def test_an_xgboost_script_with_model_fn_gets_a_dmatrix_and_the_csv_encoder(
+    xgb17: Environment, xgb_model: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(
+        textwrap.dedent(
+            """
+            import os, xgboost as xgb
+
+            def model_fn(model_dir):
+                booster = xgb.Booster()
+                booster.load_model(os.path.join(model_dir, "xgboost-model"))
+                return booster
+            """
+        )
+    )
+    data = as_csv(rows(20, 9))
+    job = {**CSV_LINES, "Accept": "text/csv", "Program": "inference.py", "Framework": "xgboost"}
+    layout(root, job, {"t.csv": data}, xgb_model)
+    done = transform(xgb17, root)
+    assert done.returncode == 0, done.stderr
+    want = python(  # the toolkit's csv encoder: np.savetxt of the float32 predictions, "%s"
+        xgb17,
+        f"""
+        import io, numpy as np, xgboost as xgb
+        b = xgb.Booster()
+        b.load_model({str(xgb_model)!r})
+        x = np.loadtxt(io.StringIO({data!r}), delimiter=",", ndmin=2)
+        out = io.StringIO()
+        np.savetxt(out, b.predict(xgb.DMatrix(x)), delimiter=",", fmt="%s")
+        print(out.getvalue(), end="")
+        """,
+    )
+    assert output(root, "t.csv") == want.splitlines()
+    assert want.splitlines()[0] != expected(xgb17, xgb_model, data)[0]  # float32's own str

@@ -413,6 +413,12 @@ class ScriptMode:
             ) from None
         self.model = None  # type: Any
         self.loaded = False
+        handlers = [h for h in ("input_fn", "predict_fn", "output_fn") if self._hook(h)]
+        if self._hook("transform_fn") and handlers:
+            raise InvocationError(
+                500,
+                "Cannot use transform_fn implementation with input_fn, predict_fn, and/or output_fn",
+            )
 
     def _hook(self, name: str) -> Optional[Callable[..., Any]]:
         found = getattr(self.module, name, None)
@@ -431,10 +437,7 @@ class ScriptMode:
         self.loaded = True
 
     def _default_model_fn(self, model_dir: str) -> Any:
-        if self.framework == "xgboost":
-            algorithm = XGBoostAlgorithm(model_dir, self.version)
-            algorithm.load()
-            return algorithm.boosters[0]
+        # No framework image loads a model for a script: XGBoost's too uses the toolkit's default.
         raise NotImplementedError(
             textwrap.dedent(
                 """
@@ -478,6 +481,8 @@ class ScriptMode:
         return array
 
     def _default_predict_fn(self, data: Any, model: Any) -> Any:
+        if self.framework == "xgboost":
+            return model.predict(data, validate_features=False)
         return model.predict(data)
 
 
