@@ -61,6 +61,7 @@ STATUS_TEXT = {
     415: "Unsupported Media Type",
     500: "Internal Server Error",
 }
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 _STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\[([^\]]*)\]")
 
 
@@ -192,6 +193,42 @@ def batches(
         yield chunk
 
 
+def line_batches(stream: Any, max_bytes: int) -> Iterator[Tuple[bytes, int]]:
+    """MultiRecord batches of lines cut straight from the stream: (payload, record count).
+
+    The same batches as :func:`batches` over :func:`read_records` (as many whole lines as fit
+    in ``max_bytes``; 0: no limit) without handling each line in Python. Blank lines are
+    dropped as there, but they count against the payload here, so a batch may end earlier.
+    """
+    buf, eof = b"", False
+    while True:
+        while not eof and (not max_bytes or len(buf) <= max_bytes):
+            more = stream.read(max_bytes + 1 - len(buf)) if max_bytes else stream.read()
+            eof = not more or not max_bytes
+            buf += more
+        if eof and not buf.strip():
+            return
+        if eof and (not max_bytes or len(buf) <= max_bytes):
+            chunk, buf = buf, b""
+        else:
+            cut = buf.rfind(b"\n", 0, max_bytes + 1)
+            if cut < 0:
+                raise AgentError(f"a record exceeds MaxPayloadInMB ({max_bytes / MIB:g} MB)")
+            chunk, buf = buf[:cut], buf[cut + 1 :]
+        if _maybe_blank(chunk) and _BLANK_LINE.search(chunk):
+            chunk = b"\n".join(line for line in chunk.split(b"\n") if line.strip())
+        chunk = chunk.rstrip(b"\n")
+        if chunk.strip():
+            yield chunk, chunk.count(b"\n") + 1
+
+
+def _maybe_blank(chunk: bytes) -> bool:
+    """Cheap test before the regex: could a line of ``chunk`` be empty or whitespace only?"""
+    return chunk[:1] in (b"\n", b" ", b"\t", b"\r") or any(
+        marker in chunk for marker in (b"\n\n", b"\n ", b"\n\t", b"\n\r")
+    )
+
+
 class Record:
     """One input record as the filters see it: CSV fields or a JSON value."""
 
@@ -280,6 +317,11 @@ class Job:
         count = 0
         opener = gzip.open if self.compression == "Gzip" else open
         with opener(source, "rb") as stream, open(target, "wb") as out:
+            if self.split == "Line" and self.strategy == "MultiRecord" and not self.per_record:
+                for payload, size in line_batches(stream, self.max_bytes):
+                    count += size
+                    self._write(out, self.server.invoke(payload, self.content_type, self.accept))
+                return count
             records = read_records(stream, self.split)
             for chunk in batches(records, self.strategy, self.max_bytes, self.split):
                 count += len(chunk)

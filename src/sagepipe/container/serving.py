@@ -277,7 +277,6 @@ def _xgboost_content_type(content_type: Optional[str]) -> str:
 
 
 def _parse_xgboost(payload: bytes, kind: str, content_type: Optional[str]) -> Any:
-    import numpy as np
     import xgboost as xgb
 
     try:
@@ -285,11 +284,7 @@ def _parse_xgboost(payload: bytes, kind: str, content_type: Optional[str]) -> An
             text = payload.strip().decode("utf-8")
             delimiter = csv.Sniffer().sniff(text.split("\n")[0][:512]).delimiter
             delimiter = "," if delimiter.isalnum() else delimiter
-            rows = [
-                ["nan" if x == "" else x for x in line.split(delimiter)]
-                for line in text.split("\n")
-            ]
-            return xgb.DMatrix(np.array(rows).astype(float))
+            return xgb.DMatrix(_csv_matrix(text, delimiter))
         if kind == "libsvm":
             return xgb.DMatrix(_libsvm_matrix(payload.strip().decode("utf-8")))
         return xgb.DMatrix(_recordio_features(payload))
@@ -305,6 +300,36 @@ def _parse_xgboost(payload: bytes, kind: str, content_type: Optional[str]) -> An
             f"Loading {kind} data failed with Exception, please ensure data is in {kind} format:\n "
             f"{type(exc)}\n {exc}",
         ) from None
+
+
+def _csv_matrix(text: str, delimiter: str) -> Any:
+    """The image's csv parse (empty cells are NaN), with numpy's parser where it gives the same.
+
+    The image builds a list of lists of strings and converts it; numpy parses the same text to
+    the same float64 values many times faster when every row has the same width and no cell is
+    empty. Anything else takes the image's own way, with its errors.
+    """
+    import numpy as np
+
+    end = text.find("\n")
+    width = (text if end < 0 else text[:end]).count(delimiter) + 1
+    count = text.count("\n") + 1
+    doubled = delimiter + delimiter
+    regular = (
+        doubled not in text
+        and not text.startswith(delimiter)
+        and not text.endswith(delimiter)
+        and "\n" + delimiter not in text
+        and delimiter + "\n" not in text
+        and "\r" not in text
+        and " " not in delimiter
+    )
+    if regular:
+        values = np.fromstring(text.replace("\n", delimiter), dtype=float, sep=delimiter)
+        if values.size == width * count and text.count(delimiter) == (width - 1) * count:
+            return values.reshape(count, width)
+    rows = [["nan" if x == "" else x for x in line.split(delimiter)] for line in text.split("\n")]
+    return np.array(rows).astype(float)
 
 
 def _libsvm_matrix(text: str) -> Any:

@@ -13,6 +13,7 @@ from sagepipe.container.batch_transform import (
     Record,
     batches,
     join,
+    line_batches,
     parse_path,
     read_records,
     select,
@@ -107,3 +108,26 @@ def test_image_versions_order_as_the_container_s_releases() -> None:
         > image_version("1.0-1-cpu-py3")
     )
     assert image_version("latest") == (99,)
+
+
+@pytest.mark.parametrize("limit", [0, 5, 9, 14, 40])
+@pytest.mark.parametrize(
+    "data", [b"aaaa\nbbbb\ncccc\ndd\ne\n", b"aaaa\n\n  \nbbbb\ncc", b"\n\n", b""]
+)
+def test_line_batches_cut_from_the_stream_are_the_record_batches(data: bytes, limit: int) -> None:
+    want = [
+        (b"\n".join(chunk), len(chunk))
+        for chunk in batches(records(data, "Line"), "MultiRecord", limit, "Line")
+    ]
+    got = list(line_batches(io.BytesIO(data), limit))
+    if b"\n\n" not in data:
+        assert got == want
+    else:  # blank lines count against the payload here: the same records, cut earlier
+        assert b"\n".join(c for c, _ in got) == b"\n".join(c for c, _ in want)
+        assert sum(n for _, n in got) == sum(n for _, n in want)
+        assert all(len(c) <= limit for c, _ in got) or not limit
+
+
+def test_a_line_longer_than_the_payload_is_refused_when_cut_from_the_stream() -> None:
+    with pytest.raises(AgentError, match="exceeds MaxPayloadInMB"):
+        list(line_batches(io.BytesIO(b"aaaaaaaaaa\nb\n"), 5))
