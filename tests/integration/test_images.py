@@ -37,17 +37,6 @@ SMALL = ImageSpec("small", "small:1", "env", python=HOST, packages=("six==1.16.0
 EXE = str(Path(sys.executable).parent / "sagepipe")
 
 
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One environment cache for the session (uv's package cache stays the user's)."""
-    return tmp_path_factory.mktemp("images-cache")
-
-
-@pytest.fixture(scope="session")
-def sklearn_env(cache: Path) -> Environment:
-    return ensure_environment(resolve(SKLEARN, {}), cache)
-
-
 def run(env: Environment, code: str) -> str:
     done = subprocess.run(
         env.argv(["python", "-c", textwrap.dedent(code)]),

@@ -29,17 +29,6 @@ ROUND = re.compile(r"^\[(\d+)\]\ttrain-rmse:(\d+\.\d{5})\tvalidation-rmse:(\d+\.
 Rows = list[tuple[float, list[float]]]
 
 
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One environment cache for the session (uv's package cache stays the user's)."""
-    return tmp_path_factory.mktemp("xgboost-envs")
-
-
-@pytest.fixture(scope="session")
-def xgb17(cache: Path) -> Environment:
-    return ensure_environment(resolve(XGBOOST.format("1.7-1"), {}), cache)
-
-
 def abalone(n: int, seed: int) -> Rows:
     """Rings from length, diameter, height and weights, with noise (abalone's shape)."""
     rnd = random.Random(seed)

@@ -75,6 +75,7 @@ def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
     from sagepipe.engine.images import ImageMap
+    from sagepipe.engine.transform import transform_problems
 
     images = ImageMap(s.python, s.images)
     problems = []
@@ -87,7 +88,9 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
                 )
             )
             continue
-        image = _image(step)
+        if step.type == "Transform":
+            problems.extend((step.name, why) for why in transform_problems(dict(step.arguments)))
+        image = _image(step, definition)
         if image is None:
             continue
         try:
@@ -97,9 +100,18 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
     return problems
 
 
-def _image(step: StepDef) -> str | None:
+def _image(step: StepDef, definition: Definition) -> str | None:
     """The step's container image when it is a plain string (a parameter is resolved at run time)."""
     args = step.arguments
+    if step.type == "Transform":  # the image of the Model step that names the model
+        ref = args.get("ModelName")
+        path = ref.get("Get") if isinstance(ref, dict) else None
+        if not isinstance(path, str) or not path.startswith("Steps."):
+            return None
+        model = definition.step(path.split(".")[1]).arguments
+        container = model.get("PrimaryContainer")
+        image = container.get("Image") if isinstance(container, dict) else None
+        return image if isinstance(image, str) else None
     spec = (
         args.get("AppSpecification")
         if step.type == "Processing"

@@ -21,4 +21,5 @@ SUPPORTED_LOCALLY: tuple[str, ...] = (
     "RegisterModel",
     "Model",
     "CreateModel",
+    "Transform",
 )

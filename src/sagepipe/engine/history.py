@@ -330,6 +330,16 @@ class History:
             )
         return arn, version
 
+    def model_by_name(self, name: str) -> dict[str, Any] | None:
+        """The properties of the newest succeeded Model/CreateModel step that created ``name``."""
+        rows = self._query(
+            "SELECT properties FROM steps WHERE type IN ('Model', 'CreateModel') "
+            "AND status='Succeeded' AND json_extract(properties, '$.ModelName')=? "
+            "ORDER BY ended DESC LIMIT 1",
+            (name,),
+        )
+        return dict(json.loads(rows[0]["properties"])) if rows else None
+
     def models(self, group: str | None = None) -> list[dict[str, Any]]:
         """Registered model versions, newest first."""
         query = "SELECT * FROM models"

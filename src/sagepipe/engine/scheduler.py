@@ -43,6 +43,7 @@ from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.processing import run_processing
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
+from sagepipe.engine.transform import run_transform
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
 
@@ -56,6 +57,7 @@ RUNNERS: dict[str, Runner] = {
     "RegisterModel": run_register_model,
     "Model": run_model,
     "CreateModel": run_model,
+    "Transform": run_transform,
 }
 _ALPHABET = string.ascii_lowercase + string.digits
 LineListener = Callable[[str, str], None]
