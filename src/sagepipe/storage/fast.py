@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sagepipe.storage.base import ObjectInfo
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo
 
 
 class RawUnavailable(Exception):
@@ -83,6 +83,8 @@ class RawS3:
         if not 200 <= resp.status < 300:
             if not preload:
                 resp.release_conn()
+            if resp.status == 412:
+                raise ConditionFailedError("the object changed since it was listed")
             raise RawUnavailable(f"HTTP {resp.status}")
         return resp
 
@@ -148,7 +150,19 @@ class RawS3:
         except (KeyError, ValueError) as exc:
             raise RawUnavailable("no Content-Length") from exc
 
-    def put(self, bucket: str, key: str, data: bytes, content_md5: str) -> str:
-        """PUT a small object; the server checks Content-MD5. Returns the ETag."""
-        resp = self._send("PUT", self._url(bucket, key), {"Content-MD5": content_md5}, data)
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_md5: str,
+        extra: dict[str, str] | None = None,
+    ) -> str:
+        """PUT a small object; the server checks Content-MD5. Returns the ETag.
+
+        ``extra`` headers (If-Match, If-None-Match, x-amz-meta-*) are sent and signed as given;
+        a 412 raises ConditionFailedError.
+        """
+        headers = {"Content-MD5": content_md5, **(extra or {})}
+        resp = self._send("PUT", self._url(bucket, key), headers, data)
         return str(resp.headers.get("ETag", "")).strip('"')

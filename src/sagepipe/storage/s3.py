@@ -16,7 +16,7 @@ from typing import Any
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
-from sagepipe.storage.base import ObjectInfo, parse_uri
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo, parse_uri
 from sagepipe.storage.fast import RawS3, RawUnavailable
 from sagepipe.storage.local import TMP_PREFIX
 
@@ -38,6 +38,16 @@ def _comparable_etag(etag: str) -> bool:
         and all(c in "0123456789abcdef" for c in head)
         and (not tail or tail.isdigit())
     )
+
+
+_HEADER = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
+
+
+def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
+    """boto3's parameters for a write conditional on what a listing showed."""
+    if if_match:
+        return {"IfMatch": f'"{if_match.strip(chr(34))}"'}
+    return {"IfNoneMatch": "*"} if if_none_match else {}
 
 
 def _credentials(settings: Settings) -> Any:
@@ -132,31 +142,51 @@ class S3Store:
         bucket, key = parse_uri(uri)
         self._call(uri, self.client.put_object, Bucket=bucket, Key=key, Body=data)
 
-    def put_file(self, uri: str, path: Path) -> str:
-        """Upload ``path``; the server checks every request's Content-MD5. Returns the ETag."""
+    def put_file(
+        self,
+        uri: str,
+        path: Path,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        mode: int | None = None,
+    ) -> str:
+        """Upload ``path``; the server checks every request's Content-MD5. Returns the ETag.
+
+        The condition is S3's If-Match / If-None-Match (a 412 raises ConditionFailedError);
+        ``mode`` is kept as the object's ``mode`` metadata (octal, as rclone writes it).
+        """
         bucket, key = parse_uri(uri)
         size = path.stat().st_size
+        cond = _conditions(if_match, if_none_match)
+        meta = {"mode": f"{mode & 0o7777:o}"} if mode is not None else {}
         if size <= PART_SIZE:
             data = path.read_bytes()
             digest = hashlib.md5(data, usedforsecurity=False)
             content_md5 = base64.b64encode(digest.digest()).decode()
             if self._raw is not None:
+                headers = {_HEADER[k]: v for k, v in cond.items()}
+                headers.update({f"x-amz-meta-{k}": v for k, v in meta.items()})
                 try:
-                    etag = self._raw.put(bucket, key, data, content_md5)
+                    etag = self._raw.put(bucket, key, data, content_md5, headers)
                     if etag and len(etag) == 32 and etag != digest.hexdigest():
                         raise StorageError(
                             f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                         )
                     return etag or digest.hexdigest()
+                except ConditionFailedError:
+                    raise ConditionFailedError(f"{uri}: changed since it was listed") from None
                 except RawUnavailable:
                     pass  # boto3 below gives the error its proper message
-            resp = self._call(
+            resp = self._conditional(
                 uri,
                 self.client.put_object,
                 Bucket=bucket,
                 Key=key,
                 Body=data,
                 ContentMD5=base64.b64encode(digest.digest()).decode(),
+                Metadata=meta,
+                **cond,
             )
             etag = str(resp.get("ETag", "")).strip('"')
             if etag and len(etag) == 32 and etag != digest.hexdigest():
@@ -164,10 +194,34 @@ class S3Store:
                     f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                 )
             return etag or digest.hexdigest()
-        return self._put_multipart(uri, bucket, key, path, size)
+        return self._put_multipart(uri, bucket, key, path, size, cond, meta)
 
-    def _put_multipart(self, uri: str, bucket: str, key: str, path: Path, size: int) -> str:
-        upload = self._call(uri, self.client.create_multipart_upload, Bucket=bucket, Key=key)
+    def _conditional(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error.get("Code") in ("PreconditionFailed", "412") or status == 412:
+                raise ConditionFailedError(f"{what}: changed since it was listed") from None
+            with aws_errors(what):
+                raise
+
+    def _put_multipart(
+        self,
+        uri: str,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
+        cond: dict[str, str],
+        meta: dict[str, str],
+    ) -> str:
+        upload = self._call(
+            uri, self.client.create_multipart_upload, Bucket=bucket, Key=key, Metadata=meta
+        )
         upload_id = upload["UploadId"]
         count = (size + PART_SIZE - 1) // PART_SIZE
         digests: list[bytes] = [b""] * count
@@ -193,13 +247,14 @@ class S3Store:
         try:
             with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
                 parts = list(pool.map(send, range(count)))
-            self._call(
+            self._conditional(
                 uri,
                 self.client.complete_multipart_upload,
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **cond,
             )
         except BaseException:
             with contextlib.suppress(Exception):
@@ -310,9 +365,10 @@ class S3Store:
                         item["LastModified"].timestamp(),
                     )
 
-    def delete(self, uri: str) -> None:
+    def delete(self, uri: str, *, if_match: str | None = None) -> None:
         bucket, key = parse_uri(uri)
-        self._call(uri, self.client.delete_object, Bucket=bucket, Key=key)
+        cond = _conditions(if_match, False)
+        self._conditional(uri, self.client.delete_object, Bucket=bucket, Key=key, **cond)
 
     def ensure_bucket(self, bucket: str) -> bool:
         try:
