@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,16 +76,18 @@ class Destination:
         self.umask = umask
         self._tmp: Path | None = None
         self._count = 0
+        self._lock = threading.Lock()  # transfer threads ask for temp paths at once
 
     def temp_path(self) -> Path:
         """A fresh path in this process's private temporary folder."""
-        if self._tmp is None:
-            base = self.root / STATE_DIR / TMP_DIR
-            base.mkdir(parents=True, exist_ok=True)
-            _remove_dead_temp_folders(base)
-            self._tmp = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
-        self._count += 1
-        return self._tmp / f"f{self._count}"
+        with self._lock:
+            if self._tmp is None:
+                base = self.root / STATE_DIR / TMP_DIR
+                base.mkdir(parents=True, exist_ok=True)
+                _remove_dead_temp_folders(base)
+                self._tmp = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
+            self._count += 1
+            return self._tmp / f"f{self._count}"
 
     def close(self) -> None:
         """Remove this process's temporary folder (never anything else)."""
