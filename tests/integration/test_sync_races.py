@@ -123,7 +123,7 @@ def test_two_pushes_of_one_file_at_once_one_wins_one_conflicts(
 
 
 def test_two_push_processes_at_once(target: Target, tmp_path: Path) -> None:
-    store, bucket, env = target
+    _, bucket, env = target
     base = folder_with(tmp_path / "base", {"f.txt": "v1"})
     assert push(target, base).ok
     folders = []
