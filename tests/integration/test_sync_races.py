@@ -27,7 +27,7 @@ from sagepipe.sync.scan import Filters
 from tests.conftest import ROOT
 
 UNPRIVILEGED_UID = 1000
-ENDPOINT_VAR = "SAGEPIPE_TEST_SEAWEED_ENDPOINT"
+ENDPOINT_VAR = "SYNC_TEST_SEAWEED_ENDPOINT"  # conftest clears SAGEPIPE_* and AWS_*
 _N = iter(range(100_000))
 
 Target = tuple[ObjectStore, str, dict[str, str]]
