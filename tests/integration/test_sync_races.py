@@ -326,6 +326,11 @@ def test_pull_keeps_user_temp_like_files_and_modes(target: Target, tmp_path: Pat
     assert (dest / "run.sh").read_text().endswith("echo 2\n")
     assert (user / "sub" / ".sagepipe-tmp-mine").read_text() == "my file"
     assert (user / ".sagepipe-tmp-x").read_text() == "mine"
+    (src / "tool.sh").write_text("#!/bin/sh\n")
+    (src / "tool.sh").chmod(0o755)  # a new executable: its mode travels as object metadata
+    assert push(target, src).ok
+    assert pull(target, dest).ok
+    assert (dest / "tool.sh").stat().st_mode & 0o111
 
 
 def test_credentials_stay_local(target: Target, tmp_path: Path) -> None:

@@ -116,10 +116,11 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> dict[str, str]:
         """Download to ``path`` through a temporary file renamed into place.
 
         ``expected`` (from a listing) spares a HEAD request and is checked against the data.
+        Returns the object's user metadata where the store saw it (``mode``: octal bits).
         """
         ...
 

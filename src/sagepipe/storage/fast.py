@@ -120,15 +120,28 @@ class RawS3:
                 return
 
     def get(
-        self, bucket: str, key: str, fd: int, offset: int = 0, length: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        fd: int,
+        offset: int = 0,
+        length: int | None = None,
+        meta: dict[str, str] | None = None,
     ) -> str:
-        """Write the object (or a byte range) to ``fd`` at ``offset``; returns the MD5 of it."""
+        """Write the object (or a byte range) to ``fd`` at ``offset``; returns the MD5 of it.
+
+        ``meta``, when given, receives the object's user metadata (``x-amz-meta-*``).
+        """
         headers = {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         from urllib3.exceptions import HTTPError
 
         resp = self._send("GET", self._url(bucket, key), headers, preload=False)
+        if meta is not None:
+            for name, value in resp.headers.items():
+                if name.lower().startswith("x-amz-meta-"):
+                    meta[name.lower()[len("x-amz-meta-") :]] = value
         digest = hashlib.md5(usedforsecurity=False)
         position = offset
         try:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -107,11 +108,12 @@ class LocalStore:
         """Copy ``path`` in; conditions are checked and the copy made under the bucket's lock."""
         bucket, _, dest = self._path(uri)
         self._check_parent(uri, dest)
-        if not if_match and not if_none_match:
-            return atomic_copy(path, dest)
-        with self._locked(bucket):
+        with self._locked(bucket) if if_match or if_none_match else contextlib.nullcontext():
             self._check_condition(uri, dest, if_match, if_none_match)
-            return atomic_copy(path, dest)
+            md5 = atomic_copy(path, dest)
+            if mode is not None:  # the store's file keeps the mode, as S3 keeps metadata
+                dest.chmod(stat.S_IMODE(mode) & 0o777)
+            return md5
 
     def _check_condition(
         self, uri: str, dest: Path, if_match: str | None, if_none_match: bool
@@ -147,11 +149,13 @@ class LocalStore:
         if path.is_dir():
             raise StorageError(f"{uri}: a folder with this name exists in the local store")
 
-    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> dict[str, str]:
+        """Copy the object out; its metadata is its file's mode (kept from ``put_file``)."""
         _, _, src = self._path(uri)
         if not src.is_file():
             raise ObjectNotFoundError(f"{uri} does not exist")
         atomic_copy(src, path)
+        return {"mode": f"{stat.S_IMODE(src.stat().st_mode):o}"}
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix, _ = self._path(uri)

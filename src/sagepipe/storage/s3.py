@@ -262,8 +262,12 @@ class S3Store:
             raise
         return multipart_etag(digests)
 
-    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
-        """Download through a temp file in the destination folder, verified, renamed into place."""
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> dict[str, str]:
+        """Download through a temp file in the destination folder, verified, renamed into place.
+
+        Returns the object's user metadata where the download saw it (whole-object GETs).
+        """
+        meta: dict[str, str] = {}
         bucket, key = parse_uri(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
@@ -277,7 +281,7 @@ class S3Store:
             if "-" in etag and size > PART_SIZE:
                 actual = self._get_ranged(uri, bucket, key, fd, size)
             else:
-                actual = self._get_whole(uri, bucket, key, fd)
+                actual = self._get_whole(uri, bucket, key, fd, meta)
             if _comparable_etag(etag) and actual != etag:
                 raise StorageError(f"{uri}: download corrupted (ETag {etag}, got {actual})")
             os.close(fd)
@@ -288,17 +292,19 @@ class S3Store:
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+        return meta
 
-    def _get_whole(self, uri: str, bucket: str, key: str, fd: int) -> str:
+    def _get_whole(self, uri: str, bucket: str, key: str, fd: int, meta: dict[str, str]) -> str:
         if self._raw is not None:
             try:
-                return self._raw.get(bucket, key, fd)
+                return self._raw.get(bucket, key, fd, meta=meta)
             except RawUnavailable:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
         digest = hashlib.md5(usedforsecurity=False)
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
+            meta.update(resp.get("Metadata", {}))
             for chunk in resp["Body"].iter_chunks(1 << 20):
                 digest.update(chunk)
                 os.write(fd, chunk)

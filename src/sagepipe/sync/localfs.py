@@ -150,7 +150,8 @@ class Destination:
 
         ``expected`` is (size, mtime) of the file the plan saw there, or None for no file.
         A file that appeared or changed since raises ChangedError and is left as it is.
-        ``executable`` None keeps the replaced file's executable bits.
+        ``executable`` (the object's recorded mode) or the replaced file's executable bits make
+        the file executable; otherwise it gets ``0o666`` less the umask.
         """
         fd, name = self._parent(rel, create=True)
         try:
@@ -160,7 +161,7 @@ class Destination:
                 now = None
             _check_unchanged(rel, now, expected)
             mode = 0o666
-            if executable or (executable is None and now is not None and now.st_mode & 0o111):
+            if executable or (now is not None and now.st_mode & 0o111):
                 mode = 0o777
             os.chmod(tmp, mode & ~self.umask)
             os.utime(tmp, (mtime, mtime))

@@ -194,12 +194,12 @@ def _sync(
         obj, f = remote[rel], local.files.get(rel)
         tmp = dest.temp_path()
         try:
-            store.get_file(
+            meta = store.get_file(
                 remote_root + rel, tmp, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
             )
             md5 = _plain_md5(obj.etag) or _file_md5(tmp)
             expected = (f.size, f.mtime) if f is not None else None
-            st = dest.install(tmp, rel, expected, obj.mtime, None)
+            st = dest.install(tmp, rel, expected, obj.mtime, _executable(meta))
         finally:
             tmp.unlink(missing_ok=True)
         record(rel, Entry(obj.size, obj.etag, md5, st.st_mtime, obj.mtime))
@@ -260,6 +260,14 @@ def _delete(
         dest.remove(rel.rstrip("/") + "/", None)
     else:
         dest.remove(rel, (f.size, f.mtime) if f is not None else None)
+
+
+def _executable(meta: Mapping[str, str] | None) -> bool | None:
+    """Whether the object's recorded mode is executable; None when it records none."""
+    try:
+        return bool(int((meta or {})["mode"], 8) & 0o111)
+    except (KeyError, ValueError):
+        return None
 
 
 def _file_md5(path: Path) -> str:
