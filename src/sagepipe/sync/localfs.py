@@ -125,19 +125,6 @@ class Destination:
             raise
         return fd, parts[-1]
 
-    def lstat(self, rel: str) -> os.stat_result | None:
-        """``rel``'s own status (a link is not followed), None when it does not exist."""
-        try:
-            fd, name = self._parent(rel, create=False)
-        except (FileNotFoundError, SyncError):
-            return None
-        try:
-            return os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(fd)
-
     def install(
         self,
         tmp: Path,

@@ -91,7 +91,10 @@ class Manifest:
         self._changed[rel] = entry
         if self._log is None:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.journal.open("a", encoding="utf-8")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._log = os.fdopen(os.open(self.journal, flags, 0o666), "a", encoding="utf-8")
+            if self._log.tell() and not self.journal.read_bytes().endswith(b"\n"):
+                self._log.write("\n")  # end a line torn by a killed sync
         raw = asdict(entry) if entry is not None else None
         self._log.write(json.dumps([self.remote, rel, raw]) + "\n")
         self._log.flush()

@@ -116,7 +116,9 @@ def sync(
     if direction == "push" and not folder.is_dir():
         raise SyncError(f"{folder} is not a folder")
     if dry_run:
-        return _sync(store, bucket, prefix, folder, direction, options, filters, True, None, 1)
+        return _sync(
+            store, bucket, prefix, folder, direction, options, filters, True, None, 1, on_plan
+        )
     if direction == "pull":
         folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder):
