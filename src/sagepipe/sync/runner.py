@@ -199,7 +199,7 @@ def _sync(
             meta = store.get_file(
                 remote_root + rel, tmp, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
             )
-            md5 = _plain_md5(obj.etag) or _file_md5(tmp)
+            md5 = _plain_md5(obj.etag) if obj.etag else _file_md5(tmp)
             expected = (f.size, f.mtime) if f is not None else None
             st = dest.install(tmp, rel, expected, obj.mtime, _executable(meta))
         finally:

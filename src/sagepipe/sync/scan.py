@@ -88,6 +88,16 @@ class Filters:
     def __post_init__(self) -> None:
         self._exclude = pathspec.GitIgnoreSpec.from_lines(self.exclude)
         self._include = pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
+        self._folders: dict[str, bool] = {}
+
+    def _folder_excluded(self, folder: str) -> bool:
+        """Whether ``folder`` or a folder above it is excluded (cached: files share folders)."""
+        hit = self._folders.get(folder)
+        if hit is None:
+            up = folder.rpartition("/")[0]
+            hit = bool(up and self._folder_excluded(up)) or self._exclude.match_file(folder + "/")
+            self._folders[folder] = hit
+        return hit
 
     @classmethod
     def build(cls, include: Iterable[str], exclude: Iterable[str], folder: Path | None) -> Filters:
@@ -103,10 +113,9 @@ class Filters:
 
     def wanted(self, rel: str) -> bool:
         """Whether ``rel`` (a ``folder/`` ends with a slash) takes part in the sync."""
-        parts = rel.rstrip("/").split("/")
-        for depth in range(1, len(parts)):  # an excluded folder excludes all below it
-            if self._exclude.match_file("/".join(parts[:depth]) + "/"):
-                return False
+        parent = rel.rstrip("/").rpartition("/")[0]
+        if parent and self._folder_excluded(parent):
+            return False
         if self._exclude.match_file(rel):
             return False
         if self._include is not None and not rel.endswith("/"):
