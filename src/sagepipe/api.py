@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import Pipeline as _PipelineModel
+from sagepipe.core.json_types import JSON
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline
 
 if TYPE_CHECKING:
     from sagepipe.engine.execution import LocalExecution
 
 
-class Pipeline(_PipelineModel):
+class Pipeline(PipelineModel):
     """A SageMaker pipeline, as in the SageMaker SDK: ``definition()``, ``start()``, ``upsert()``."""
 
     def compile(
@@ -36,7 +38,7 @@ class Pipeline(_PipelineModel):
 
     def start(
         self,
-        parameters: dict[str, Any] | None = None,
+        parameters: Mapping[str, JSON] | None = None,
         *,
         settings: Settings | None = None,
         wait: bool = False,

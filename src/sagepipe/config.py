@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sagepipe.bucket_layout import SEED_FOLDERS
 from sagepipe.errors import ConfigError
-from sagepipe.layout import SEED_FOLDERS
 
 DEFAULT_BUCKET = "sagepipe-local"
 DEFAULT_REGION = "us-east-1"

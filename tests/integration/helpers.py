@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import Pipeline
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import Definition, compile_pipeline
 from sagepipe.engine.execution import LocalExecution
 from sagepipe.engine.runner import build_engine, start_definition, upload_code
@@ -40,7 +40,7 @@ def sandbox(kind: str) -> Sandbox:
 
 def run(
     settings: Settings,
-    target: Pipeline | Definition,
+    target: PipelineModel | Definition,
     kind: str = "bwrap",
     parameters: dict[str, Any] | None = None,
     name: str | None = None,
@@ -49,7 +49,7 @@ def run(
     """Start ``target`` and wait for it to end."""
     on_line = (lambda step, line: lines.append((step, line))) if lines is not None else None
     engine = build_engine(settings, sandbox(kind), on_line=on_line)
-    if isinstance(target, Pipeline):
+    if isinstance(target, PipelineModel):
         compiled = compile_pipeline(target, bucket=settings.bucket, base_dir=SCRIPTS)
         upload_code(compiled, engine.store)
         definition, name = compiled.definition, target.name

@@ -23,7 +23,7 @@ from sagepipe.cloud import executions as ex
 from sagepipe.cloud.client import Clients
 from sagepipe.config import Settings
 from sagepipe.errors import SageMakerError
-from sagepipe.storage.aws import translate
+from sagepipe.storage.aws import translate_aws_error
 from tests.conftest import FIXTURES, ROOT
 from tests.servers import MotoServer
 
@@ -283,7 +283,7 @@ def _client_error(code: str, message: str, op: str = "CreatePipeline") -> Client
     ],
 )
 def test_recorded_service_errors_become_one_line(error: ClientError, expected: str) -> None:
-    message = str(translate(error, "create pipeline p", "sagemaker"))
+    message = str(translate_aws_error(error, "create pipeline p", "sagemaker"))
     assert expected in message
     assert "\n" not in message and "Traceback" not in message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -17,9 +17,11 @@ from sagepipe.cli.options import Backend, BackendOpt
 from sagepipe.cli.run import print_sagemaker_steps, print_steps
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
+from sagepipe.core.status import is_terminal
 from sagepipe.errors import UsageError
 
 if TYPE_CHECKING:
+    from sagepipe.cloud.client import Clients
     from sagepipe.engine.history import History
 
 executions_app = typer.Typer(
@@ -38,7 +40,7 @@ def _history(s: Settings) -> History:
     return History(s.history_path)
 
 
-def _clients(s: Settings) -> Any:
+def _clients(s: Settings) -> Clients:
     from sagepipe.cloud.client import Clients
 
     return Clients.from_settings(s)
@@ -131,8 +133,8 @@ def steps(
 
         clients, arn = _clients(s), _arn(execution)
         if as_json:
-            entries = ex.list_steps(clients, arn)
-            sys.stdout.write(render.to_json({"PipelineExecutionSteps": entries}) + "\n")
+            listed = ex.list_steps(clients, arn)
+            sys.stdout.write(render.to_json({"PipelineExecutionSteps": listed}) + "\n")
         else:
             print_sagemaker_steps(clients, arn)
         return
@@ -173,15 +175,13 @@ def logs(
     if backend is Backend.sagemaker:
         _sagemaker_logs(s, _arn(execution), step)
         return
-    from sagepipe.engine.execution import TERMINAL
-
     history = _history(s)
     record = history.execution(execution)
     folder = s.home / "logs" / record.id
     offsets: dict[str, int] = {}
     while True:
         # Read the status first: lines written before the end are then all printed.
-        finished = not follow or history.execution(record.id).status in TERMINAL
+        finished = not follow or is_terminal(history.execution(record.id).status)
         names = [st.name for st in history.steps(record.id)]
         if step is not None:
             if step not in names and not follow:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -12,9 +13,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.cli.render import STATUS_STYLE
-from sagepipe.engine.execution import TERMINAL
+from sagepipe.core.status import StepStatus, is_terminal
+
+if TYPE_CHECKING:
+    from sagepipe.engine.context import StepOutcome
 
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
+
+
+@dataclass
+class _Row:
+    """One step's line in the live view."""
+
+    type: str = ""
+    status: str = "Pending"
+    start: float | None = None
+    end: float | None = None
+    reason: str | None = None
 
 
 class LiveView:
@@ -23,10 +38,7 @@ class LiveView:
     def __init__(self, console: Console, steps: list[tuple[str, str]], quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.rows: dict[str, dict[str, Any]] = {
-            name: {"type": kind, "status": "Pending", "start": None, "end": None}
-            for name, kind in steps
-        }
+        self.rows: dict[str, _Row] = {name: _Row(kind) for name, kind in steps}
         self.colors = {name: _COLORS[i % len(_COLORS)] for i, (name, _) in enumerate(steps)}
         self.width = max((len(n) for n, _ in steps), default=4)
         self._lock = threading.Lock()
@@ -60,23 +72,21 @@ class LiveView:
             if self._live is not None:
                 self._live.update(self._table())
 
-    def on_status(self, step: str, status: str, outcome: Any) -> None:
+    def on_status(self, step: str, status: str, outcome: StepOutcome | None) -> None:
         """A step changed status."""
         with self._lock:
-            row = self.rows.setdefault(
-                step, {"type": "", "status": "Pending", "start": None, "end": None}
-            )
-            row["status"] = status
-            if status == "Executing":
-                row["start"] = time.time()
-            elif status in TERMINAL:
-                row["end"] = time.time()
+            row = self.rows.setdefault(step, _Row())
+            row.status = status
+            if status == StepStatus.EXECUTING:
+                row.start = time.time()
+            elif is_terminal(status):
+                row.end = time.time()
                 if outcome is not None and outcome.failure_reason:
-                    row["reason"] = outcome.failure_reason
+                    row.reason = outcome.failure_reason
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                extra = f": {row.get('reason')}" if row.get("reason") and status == "Failed" else ""
+                extra = f": {row.reason}" if row.reason and status == StepStatus.FAILED else ""
                 self.console.print(
                     f"{step:<{self.width}} : {status}{extra}", highlight=False, markup=False
                 )
@@ -89,10 +99,10 @@ class LiveView:
         table.add_column("elapsed", justify="right")
         now = time.time()
         for name, row in self.rows.items():
-            start, end = row["start"], row["end"]
+            start, end = row.start, row.end
             elapsed = f"{((end or now) - start):.1f}s" if start else ""
-            style = STATUS_STYLE.get(row["status"], "dim")
+            style = STATUS_STYLE.get(row.status, "dim")
             table.add_row(
-                escape(name), escape(row["type"]), f"[{style}]{escape(row['status'])}[/]", elapsed
+                escape(name), escape(row.type), f"[{style}]{escape(row.status)}[/]", elapsed
             )
         return table

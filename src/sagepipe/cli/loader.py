@@ -7,10 +7,10 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import Pipeline as PipelineModel
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline, load
 from sagepipe.errors import DefinitionError, PipelineError, SagepipeError, UsageError
 
@@ -84,8 +84,8 @@ def _from_module(path: Path, settings: Settings) -> PipelineModel:
         sys.path.pop(0)
 
 
-def _pipeline_of(module: Any, path: Path, settings: Settings) -> PipelineModel:
-    candidate: Any = getattr(module, "pipeline", None)
+def _pipeline_of(module: ModuleType, path: Path, settings: Settings) -> PipelineModel:
+    candidate: object = getattr(module, "pipeline", None)
     factory = getattr(module, "get_pipeline", None)
     if candidate is None and callable(factory):
         offered = {"bucket": settings.bucket, "region": settings.region, "role": settings.role_arn}

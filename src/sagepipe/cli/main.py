@@ -90,9 +90,9 @@ def run_cli(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:
         if type(exc).__module__.startswith("botocore"):  # one translation, even if one slipped by
-            from sagepipe.storage.aws import translate
+            from sagepipe.storage.aws import translate_aws_error
 
-            _error(str(translate(exc, "AWS")), debug)
+            _error(str(translate_aws_error(exc, "AWS")), debug)
             return 1
         _error(
             f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

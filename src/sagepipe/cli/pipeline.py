@@ -17,7 +17,7 @@ from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef
-from sagepipe.definition.limits import SUPPORTED_LOCALLY
+from sagepipe.definition.service_limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
 
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
+from sagepipe.core.status import StepStatus
 from sagepipe.definition import Definition
 
-STATUS_STYLE = {
-    "Succeeded": "green",
-    "Failed": "red",
-    "Executing": "yellow",
-    "Starting": "yellow",
-    "Stopping": "magenta",
-    "Stopped": "magenta",
+STATUS_STYLE: dict[str, str] = {
+    StepStatus.SUCCEEDED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.EXECUTING: "yellow",
+    StepStatus.STARTING: "yellow",
+    StepStatus.STOPPING: "magenta",
+    StepStatus.STOPPED: "magenta",
 }
 
 
@@ -129,10 +130,10 @@ def _id(name: str) -> str:
 
 
 def steps_table(
-    steps: list[dict[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
     title: str,
     peak_rss_kb: Mapping[str, int] | None = None,
-    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    metrics: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Table:
     """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory and
     each step's final metrics. Every text from a step or the service is escaped."""
@@ -162,14 +163,14 @@ def steps_table(
     return table
 
 
-def format_metrics(metrics: Mapping[str, Any]) -> str:
+def format_metrics(metrics: Mapping[str, object]) -> str:
     """``name=value`` pairs, numbers to 4 significant digits."""
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in metrics.items()
     )
 
 
-def _meta(step: dict[str, Any]) -> str:
+def _meta(step: Mapping[str, Any]) -> str:
     meta = step.get("Metadata") or {}
     if "Condition" in meta:
         return f"Outcome {meta['Condition']['Outcome']}"
@@ -178,7 +179,7 @@ def _meta(step: dict[str, Any]) -> str:
     return ""
 
 
-def to_json(value: Any) -> str:
+def to_json(value: object) -> str:
     """JSON with datetimes as ISO strings."""
     return json.dumps(
         value, indent=2, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
 from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import Loaded, load_pipeline
@@ -22,9 +24,10 @@ from sagepipe.cli.options import (
 )
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.layout import LOGS_PREFIX
+from sagepipe.core.status import ExecutionStatus, is_terminal
 
 if TYPE_CHECKING:
+    from sagepipe.cloud.client import Clients
     from sagepipe.engine.execution import LocalExecution, StepResults
 
 
@@ -59,7 +62,7 @@ def run_locally(
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
-    from sagepipe.engine.execution import TERMINAL, LocalExecution
+    from sagepipe.engine.execution import LocalExecution
     from sagepipe.engine.runner import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
@@ -77,7 +80,7 @@ def run_locally(
     execution = LocalExecution(engine, prepared).start()
     with view:
         try:
-            while execution.wait(0.2) not in TERMINAL:
+            while not is_terminal(execution.wait(0.2)):
                 pass
         except KeyboardInterrupt:
             err.print("stopping: killing running steps ...")
@@ -104,12 +107,12 @@ def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
         highlight=False,
         markup=False,
     )
-    if status != "Succeeded":
+    if status != ExecutionStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 
 def print_steps(
-    steps: list[dict[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
     title: str,
     results: dict[str, StepResults],
     rss: dict[str, int] | None = None,
@@ -169,11 +172,11 @@ def run_on_sagemaker(
     print_sagemaker_steps(clients, arn)
     status = desc["PipelineExecutionStatus"]
     print_status(status, desc.get("FailureReason"))
-    if status != "Succeeded":
+    if status != ExecutionStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 
-def print_sagemaker_steps(clients: Any, arn: str) -> None:
+def print_sagemaker_steps(clients: Clients, arn: str) -> None:
     """The steps of a SageMaker execution, with training metrics and model artifacts."""
     from sagepipe.cloud import executions as ex
     from sagepipe.engine.execution import StepResults

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
 from sagepipe.storage.aws import aws_errors, boto_session
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sagemaker import SageMakerClient
 
 
 class Clients:
     """The SageMaker and CloudWatch Logs clients of one session."""
 
-    def __init__(self, sagemaker: Any, logs: Any, region: str) -> None:
+    def __init__(self, sagemaker: SageMakerClient, logs: CloudWatchLogsClient, region: str) -> None:
         self.sagemaker = sagemaker
         self.logs = logs
         self.region = region
@@ -32,8 +33,3 @@ class Clients:
                 session.client("logs", endpoint_url=logs_endpoint or None),
                 settings.region,
             )
-
-    def call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """Call ``fn`` inside the AWS boundary."""
-        with aws_errors(what, "sagemaker"):
-            return fn(**kwargs)

@@ -7,17 +7,22 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.cloud.predict import Prediction, predict
 from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
+from sagepipe.core.json_types import JSON
+from sagepipe.core.status import ExecutionStatus
 from sagepipe.definition import Definition, Upload, load, resolve_parameters
-from sagepipe.definition.limits import MAX_INLINE_DEFINITION_BYTES
+from sagepipe.definition.service_limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError, SagepipeError
 from sagepipe.storage import ObjectStore, put_missing
 from sagepipe.storage.aws import aws_errors, is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import DescribePipelineResponseTypeDef
 
 
 @dataclass
@@ -33,12 +38,12 @@ class DeployResult:
     predictions: list[Prediction] = field(default_factory=list)
 
 
-def _exists(clients: Clients, name: str) -> dict[str, Any] | None:
+def _exists(clients: Clients, name: str) -> DescribePipelineResponseTypeDef | None:
     from botocore.exceptions import ClientError
 
     with aws_errors(f"describe pipeline {name}", "sagemaker"):
         try:
-            return dict(clients.sagemaker.describe_pipeline(PipelineName=name))
+            return clients.sagemaker.describe_pipeline(PipelineName=name)
         except ClientError as exc:
             if is_not_found(exc.response.get("Error", {})):
                 return None
@@ -56,7 +61,7 @@ def deploy(
     tags: Mapping[str, str] | None = None,
     max_parallel: int | None = None,
     dry_run: bool = False,
-    parameters: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, JSON] | None = None,
 ) -> DeployResult:
     """Create or update pipeline ``name``; a dry run only checks, plans and predicts."""
     problems = check_for_service(definition, name, role_arn)
@@ -75,6 +80,7 @@ def deploy(
     if dry_run:
         result.predictions = predict_next(clients, name, definition, parameters or {})
         return result
+    # Not CreatePipelineRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {"PipelineName": name, "RoleArn": role_arn}
     if len(text.encode()) <= MAX_INLINE_DEFINITION_BYTES:
         request["PipelineDefinition"] = text
@@ -90,22 +96,23 @@ def deploy(
     if existing is None:
         if tags:
             request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
-        resp = clients.call(f"create pipeline {name}", clients.sagemaker.create_pipeline, **request)
+        with aws_errors(f"create pipeline {name}", "sagemaker"):
+            resp = clients.sagemaker.create_pipeline(**request)
     else:
-        resp = clients.call(f"update pipeline {name}", clients.sagemaker.update_pipeline, **request)
+        with aws_errors(f"update pipeline {name}", "sagemaker"):
+            resp = clients.sagemaker.update_pipeline(**request)
         if tags:
-            clients.call(
-                "tag pipeline",
-                clients.sagemaker.add_tags,
-                ResourceArn=resp["PipelineArn"],
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            )
+            with aws_errors("tag pipeline", "sagemaker"):
+                clients.sagemaker.add_tags(
+                    ResourceArn=resp["PipelineArn"],
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                )
     result.pipeline_arn = str(resp["PipelineArn"])
     return result
 
 
 def predict_next(
-    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, Any]
+    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, JSON]
 ) -> list[Prediction]:
     """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
     new_params = resolve_parameters(definition, parameters)
@@ -113,17 +120,15 @@ def predict_next(
     if last is None:
         return predict(definition, new_params, None, {}, None)
     arn, created = last
-    text = clients.call(
-        "describe the last execution's definition",
-        clients.sagemaker.describe_pipeline_definition_for_execution,
-        PipelineExecutionArn=arn,
-    )["PipelineDefinition"]
+    with aws_errors("describe the last execution's definition", "sagemaker"):
+        text = clients.sagemaker.describe_pipeline_definition_for_execution(
+            PipelineExecutionArn=arn
+        )["PipelineDefinition"]
     old = load(text)
-    listed = clients.call(
-        "list the last execution's parameters",
-        clients.sagemaker.list_pipeline_parameters_for_execution,
-        PipelineExecutionArn=arn,
-    ).get("PipelineParameters", [])
+    with aws_errors("list the last execution's parameters", "sagemaker"):
+        listed = clients.sagemaker.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=arn
+        ).get("PipelineParameters", [])
     old_params = {p.name: p.default_value for p in old.parameters}
     for item in listed:
         try:
@@ -146,7 +151,7 @@ def _last_succeeded(clients: Clients, name: str) -> tuple[str, float] | None:
                 return None  # not deployed yet: nothing to compare with
             raise
     for summary in summaries:
-        if summary.get("PipelineExecutionStatus") == "Succeeded":
+        if summary.get("PipelineExecutionStatus") == ExecutionStatus.SUCCEEDED.value:
             return str(summary["PipelineExecutionArn"]), summary["StartTime"].timestamp()
     return None
 

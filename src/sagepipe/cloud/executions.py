@@ -5,13 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
+from sagepipe.core.status import is_terminal
 from sagepipe.storage.aws import aws_errors, is_not_found
 
-TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+if TYPE_CHECKING:
+    from mypy_boto3_logs.type_defs import GetLogEventsRequestTypeDef
+    from mypy_boto3_sagemaker.type_defs import (
+        DescribeTrainingJobResponseTypeDef,
+        ListPipelineExecutionStepsRequestTypeDef,
+        PipelineExecutionStepTypeDef,
+        PipelineExecutionSummaryTypeDef,
+    )
+
 LOG_GROUPS = {
     "ProcessingJob": "/aws/sagemaker/ProcessingJobs",
     "TrainingJob": "/aws/sagemaker/TrainingJobs",
@@ -19,55 +28,55 @@ LOG_GROUPS = {
 
 
 def start(
-    clients: Clients, name: str, parameters: Mapping[str, Any], display_name: str | None = None
+    clients: Clients, name: str, parameters: Mapping[str, object], display_name: str | None = None
 ) -> str:
     """Start an execution; returns its ARN. Parameter values are sent as strings."""
+    # Not StartPipelineExecutionRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {
         "PipelineName": name,
         "PipelineParameters": [{"Name": k, "Value": render(v)} for k, v in parameters.items()],
     }
     if display_name:
         request["PipelineExecutionDisplayName"] = display_name
-    resp = clients.call(
-        f"start pipeline {name}", clients.sagemaker.start_pipeline_execution, **request
-    )
+    with aws_errors(f"start pipeline {name}", "sagemaker"):
+        resp = clients.sagemaker.start_pipeline_execution(**request)
     return str(resp["PipelineExecutionArn"])
 
 
 def describe(clients: Clients, arn: str) -> dict[str, Any]:
     """DescribePipelineExecution."""
-    resp = clients.call(
-        "describe execution",
-        clients.sagemaker.describe_pipeline_execution,
-        PipelineExecutionArn=arn,
-    )
+    with aws_errors("describe execution", "sagemaker"):
+        resp = clients.sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
     return {k: v for k, v in resp.items() if k != "ResponseMetadata"}
 
 
-def list_executions(clients: Clients, name: str, limit: int = 50) -> list[dict[str, Any]]:
+def list_executions(
+    clients: Clients, name: str, limit: int = 50
+) -> list[PipelineExecutionSummaryTypeDef]:
     """The newest executions of pipeline ``name``."""
-    resp = clients.call(
-        f"list executions of {name}",
-        clients.sagemaker.list_pipeline_executions,
-        PipelineName=name,
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=min(limit, 100),
-    )
+    with aws_errors(f"list executions of {name}", "sagemaker"):
+        resp = clients.sagemaker.list_pipeline_executions(
+            PipelineName=name,
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=min(limit, 100),
+        )
     return list(resp.get("PipelineExecutionSummaries", []))
 
 
-def list_steps(clients: Clients, arn: str) -> list[dict[str, Any]]:
+def list_steps(clients: Clients, arn: str) -> list[PipelineExecutionStepTypeDef]:
     """ListPipelineExecutionSteps, every page."""
-    steps: list[dict[str, Any]] = []
+    steps: list[PipelineExecutionStepTypeDef] = []
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"PipelineExecutionArn": arn, "SortOrder": "Descending"}
+        kwargs: ListPipelineExecutionStepsRequestTypeDef = {
+            "PipelineExecutionArn": arn,
+            "SortOrder": "Descending",
+        }
         if token:
             kwargs["NextToken"] = token
-        resp = clients.call(
-            "list execution steps", clients.sagemaker.list_pipeline_execution_steps, **kwargs
-        )
+        with aws_errors("list execution steps", "sagemaker"):
+            resp = clients.sagemaker.list_pipeline_execution_steps(**kwargs)
         steps.extend(resp.get("PipelineExecutionSteps", []))
         token = resp.get("NextToken")
         if not token:
@@ -76,40 +85,42 @@ def list_steps(clients: Clients, arn: str) -> list[dict[str, Any]]:
 
 def stop(clients: Clients, arn: str) -> None:
     """StopPipelineExecution."""
-    clients.call(
-        "stop execution", clients.sagemaker.stop_pipeline_execution, PipelineExecutionArn=arn
-    )
+    with aws_errors("stop execution", "sagemaker"):
+        # boto3 fills the idempotency token (ClientRequestToken) that the stubs call required
+        clients.sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn)  # type: ignore[call-arg]
 
 
 def retry(clients: Clients, arn: str) -> str:
     """RetryPipelineExecution: run the failed steps of a failed execution again."""
-    resp = clients.call(
-        "retry execution", clients.sagemaker.retry_pipeline_execution, PipelineExecutionArn=arn
-    )
+    with aws_errors("retry execution", "sagemaker"):
+        # boto3 fills the idempotency token (ClientRequestToken) that the stubs call required
+        resp = clients.sagemaker.retry_pipeline_execution(PipelineExecutionArn=arn)  # type: ignore[call-arg]
     return str(resp["PipelineExecutionArn"])
 
 
-def job_of(step: Mapping[str, Any]) -> tuple[str, str] | None:
+def job_of(step: PipelineExecutionStepTypeDef) -> tuple[str, str] | None:
     """(log group, job name) of a processing or training step, from its Metadata."""
+    metadata = step.get("Metadata") or {}
+    arns = {
+        "ProcessingJob": metadata.get("ProcessingJob", {}).get("Arn"),
+        "TrainingJob": metadata.get("TrainingJob", {}).get("Arn"),
+    }
     for kind, group in LOG_GROUPS.items():
-        arn = (step.get("Metadata") or {}).get(kind, {}).get("Arn")
+        arn = arns[kind]
         if arn:
             return group, str(arn).rsplit("/", 1)[-1]
     return None
 
 
-def training_job(clients: Clients, step: Mapping[str, Any]) -> dict[str, Any] | None:
+def training_job(
+    clients: Clients, step: PipelineExecutionStepTypeDef
+) -> DescribeTrainingJobResponseTypeDef | None:
     """DescribeTrainingJob of a training step (None for other steps)."""
     arn = (step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn")
     if not arn:
         return None
-    return dict(
-        clients.call(
-            "describe training job",
-            clients.sagemaker.describe_training_job,
-            TrainingJobName=str(arn).rsplit("/", 1)[-1],
-        )
-    )
+    with aws_errors("describe training job", "sagemaker"):
+        return clients.sagemaker.describe_training_job(TrainingJobName=str(arn).rsplit("/", 1)[-1])
 
 
 @dataclass
@@ -134,17 +145,17 @@ class LogFollower:
                 raise
         for stream in streams:
             name = stream["logStreamName"]
-            kwargs: dict[str, Any] = {
+            kwargs: GetLogEventsRequestTypeDef = {
                 "logGroupName": group,
                 "logStreamName": name,
                 "startFromHead": True,
             }
-            if self.tokens.get(name):
-                kwargs["nextToken"] = self.tokens[name]
+            known = self.tokens.get(name)
+            if known:
+                kwargs["nextToken"] = known
             while True:
-                resp = self.clients.call(
-                    f"logs of {job}", self.clients.logs.get_log_events, **kwargs
-                )
+                with aws_errors(f"logs of {job}", "sagemaker"):
+                    resp = self.clients.logs.get_log_events(**kwargs)
                 for event in resp.get("events", []):
                     emit(step, str(event.get("message", "")).rstrip("\n"))
                 token = resp.get("nextForwardToken")
@@ -176,6 +187,6 @@ def watch(
             job = job_of(step)
             if job is not None:
                 follower.poll(name, *job, on_line)
-        if desc["PipelineExecutionStatus"] in TERMINAL:
+        if is_terminal(desc["PipelineExecutionStatus"]):
             return desc
         sleep(interval)

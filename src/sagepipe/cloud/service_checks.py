@@ -8,33 +8,11 @@ from sagepipe.config import ROLE_ARN
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import expire_seconds
 from sagepipe.definition.compile import DEFAULT_ROLE
-from sagepipe.definition.limits import MAX_DEFINITION_BYTES
+from sagepipe.definition.service_limits import MAX_DEFINITION_BYTES
 from sagepipe.errors import DefinitionError
 
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
-STEP_TYPES = frozenset(
-    {
-        "Processing",
-        "Training",
-        "Transform",
-        "Tuning",
-        "Model",
-        "CreateModel",
-        "RegisterModel",
-        "Condition",
-        "Fail",
-        "Lambda",
-        "Callback",
-        "QualityCheck",
-        "ClarifyCheck",
-        "EMR",
-        "AutoML",
-        "NotebookJob",
-        "Endpoint",
-        "EndpointConfig",
-        "EMRServerless",
-    }
-)
+# Steps that run a SageMaker job: retry on SageMaker.* exceptions applies to these only.
 JOB_STEP_TYPES = frozenset(
     {
         "Processing",
@@ -49,6 +27,17 @@ JOB_STEP_TYPES = frozenset(
         "ClarifyCheck",
     }
 )
+STEP_TYPES = JOB_STEP_TYPES | {
+    "Condition",
+    "Fail",
+    "Lambda",
+    "Callback",
+    "EMR",
+    "NotebookJob",
+    "Endpoint",
+    "EndpointConfig",
+    "EMRServerless",
+}
 
 
 def check_for_service(

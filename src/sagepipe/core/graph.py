@@ -16,7 +16,7 @@ from sagepipe.core.expressions import ExecutionVariables
 from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath, list_key
 from sagepipe.core.references import parse_get
-from sagepipe.core.suggest import did_you_mean
+from sagepipe.core.suggest import did_you_mean, did_you_mean_among
 from sagepipe.errors import PipelineError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
@@ -224,5 +224,5 @@ def _check_item_names(prefix: str, target: Node, path: PropertyPath) -> None:
             kind = list_path.rsplit(".", 1)[-1]
             raise PipelineError(
                 f"{prefix}: '{target.name}' has no {kind} item '{seg[0]}'"
-                f"{did_you_mean(seg[0], names)}; {kind} are: {', '.join(sorted(names)) or 'none'}"
+                f"{did_you_mean_among(seg[0], sorted(names), kind)}"
             )

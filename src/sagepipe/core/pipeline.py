@@ -1,4 +1,4 @@
-"""The Pipeline: named steps and parameters, validated when it is built."""
+"""The pipeline model: named steps and parameters, validated when it is built."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
 
 
 @dataclass(frozen=True)
-class Pipeline:
-    """A SageMaker pipeline: top-level ``steps`` (condition branches nested) and parameters.
+class PipelineModel:
+    """The pure model of a SageMaker pipeline: top-level ``steps`` (condition branches nested)
+    and parameters. The public :class:`sagepipe.Pipeline` adds compile, start and upsert.
 
     Construction validates names, references, parameters and the graph; a bad pipeline raises
     :class:`~sagepipe.errors.PipelineError` here rather than when it runs.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sagepipe.core.conditions import Condition
 from sagepipe.core.expressions import Expression, PipelineValue, Properties, to_expr
@@ -24,7 +24,7 @@ JOB_EXCEPTIONS = frozenset(
 )
 
 
-def _freeze(obj: Any, name: str, kind: type = tuple) -> None:
+def _freeze(obj: object, name: str, kind: type = tuple) -> None:
     value = getattr(obj, name)
     if value is None:
         return
@@ -189,7 +189,7 @@ class Step:
         return ()
 
 
-def _json_of(value: Any) -> JSON:
+def _json_of(value: object) -> JSON:
     if isinstance(value, Expression):
         return value.expr
     if isinstance(value, Condition):
@@ -275,7 +275,7 @@ class ProcessingOutput:
             )
 
 
-def _default_names(items: Sequence[Any], attr: str, prefix: str) -> tuple[str, ...]:
+def _default_names(items: Sequence[object], attr: str, prefix: str) -> tuple[str, ...]:
     return tuple(getattr(it, attr) or f"{prefix}-{i}" for i, it in enumerate(items, start=1))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
@@ -17,4 +17,14 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-__all__ = ["did_you_mean"]
+def did_you_mean_among(name: str, options: Sequence[str], kind: str) -> str:
+    """:func:`did_you_mean`, then ``; <kind> are: a, b`` listing ``options`` (or ``none``).
+
+    Example:
+        ``f"no output 'trian'{did_you_mean_among('trian', ['train', 'test'], 'outputs')}"``
+        reads ``no output 'trian' (did you mean train?); outputs are: train, test``.
+    """
+    return f"{did_you_mean(name, options)}; {kind} are: {', '.join(options) or 'none'}"
+
+
+__all__ = ["did_you_mean", "did_you_mean_among"]

@@ -16,11 +16,11 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
-from sagepipe.core.pipeline import Pipeline
+from sagepipe.core.pipeline import PipelineModel
 from sagepipe.core.steps import (
     ConditionStep,
     Estimator,
@@ -33,10 +33,9 @@ from sagepipe.core.steps import (
     TrainingStep,
 )
 from sagepipe.definition.images import framework_image
-from sagepipe.definition.limits import VERSION
 from sagepipe.definition.model import Definition, load
+from sagepipe.definition.service_limits import VERSION
 from sagepipe.errors import PipelineError
-from sagepipe.layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 
 CODE_DIR = "/opt/ml/processing/input/code"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/sagepipe-local"
@@ -70,7 +69,7 @@ class CompiledPipeline:
 
 @dataclass
 class _Context:
-    pipeline: Pipeline
+    pipeline: PipelineModel
     bucket: str
     role: str
     base_dir: Path
@@ -108,7 +107,7 @@ class _Context:
 
 
 def compile_pipeline(
-    pipeline: Pipeline,
+    pipeline: PipelineModel,
     *,
     bucket: str,
     role: str | None = None,
@@ -296,7 +295,7 @@ def _channel(name: str, source: TrainingInput | PipelineValue) -> dict[str, JSON
 
 
 def _hyperparameters(ctx: _Context, est: Estimator) -> dict[str, JSON]:
-    encode: Callable[[Any], str] = json.dumps if est.script_mode else str
+    encode: Callable[[object], str] = json.dumps if est.script_mode else str
     out: dict[str, JSON] = {}
     for key, value in est.hyperparameters.items():
         if isinstance(value, str | int | float | bool):

@@ -16,14 +16,14 @@ from typing import Any, TypeAlias
 from sagepipe.core.expressions import PARAMETER_TYPES as PARAM_CLASSES
 from sagepipe.core.graph import Graph, Node, build_graph, scan
 from sagepipe.core.json_types import JSON, JSONObject
-from sagepipe.core.suggest import did_you_mean
-from sagepipe.definition.limits import (
+from sagepipe.core.suggest import did_you_mean, did_you_mean_among
+from sagepipe.definition.requests import check_request
+from sagepipe.definition.service_limits import (
     MAX_DEFINITION_BYTES,
     MAX_INTEGER_DIGITS,
     SUPPORTED_LOCALLY,
     VERSION,
 )
-from sagepipe.definition.requests import check_request
 from sagepipe.definition.values import check_values, parse
 from sagepipe.errors import DefinitionError, PipelineError
 
@@ -260,8 +260,7 @@ class Definition:
                 return p
         known = [p.name for p in self.parameters]
         raise DefinitionError(
-            f"unknown parameter '{name}'{did_you_mean(name, known)}; "
-            f"parameters are: {', '.join(known) or 'none'}"
+            f"unknown parameter '{name}'{did_you_mean_among(name, known, 'parameters')}"
         )
 
     def resolve_parameters(self, given: Mapping[str, JSON]) -> dict[str, JSON]:

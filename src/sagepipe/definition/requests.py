@@ -22,7 +22,7 @@ from typing import TypedDict
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import PROCESSING_ROOT
 from sagepipe.core.suggest import did_you_mean
-from sagepipe.definition.limits import MAX_TRAINING_SECONDS
+from sagepipe.definition.service_limits import MAX_TRAINING_SECONDS
 from sagepipe.errors import DefinitionError
 
 EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})

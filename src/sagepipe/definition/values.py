@@ -12,7 +12,7 @@ import math
 
 from sagepipe.core.json_types import JSON
 from sagepipe.core.references import parse_json_path
-from sagepipe.definition.limits import MAX_INTEGER_DIGITS, MAX_NESTING_DEPTH
+from sagepipe.definition.service_limits import MAX_INTEGER_DIGITS, MAX_NESTING_DEPTH
 from sagepipe.errors import DefinitionError, PipelineError
 
 

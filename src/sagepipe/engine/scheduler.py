@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef, resolve_parameters
 from sagepipe.definition.cache import cache_key, cache_since
@@ -43,7 +44,6 @@ from sagepipe.engine.processing import run_processing
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
-from sagepipe.layout import log_key
 from sagepipe.storage import ObjectStore, join_uri
 
 log = logging.getLogger(__name__)

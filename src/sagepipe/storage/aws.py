@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, SageMakerError, SagepipeError, StorageError
+
+if TYPE_CHECKING:
+    import boto3
 
 _EXPIRED = ("ExpiredToken", "ExpiredTokenException", "RequestExpired")
 _REJECTED = (
@@ -25,7 +28,7 @@ _REJECTED = (
 _DENIED = ("AccessDenied", "AccessDeniedException", "403", "AllAccessDisabled")
 
 
-def boto_session(settings: Settings) -> Any:
+def boto_session(settings: Settings) -> boto3.Session:
     """A boto3 Session from the settings' environment (``.env`` included) and region.
 
     Call it inside :func:`aws_errors`: a missing profile raises botocore's ProfileNotFound.
@@ -33,18 +36,17 @@ def boto_session(settings: Settings) -> Any:
     import boto3
 
     env = settings.env
-    kwargs: dict[str, Any] = {"region_name": settings.region}
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        kwargs["aws_access_key_id"] = env["AWS_ACCESS_KEY_ID"]
-        kwargs["aws_secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"]
-        if env.get("AWS_SESSION_TOKEN"):
-            kwargs["aws_session_token"] = env["AWS_SESSION_TOKEN"]
-    elif env.get("AWS_PROFILE"):
-        kwargs["profile_name"] = env["AWS_PROFILE"]
-    return boto3.Session(**kwargs)
+        return boto3.Session(
+            region_name=settings.region,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        )
+    return boto3.Session(region_name=settings.region, profile_name=env.get("AWS_PROFILE") or None)
 
 
-def is_not_found(error: Mapping[str, Any]) -> bool:
+def is_not_found(error: Mapping[str, object]) -> bool:
     """Whether a ClientError's Error block says the resource does not exist."""
     code = str(error.get("Code", ""))
     message = str(error.get("Message", ""))
@@ -55,7 +57,7 @@ def is_not_found(error: Mapping[str, Any]) -> bool:
     )
 
 
-def translate(exc: Exception, what: str, service: str = "s3") -> SagepipeError:
+def translate_aws_error(exc: Exception, what: str, service: str = "s3") -> SagepipeError:
     """One actionable line for a botocore error; ``service`` is ``s3`` or ``sagemaker``."""
     from botocore import exceptions as bx
 
@@ -83,7 +85,9 @@ def translate(exc: Exception, what: str, service: str = "s3") -> SagepipeError:
     return _client_error(make, exc.response.get("Error", {}), what)
 
 
-def _client_error(make: type[SagepipeError], error: Mapping[str, Any], what: str) -> SagepipeError:
+def _client_error(
+    make: type[SagepipeError], error: Mapping[str, object], what: str
+) -> SagepipeError:
     code, message = str(error.get("Code", "")), _line(str(error.get("Message", "")))[:200]
     if code in _EXPIRED:
         return make(f"{what}: the AWS session token has expired; refresh the credentials")
@@ -118,10 +122,10 @@ def _line(text: str) -> str:
 
 @contextmanager
 def aws_errors(what: str, service: str = "s3") -> Iterator[None]:
-    """Translate any botocore error raised inside the block (see :func:`translate`)."""
+    """Translate any botocore error raised inside the block (see :func:`translate_aws_error`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
     except (BotoCoreError, ClientError) as exc:
-        raise translate(exc, what, service) from exc
+        raise translate_aws_error(exc, what, service) from exc

@@ -46,16 +46,21 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def md5_stream(
-    source: BinaryIO, sink: Callable[[bytes], object] | None = None, chunk: int = 1 << 20
-) -> str:
-    """The hex MD5 of everything ``source`` yields, each chunk handed to ``sink`` on the way."""
+def md5_chunks(chunks: Iterable[bytes], sink: Callable[[bytes], object] | None = None) -> str:
+    """The hex MD5 of ``chunks``, each chunk handed to ``sink`` on the way."""
     digest = hashlib.md5(usedforsecurity=False)
-    for block in iter(lambda: source.read(chunk), b""):
+    for block in chunks:
         digest.update(block)
         if sink is not None:
             sink(block)
     return digest.hexdigest()
+
+
+def md5_stream(
+    source: BinaryIO, sink: Callable[[bytes], object] | None = None, chunk: int = 1 << 20
+) -> str:
+    """The hex MD5 of everything ``source`` yields, each chunk handed to ``sink`` on the way."""
+    return md5_chunks(iter(lambda: source.read(chunk), b""), sink)
 
 
 def join_uri(uri: str, *parts: str) -> str:

@@ -9,15 +9,18 @@ through boto3, which reports errors properly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sagepipe.storage.base import ConditionFailedError, ObjectInfo
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+    from urllib3 import BaseHTTPResponse
 
 
 class RawUnavailable(Exception):
@@ -28,14 +31,18 @@ class RawS3:
     """Signed S3 requests over a urllib3 pool."""
 
     def __init__(
-        self, endpoint: str, region: str, credentials: Callable[[], Any], path_style: bool
+        self,
+        endpoint: str,
+        region: str,
+        credentials: Callable[[], Credentials | None],
+        path_style: bool,
     ) -> None:
         import urllib3
 
         self.endpoint = endpoint.rstrip("/")
         self.region = region or "us-east-1"
         self._credentials_factory = credentials
-        self._credentials: Any = None
+        self._credentials: Credentials | None = None
         self.path_style = path_style
         self.http = urllib3.PoolManager(maxsize=64, block=False)
 
@@ -57,7 +64,7 @@ class RawS3:
         headers: dict[str, str],
         body: bytes = b"",
         preload: bool = True,
-    ) -> Any:
+    ) -> BaseHTTPResponse:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from urllib3.exceptions import HTTPError
@@ -142,18 +149,19 @@ class RawS3:
             for name, value in resp.headers.items():
                 if name.lower().startswith("x-amz-meta-"):
                     meta[name.lower()[len("x-amz-meta-") :]] = value
-        digest = hashlib.md5(usedforsecurity=False)
         position = offset
+
+        def write_at(chunk: bytes) -> None:  # ranges of one file arrive on several threads
+            nonlocal position
+            os.pwrite(fd, chunk, position)
+            position += len(chunk)
+
         try:
-            for chunk in resp.stream(1 << 20):
-                digest.update(chunk)
-                os.pwrite(fd, chunk, position)
-                position += len(chunk)
+            return md5_chunks(resp.stream(1 << 20), write_at)
         except (HTTPError, OSError) as exc:  # a broken stream: boto3 fetches it again
             raise RawUnavailable(str(exc)) from exc
         finally:
             resp.release_conn()
-        return digest.hexdigest()
 
     def part_size(self, bucket: str, key: str) -> int:
         """The size of part 1 of a multipart object (HEAD ?partNumber=1)."""

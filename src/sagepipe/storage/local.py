@@ -10,6 +10,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sagepipe.config import check_bucket_name
@@ -26,31 +27,37 @@ TMP_PREFIX = ".sagepipe-tmp-"
 _Stamp = list[int | str]  # inode, size, mtime_ns, ctime_ns, md5
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+@contextmanager
+def replaced_on_success(path: Path) -> Iterator[int]:
+    """A descriptor on a temp file in ``path``'s folder, renamed onto ``path`` when the block
+    succeeds and removed when it raises: no reader ever sees part of a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    with replaced_on_success(path) as fd, open(fd, "wb", closefd=False) as fh:
+        fh.write(data)
+
+
 def atomic_copy(src: Path, dest: Path) -> str:
     """Copy ``src`` to ``dest`` through a temp file renamed into place; returns the MD5."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
-            md5 = md5_stream(fh, out.write)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return md5
+    with (
+        replaced_on_success(dest) as fd,
+        open(fd, "wb", closefd=False) as out,
+        src.open("rb") as fh,
+    ):
+        return md5_stream(fh, out.write)
 
 
 class LocalStore:

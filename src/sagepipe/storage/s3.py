@@ -6,19 +6,24 @@ import base64
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
-from sagepipe.storage.base import ConditionFailedError, ObjectInfo, parse_uri
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks, parse_uri
 from sagepipe.storage.fast import RawS3, RawUnavailable
-from sagepipe.storage.local import TMP_PREFIX
+from sagepipe.storage.local import replaced_on_success
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART_SIZE = 16 * 1024 * 1024
 PART_WORKERS = 8
@@ -40,17 +45,41 @@ def _comparable_etag(etag: str) -> bool:
     )
 
 
+class _Condition(TypedDict, total=False):
+    """S3's conditional-write parameters."""
+
+    IfMatch: str
+    IfNoneMatch: str
+
+
 _HEADER = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
 
 
-def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
+def _conditions(if_match: str | None, if_none_match: bool) -> _Condition:
     """boto3's parameters for a write conditional on what a listing showed."""
     if if_match:
         return {"IfMatch": f'"{if_match.strip(chr(34))}"'}
     return {"IfNoneMatch": "*"} if if_none_match else {}
 
 
-def _credentials(settings: Settings) -> Any:
+@contextlib.contextmanager
+def _precondition(what: str) -> Iterator[None]:
+    """A 412 (the object is not as listed) becomes ConditionFailedError; the rest passes on."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if (
+            exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+            or status == 412
+        ):
+            raise ConditionFailedError(f"{what}: changed since it was listed") from None
+        raise
+
+
+def _credentials(settings: Settings) -> Credentials | None:
     """Credentials for the lean request path: the settings' keys, else boto3's chain."""
     env = settings.env
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
@@ -63,20 +92,22 @@ def _credentials(settings: Settings) -> Any:
         return boto_session(settings).get_credentials()
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: Settings) -> S3Client:
     """An S3 client; third-party endpoints get checksums only when required."""
     from botocore.config import Config
 
-    extra: dict[str, Any] = {"retries": {"max_attempts": 5, "mode": "standard"}}
+    config = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"})
     if settings.endpoint_url:
-        extra["request_checksum_calculation"] = "when_required"
-        extra["response_checksum_validation"] = "when_required"
-        extra["s3"] = {"addressing_style": "path"}
+        config = config.merge(
+            Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+            )
+        )
     with aws_errors("S3 client"):
         return boto_session(settings).client(
-            "s3",
-            endpoint_url=settings.endpoint_url,
-            config=Config(max_pool_connections=64, **extra),
+            "s3", endpoint_url=settings.endpoint_url, config=config
         )
 
 
@@ -87,14 +118,15 @@ class S3Store:
     goes through the lean request path and never pays for loading botocore's S3 model.
     """
 
-    def __init__(self, client: Any, raw: RawS3 | None = None) -> None:
-        self._client = None if callable(client) and not hasattr(client, "meta") else client
-        self._factory = client if self._client is None else None
+    def __init__(self, client: S3Client | Callable[[], S3Client], raw: RawS3 | None = None) -> None:
+        factory = callable(client) and not hasattr(client, "meta")
+        self._client = None if factory else cast("S3Client", client)
+        self._factory = cast("Callable[[], S3Client]", client) if factory else None
         self._raw = raw
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> Any:
+    def client(self) -> S3Client:
         """The boto3 S3 client."""
         if self._client is None:
             with self._lock:  # transfer threads may all ask at once
@@ -115,14 +147,11 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self._raw.endpoint if self._raw else self.client.meta.endpoint_url!r})"
 
-    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        with aws_errors(what):
-            return fn(**kwargs)
-
     def head(self, uri: str) -> ObjectInfo | None:
         bucket, key = parse_uri(uri)
         try:
-            resp = self._call(uri, self.client.head_object, Bucket=bucket, Key=key)
+            with aws_errors(uri):
+                resp = self.client.head_object(Bucket=bucket, Key=key)
         except ObjectNotFoundError:
             return None
         return ObjectInfo(
@@ -140,7 +169,8 @@ class S3Store:
 
     def put(self, uri: str, data: bytes) -> None:
         bucket, key = parse_uri(uri)
-        self._call(uri, self.client.put_object, Bucket=bucket, Key=key, Body=data)
+        with aws_errors(uri):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def put_file(
         self,
@@ -165,7 +195,7 @@ class S3Store:
             digest = hashlib.md5(data, usedforsecurity=False)
             content_md5 = base64.b64encode(digest.digest()).decode()
             if self._raw is not None:
-                headers = {_HEADER[k]: v for k, v in cond.items()}
+                headers: dict[str, str] = {_HEADER[k]: str(v) for k, v in cond.items()}
                 headers.update({f"x-amz-meta-{k}": v for k, v in meta.items()})
                 try:
                     etag = self._raw.put(bucket, key, data, content_md5, headers)
@@ -178,16 +208,15 @@ class S3Store:
                     raise ConditionFailedError(f"{uri}: changed since it was listed") from None
                 except RawUnavailable:
                     pass  # boto3 below gives the error its proper message
-            resp = self._conditional(
-                uri,
-                self.client.put_object,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentMD5=base64.b64encode(digest.digest()).decode(),
-                Metadata=meta,
-                **cond,
-            )
+            with aws_errors(uri), _precondition(uri):
+                resp = self.client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentMD5=content_md5,
+                    Metadata=meta,
+                    **cond,
+                )
             etag = str(resp.get("ETag", "")).strip('"')
             if etag and len(etag) == 32 and etag != digest.hexdigest():
                 raise StorageError(
@@ -196,19 +225,6 @@ class S3Store:
             return etag or digest.hexdigest()
         return self._put_multipart(uri, bucket, key, path, size, cond, meta)
 
-    def _conditional(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
-
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if error.get("Code") in ("PreconditionFailed", "412") or status == 412:
-                raise ConditionFailedError(f"{what}: changed since it was listed") from None
-            with aws_errors(what):
-                raise
-
     def _put_multipart(
         self,
         uri: str,
@@ -216,46 +232,43 @@ class S3Store:
         key: str,
         path: Path,
         size: int,
-        cond: dict[str, str],
+        cond: _Condition,
         meta: dict[str, str],
     ) -> str:
-        upload = self._call(
-            uri, self.client.create_multipart_upload, Bucket=bucket, Key=key, Metadata=meta
-        )
+        with aws_errors(uri):
+            upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
         upload_id = upload["UploadId"]
         count = (size + PART_SIZE - 1) // PART_SIZE
         digests: list[bytes] = [b""] * count
 
-        def send(index: int) -> dict[str, Any]:
+        def send(index: int) -> CompletedPartTypeDef:
             with path.open("rb") as fh:
                 fh.seek(index * PART_SIZE)
                 chunk = fh.read(PART_SIZE)
             digest = hashlib.md5(chunk, usedforsecurity=False).digest()
             digests[index] = digest
-            resp = self._call(
-                uri,
-                self.client.upload_part,
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=index + 1,
-                Body=chunk,
-                ContentMD5=base64.b64encode(digest).decode(),
-            )
+            with aws_errors(uri):
+                resp = self.client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=index + 1,
+                    Body=chunk,
+                    ContentMD5=base64.b64encode(digest).decode(),
+                )
             return {"PartNumber": index + 1, "ETag": resp["ETag"]}
 
         try:
             with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
                 parts = list(pool.map(send, range(count)))
-            self._conditional(
-                uri,
-                self.client.complete_multipart_upload,
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                **cond,
-            )
+            with aws_errors(uri), _precondition(uri):
+                self.client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **cond,
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -269,11 +282,10 @@ class S3Store:
         """
         meta: dict[str, str] = {}
         bucket, key = parse_uri(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-        try:
+        with replaced_on_success(path) as fd:
             if expected is None:
-                head = self._call(uri, self.client.head_object, Bucket=bucket, Key=key)
+                with aws_errors(uri):
+                    head = self.client.head_object(Bucket=bucket, Key=key)
                 etag = str(head.get("ETag", "")).strip('"')
                 size = int(head["ContentLength"])
             else:
@@ -284,14 +296,6 @@ class S3Store:
                 actual = self._get_whole(uri, bucket, key, fd, meta)
             if _comparable_etag(etag) and actual != etag:
                 raise StorageError(f"{uri}: download corrupted (ETag {etag}, got {actual})")
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return meta
 
     def _get_whole(self, uri: str, bucket: str, key: str, fd: int, meta: dict[str, str]) -> str:
@@ -301,14 +305,10 @@ class S3Store:
             except RawUnavailable:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-        digest = hashlib.md5(usedforsecurity=False)
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
             meta.update(resp.get("Metadata", {}))
-            for chunk in resp["Body"].iter_chunks(1 << 20):
-                digest.update(chunk)
-                os.write(fd, chunk)
-        return digest.hexdigest()
+            return md5_chunks(resp["Body"].iter_chunks(1 << 20), lambda chunk: os.write(fd, chunk))
 
     def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
         part = 0
@@ -316,7 +316,8 @@ class S3Store:
             with contextlib.suppress(RawUnavailable):
                 part = self._raw.part_size(bucket, key)
         if not part:
-            first = self._call(uri, self.client.head_object, Bucket=bucket, Key=key, PartNumber=1)
+            with aws_errors(uri):
+                first = self.client.head_object(Bucket=bucket, Key=key, PartNumber=1)
             part = int(first["ContentLength"]) or PART_SIZE
         count = (size + part - 1) // part
         digests: list[bytes] = [b""] * count
@@ -373,20 +374,30 @@ class S3Store:
 
     def delete(self, uri: str, *, if_match: str | None = None) -> None:
         bucket, key = parse_uri(uri)
-        cond = _conditions(if_match, False)
-        self._conditional(uri, self.client.delete_object, Bucket=bucket, Key=key, **cond)
+        with aws_errors(uri), _precondition(uri):
+            if if_match:
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{if_match}"')
+            else:
+                self.client.delete_object(Bucket=bucket, Key=key)
 
     def ensure_bucket(self, bucket: str) -> bool:
         try:
-            self._call(f"s3://{bucket}", self.client.head_bucket, Bucket=bucket)
+            with aws_errors(f"s3://{bucket}"):
+                self.client.head_bucket(Bucket=bucket)
             return False
         except ObjectNotFoundError:
             pass
         region = self.client.meta.region_name
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if region and region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        self._call(f"s3://{bucket}", self.client.create_bucket, **kwargs)
+        with aws_errors(f"s3://{bucket}"):
+            if region and region != "us-east-1":
+                self.client.create_bucket(
+                    Bucket=bucket,
+                    CreateBucketConfiguration={
+                        "LocationConstraint": cast("BucketLocationConstraintType", region)
+                    },
+                )
+            else:
+                self.client.create_bucket(Bucket=bucket)
         return True
 
     def local_path(self, uri: str) -> Path | None:

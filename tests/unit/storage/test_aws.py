@@ -11,7 +11,7 @@ from botocore.exceptions import (
 )
 
 from sagepipe.errors import ObjectNotFoundError, SageMakerError, StorageError
-from sagepipe.storage.aws import aws_errors, translate
+from sagepipe.storage.aws import aws_errors, translate_aws_error
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ from sagepipe.storage.aws import aws_errors, translate
     ],
 )
 def test_s3_errors(error: Exception, kind: type[Exception], says: str) -> None:
-    translated = translate(error, "s3://b/k")
+    translated = translate_aws_error(error, "s3://b/k")
     assert type(translated) is kind
     assert says in str(translated) and "\n" not in str(translated)
 

@@ -1,4 +1,4 @@
-"""The loader enforces the service limits and sagepipe's bounds in definition/limits.py."""
+"""The loader enforces the service limits and sagepipe's bounds in definition/service_limits.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sagepipe.definition import load
-from sagepipe.definition.limits import (
+from sagepipe.definition.service_limits import (
     MAX_DEFINITION_BYTES,
     MAX_INTEGER_DIGITS,
     MAX_NESTING_DEPTH,
