@@ -144,7 +144,25 @@ asyncio.run(main())
     return out
 
 
+def require_peers() -> None:
+    """A comparison without its baselines is no comparison: refuse to run without them."""
+    missing = [n for n in ("aws", "s5cmd", "python") if not (PEERS / n).exists()]
+    if (
+        not missing
+        and subprocess.run(
+            [str(PEERS / "python"), "-c", "import obstore"], capture_output=True
+        ).returncode
+    ):
+        missing.append("obstore")
+    if missing:
+        raise SystemExit(
+            f"bench/sync.py compares against aws-cli, s5cmd and obstore; missing in "
+            f"{PEERS.parent}: {', '.join(missing)}. Run bench/setup_peers.sh first."
+        )
+
+
 def main() -> None:
+    require_peers()
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=500)

@@ -34,6 +34,8 @@ def tree(root: Path) -> dict[str, str]:
     out = {}
     for dirpath, dirs, files in os.walk(root):
         rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            dirs[:] = [d for d in dirs if d != ".sagepipe"]
         if rel != "." and not dirs and not files:
             out[rel + "/"] = "dir"
         for f in files:

@@ -133,6 +133,7 @@ def _transfer(
     include: list[str],
     exclude: list[str],
     prefer: Prefer | None,
+    mirror: bool = False,
 ) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -147,7 +148,12 @@ def _transfer(
         raise UsageError(f"{folder}: no such folder")
     name = _bucket(s, bucket)
     target = open_store(s, _store_kind(s, store))
-    options = Options(delete=delete, max_delete=max_delete, prefer=prefer.value if prefer else None)
+    options = Options(
+        delete=delete,
+        max_delete=max_delete,
+        prefer=prefer.value if prefer else None,
+        mirror=mirror,
+    )
     filters = Filters.build(include, exclude, folder if folder.is_dir() else None)
     with Progress(
         "[progress.description]{task.description}",
@@ -203,6 +209,11 @@ def _print_report(
             "(use --prefer local|remote)",
             highlight=False,
         )
+    for path, why in report.conflicts:
+        console.print(
+            f"[yellow]conflict[/] {escape(path)}: {escape(why)}; both versions kept",
+            highlight=False,
+        )
     for a in report.plan.of(REFUSED):
         console.print(
             f"[red]refused[/] {escape(repr(a.path))}: {escape(a.reason)}", highlight=False
@@ -221,13 +232,25 @@ def _print_report(
     summary = (
         f"{folder} {arrow} {remote}: {verb}{moved} {sent} files ({sent_bytes:,} bytes), "
         f"{counts[MKDIR]} folders, {counts[DELETE]} deletions, {rest} unchanged or skipped, "
-        f"{counts[CONFLICT]} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
+        f"{counts[CONFLICT] + len(report.conflicts)} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
     )
     console.print(summary, highlight=False, markup=False)
 
 
 DeleteOpt = Annotated[
-    bool, typer.Option("--delete", help="Delete destination paths that are not at the source.")
+    bool,
+    typer.Option(
+        "--delete",
+        help="Delete at the destination what was synced before and is now deleted at the source.",
+    ),
+]
+MirrorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mirror",
+        help="Delete every destination path not at the source, synced before or not "
+        "(same limits as --delete).",
+    ),
 ]
 MaxDeleteOpt = Annotated[
     int | None,
@@ -260,6 +283,7 @@ def pull(
     include: IncludeOpt = [],  # noqa: B006
     exclude: ExcludeOpt = [],  # noqa: B006
     prefer: PreferOpt = None,
+    mirror: MirrorOpt = False,
 ) -> None:
     """Download new and changed objects (and folders) under PREFIX into --dest."""
     _transfer(
@@ -275,6 +299,7 @@ def pull(
         include,
         exclude,
         prefer,
+        mirror,
     )
 
 
@@ -295,6 +320,7 @@ def push(
     include: IncludeOpt = [],  # noqa: B006
     exclude: ExcludeOpt = [],  # noqa: B006
     prefer: PreferOpt = None,
+    mirror: MirrorOpt = False,
 ) -> None:
     """Upload new and changed files (and empty folders) under FOLDER to --prefix."""
     _transfer(
@@ -310,4 +336,5 @@ def push(
         include,
         exclude,
         prefer,
+        mirror,
     )

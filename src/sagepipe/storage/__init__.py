@@ -3,6 +3,7 @@
 from sagepipe.config import STORES, Settings
 from sagepipe.errors import ConfigError
 from sagepipe.storage.base import (
+    ConditionFailedError,
     ObjectInfo,
     ObjectStore,
     join_uri,
@@ -13,6 +14,7 @@ from sagepipe.storage.base import (
 from sagepipe.storage.local import LocalStore
 
 __all__ = [
+    "ConditionFailedError",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",

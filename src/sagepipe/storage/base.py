@@ -32,6 +32,10 @@ class ObjectInfo:
         return self.key.endswith("/")
 
 
+class ConditionFailedError(StorageError):
+    """A conditional write or delete found the object other than the caller saw it."""
+
+
 def parse_uri(uri: str) -> tuple[str, str]:
     """Split ``s3://bucket/key`` into bucket and key."""
     if not isinstance(uri, str) or not uri.startswith("s3://"):
@@ -100,14 +104,28 @@ class ObjectStore(Protocol):
         """Write the object atomically."""
         ...
 
-    def put_file(self, uri: str, path: Path) -> str:
-        """Upload a local file, verified; returns the object's ETag."""
+    def put_file(
+        self,
+        uri: str,
+        path: Path,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        mode: int | None = None,
+    ) -> str:
+        """Upload a local file, verified; returns the object's ETag.
+
+        ``if_match`` (an ETag) or ``if_none_match`` make the write conditional: when the object
+        is not as the caller saw it, nothing is written and ConditionFailedError is raised.
+        ``mode`` (permission bits) is recorded with the object where the store can keep it.
+        """
         ...
 
-    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> dict[str, str]:
         """Download to ``path`` through a temporary file renamed into place.
 
         ``expected`` (from a listing) spares a HEAD request and is checked against the data.
+        Returns the object's user metadata where the store saw it (``mode``: octal bits).
         """
         ...
 
@@ -115,8 +133,8 @@ class ObjectStore(Protocol):
         """Every object whose key starts with the URI's key, folder markers included."""
         ...
 
-    def delete(self, uri: str) -> None:
-        """Delete the object (no error when missing)."""
+    def delete(self, uri: str, *, if_match: str | None = None) -> None:
+        """Delete the object (no error when missing); ``if_match`` as for ``put_file``."""
         ...
 
     def ensure_bucket(self, bucket: str) -> bool:
@@ -149,7 +167,8 @@ def put_missing(
     present: list[str] = []
     buckets: set[str] = set()
     for item in items:
-        if store.head(item.uri) is not None:
+        info = store.head(item.uri)
+        if info is not None and _holds(info, item):
             present.append(item.uri)
             continue
         missing.append(item.uri)
@@ -161,3 +180,15 @@ def put_missing(
             buckets.add(bucket)
         store.put(item.uri, item.read())
     return missing, present
+
+
+def _holds(info: ObjectInfo, item: Blob) -> bool:
+    """Whether a present object has ``item``'s bytes (judged by a plain MD5 ETag).
+
+    Content-addressed code keys are trusted only when their content still matches: an object
+    changed by hand or by another writer is uploaded again.
+    """
+    etag = info.etag
+    if len(etag) != 32 or "-" in etag:
+        return True  # multipart or encrypted ETags say nothing about the content
+    return hashlib.md5(item.read(), usedforsecurity=False).hexdigest() == etag

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sagepipe.storage.base import ObjectInfo, md5_chunks
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -90,6 +90,8 @@ class RawS3:
         if not 200 <= resp.status < 300:
             if not preload:
                 resp.release_conn()
+            if resp.status == 412:
+                raise ConditionFailedError("the object changed since it was listed")
             raise RawUnavailable(f"HTTP {resp.status}")
         return resp
 
@@ -125,15 +127,28 @@ class RawS3:
                 return
 
     def get(
-        self, bucket: str, key: str, fd: int, offset: int = 0, length: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        fd: int,
+        offset: int = 0,
+        length: int | None = None,
+        meta: dict[str, str] | None = None,
     ) -> str:
-        """Write the object (or a byte range) to ``fd`` at ``offset``; returns the MD5 of it."""
+        """Write the object (or a byte range) to ``fd`` at ``offset``; returns the MD5 of it.
+
+        ``meta``, when given, receives the object's user metadata (``x-amz-meta-*``).
+        """
         headers = {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         from urllib3.exceptions import HTTPError
 
         resp = self._send("GET", self._url(bucket, key), headers, preload=False)
+        if meta is not None:
+            for name, value in resp.headers.items():
+                if name.lower().startswith("x-amz-meta-"):
+                    meta[name.lower()[len("x-amz-meta-") :]] = value
         position = offset
 
         def write_at(chunk: bytes) -> None:  # ranges of one file arrive on several threads
@@ -156,7 +171,19 @@ class RawS3:
         except (KeyError, ValueError) as exc:
             raise RawUnavailable("no Content-Length") from exc
 
-    def put(self, bucket: str, key: str, data: bytes, content_md5: str) -> str:
-        """PUT a small object; the server checks Content-MD5. Returns the ETag."""
-        resp = self._send("PUT", self._url(bucket, key), {"Content-MD5": content_md5}, data)
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_md5: str,
+        extra: dict[str, str] | None = None,
+    ) -> str:
+        """PUT a small object; the server checks Content-MD5. Returns the ETag.
+
+        ``extra`` headers (If-Match, If-None-Match, x-amz-meta-*) are sent and signed as given;
+        a 412 raises ConditionFailedError.
+        """
+        headers = {"Content-MD5": content_md5, **(extra or {})}
+        resp = self._send("PUT", self._url(bucket, key), headers, data)
         return str(resp.headers.get("ETag", "")).strip('"')

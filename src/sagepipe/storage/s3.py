@@ -10,12 +10,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
-from sagepipe.storage.base import ObjectInfo, md5_chunks, parse_uri
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks, parse_uri
 from sagepipe.storage.fast import RawS3, RawUnavailable
 from sagepipe.storage.local import replaced_on_success
 
@@ -43,6 +43,40 @@ def _comparable_etag(etag: str) -> bool:
         and all(c in "0123456789abcdef" for c in head)
         and (not tail or tail.isdigit())
     )
+
+
+class _Condition(TypedDict, total=False):
+    """S3's conditional-write parameters."""
+
+    IfMatch: str
+    IfNoneMatch: str
+
+
+_HEADER = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
+
+
+def _conditions(if_match: str | None, if_none_match: bool) -> _Condition:
+    """boto3's parameters for a write conditional on what a listing showed."""
+    if if_match:
+        return {"IfMatch": f'"{if_match.strip(chr(34))}"'}
+    return {"IfNoneMatch": "*"} if if_none_match else {}
+
+
+@contextlib.contextmanager
+def _precondition(what: str) -> Iterator[None]:
+    """A 412 (the object is not as listed) becomes ConditionFailedError; the rest passes on."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if (
+            exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+            or status == 412
+        ):
+            raise ConditionFailedError(f"{what}: changed since it was listed") from None
+        raise
 
 
 def _credentials(settings: Settings) -> Credentials | None:
@@ -138,27 +172,50 @@ class S3Store:
         with aws_errors(uri):
             self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
-    def put_file(self, uri: str, path: Path) -> str:
-        """Upload ``path``; the server checks every request's Content-MD5. Returns the ETag."""
+    def put_file(
+        self,
+        uri: str,
+        path: Path,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        mode: int | None = None,
+    ) -> str:
+        """Upload ``path``; the server checks every request's Content-MD5. Returns the ETag.
+
+        The condition is S3's If-Match / If-None-Match (a 412 raises ConditionFailedError);
+        ``mode`` is kept as the object's ``mode`` metadata (octal, as rclone writes it).
+        """
         bucket, key = parse_uri(uri)
         size = path.stat().st_size
+        cond = _conditions(if_match, if_none_match)
+        meta = {"mode": f"{mode & 0o7777:o}"} if mode is not None else {}
         if size <= PART_SIZE:
             data = path.read_bytes()
             digest = hashlib.md5(data, usedforsecurity=False)
             content_md5 = base64.b64encode(digest.digest()).decode()
             if self._raw is not None:
+                headers: dict[str, str] = {_HEADER[k]: str(v) for k, v in cond.items()}
+                headers.update({f"x-amz-meta-{k}": v for k, v in meta.items()})
                 try:
-                    etag = self._raw.put(bucket, key, data, content_md5)
+                    etag = self._raw.put(bucket, key, data, content_md5, headers)
                     if etag and len(etag) == 32 and etag != digest.hexdigest():
                         raise StorageError(
                             f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                         )
                     return etag or digest.hexdigest()
+                except ConditionFailedError:
+                    raise ConditionFailedError(f"{uri}: changed since it was listed") from None
                 except RawUnavailable:
                     pass  # boto3 below gives the error its proper message
-            with aws_errors(uri):
+            with aws_errors(uri), _precondition(uri):
                 resp = self.client.put_object(
-                    Bucket=bucket, Key=key, Body=data, ContentMD5=content_md5
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentMD5=content_md5,
+                    Metadata=meta,
+                    **cond,
                 )
             etag = str(resp.get("ETag", "")).strip('"')
             if etag and len(etag) == 32 and etag != digest.hexdigest():
@@ -166,11 +223,20 @@ class S3Store:
                     f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                 )
             return etag or digest.hexdigest()
-        return self._put_multipart(uri, bucket, key, path, size)
+        return self._put_multipart(uri, bucket, key, path, size, cond, meta)
 
-    def _put_multipart(self, uri: str, bucket: str, key: str, path: Path, size: int) -> str:
+    def _put_multipart(
+        self,
+        uri: str,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
+        cond: _Condition,
+        meta: dict[str, str],
+    ) -> str:
         with aws_errors(uri):
-            upload = self.client.create_multipart_upload(Bucket=bucket, Key=key)
+            upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
         upload_id = upload["UploadId"]
         count = (size + PART_SIZE - 1) // PART_SIZE
         digests: list[bytes] = [b""] * count
@@ -195,12 +261,13 @@ class S3Store:
         try:
             with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
                 parts = list(pool.map(send, range(count)))
-            with aws_errors(uri):
+            with aws_errors(uri), _precondition(uri):
                 self.client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
+                    **cond,
                 )
         except BaseException:
             with contextlib.suppress(Exception):
@@ -208,8 +275,12 @@ class S3Store:
             raise
         return multipart_etag(digests)
 
-    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> None:
-        """Download through a temp file in the destination folder, verified, renamed into place."""
+    def get_file(self, uri: str, path: Path, expected: ObjectInfo | None = None) -> dict[str, str]:
+        """Download through a temp file in the destination folder, verified, renamed into place.
+
+        Returns the object's user metadata where the download saw it (whole-object GETs).
+        """
+        meta: dict[str, str] = {}
         bucket, key = parse_uri(uri)
         with replaced_on_success(path) as fd:
             if expected is None:
@@ -222,19 +293,21 @@ class S3Store:
             if "-" in etag and size > PART_SIZE:
                 actual = self._get_ranged(uri, bucket, key, fd, size)
             else:
-                actual = self._get_whole(uri, bucket, key, fd)
+                actual = self._get_whole(uri, bucket, key, fd, meta)
             if _comparable_etag(etag) and actual != etag:
                 raise StorageError(f"{uri}: download corrupted (ETag {etag}, got {actual})")
+        return meta
 
-    def _get_whole(self, uri: str, bucket: str, key: str, fd: int) -> str:
+    def _get_whole(self, uri: str, bucket: str, key: str, fd: int, meta: dict[str, str]) -> str:
         if self._raw is not None:
             try:
-                return self._raw.get(bucket, key, fd)
+                return self._raw.get(bucket, key, fd, meta=meta)
             except RawUnavailable:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
+            meta.update(resp.get("Metadata", {}))
             return md5_chunks(resp["Body"].iter_chunks(1 << 20), lambda chunk: os.write(fd, chunk))
 
     def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int) -> str:
@@ -299,10 +372,13 @@ class S3Store:
                         item["LastModified"].timestamp(),
                     )
 
-    def delete(self, uri: str) -> None:
+    def delete(self, uri: str, *, if_match: str | None = None) -> None:
         bucket, key = parse_uri(uri)
-        with aws_errors(uri):
-            self.client.delete_object(Bucket=bucket, Key=key)
+        with aws_errors(uri), _precondition(uri):
+            if if_match:
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{if_match}"')
+            else:
+                self.client.delete_object(Bucket=bucket, Key=key)
 
     def ensure_bucket(self, bucket: str) -> bool:
         try:

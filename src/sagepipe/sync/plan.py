@@ -50,6 +50,7 @@ class Options:
     delete: bool = False
     max_delete: int | None = None
     prefer: str | None = None
+    mirror: bool = False
 
 
 def _remote_changed(r: RemoteObject, m: Entry | None) -> bool:
@@ -81,29 +82,57 @@ def _same_content(
     return local is not None and local == r.etag
 
 
-def refuse_unsafe(remote: Mapping[str, RemoteObject]) -> dict[str, str]:
-    """Remote paths that must not be written locally, with the reason."""
+def _name_problem(rel: str) -> str | None:
+    try:
+        safe_key(rel.rstrip("/") or ".")
+    except UnsafeKeyError as exc:
+        return str(exc)
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return f"key {rel!r} contains control characters; refused"
+    return None
+
+
+def refuse_unsafe(
+    remote: Mapping[str, RemoteObject],
+    local: Mapping[str, LocalFile] | None = None,
+    direction: str = "pull",
+) -> dict[str, str]:
+    """Paths that must not be transferred, with the reason.
+
+    Names the destination cannot hold (``..``, absolute, backslash, drive letter, control
+    characters), a path that is a file on one side and a folder on the other (or in the
+    bucket both at once), and case-only clashes. Push checks local names by the rules pull
+    applies, so what one pushes another can pull.
+    """
+    local = local or {}
+    source: Mapping[str, object] = local if direction == "push" else remote
     refused: dict[str, str] = {}
-    for rel in remote:
-        try:
-            safe_key(rel.rstrip("/") or ".")
-        except UnsafeKeyError as exc:
-            refused[rel] = str(exc)
-        if any(ord(c) < 32 for c in rel):
-            refused[rel] = f"key {rel!r} contains control characters; refused"
-    children: dict[str, list[str]] = defaultdict(list)  # folder -> keys below it
-    for rel in remote:
-        parts = rel.rstrip("/").split("/")
-        for depth in range(1, len(parts)):
-            children["/".join(parts[:depth])].append(rel)
-    for rel, r in remote.items():
-        clash = children.get(rel) if not r.is_folder else None
-        if clash:
-            refused[rel] = f"'{rel}' is both a file and a folder (e.g. '{clash[0]}')"
-            for other in clash:
-                refused.setdefault(other, f"'{rel}' is both a file and a folder")
+    for rel in source:
+        problem = _name_problem(rel)
+        if problem:
+            refused[rel] = problem
+    files: dict[str, str] = {}  # path -> where it is a file
+    folders: dict[str, str] = {}  # path -> a key showing it is a folder
+    for side, entries in (("local", local), ("bucket", remote)):
+        for rel, item in entries.items():
+            parts = rel.rstrip("/").split("/")
+            if getattr(item, "is_folder", False):
+                folders.setdefault(rel.rstrip("/"), f"{side} '{rel}'")
+            else:
+                files.setdefault(rel, side)
+            for depth in range(1, len(parts)):
+                folders.setdefault("/".join(parts[:depth]), f"{side} '{rel}'")
+    for path, side in files.items():
+        shown = folders.get(path)
+        if shown is None:
+            continue
+        reason = f"'{path}' is a file ({side}) and a folder ({shown}); resolve it by hand"
+        refused[path] = reason
+        for rel in (*local, *remote):
+            if rel.startswith(path + "/"):
+                refused.setdefault(rel, reason)
     by_case: dict[str, list[str]] = defaultdict(list)
-    for rel in remote:
+    for rel in source:
         by_case[rel.lower()].append(rel)
     for group in by_case.values():
         if len(group) > 1:
@@ -125,7 +154,7 @@ def make_plan(
     if direction not in ("push", "pull"):
         raise SyncError(f"direction {direction!r} is not push or pull")
     plan = Plan(direction)
-    refused = refuse_unsafe(remote) if direction == "pull" else {}
+    refused = refuse_unsafe(remote, local, direction)
     for rel, reason in sorted(refused.items()):
         plan.actions.append(Action(REFUSED, rel, reason))
     pushing = direction == "push"
@@ -191,8 +220,14 @@ def make_plan(
                 plan.actions.append(
                     Action(SKIP, rel, "deleted at the source but changed at the destination")
                 )
+            elif options.mirror:
+                deletions.append(Action(DELETE, rel, "not at the source (--mirror)"))
+            elif options.delete and m is not None:
+                deletions.append(Action(DELETE, rel, "deleted at the source since the last sync"))
             elif options.delete:
-                deletions.append(Action(DELETE, rel, "not at the source"))
+                plan.actions.append(
+                    Action(SKIP, rel, "never synced from here, kept (--mirror deletes it)")
+                )
     _check_deletions(plan, deletions, local if not pushing else remote, options)
     return plan
 
@@ -209,7 +244,7 @@ def _folder(
     src, dst = (f, r) if pushing else (r, f)
     if src is not None and dst is None:
         plan.actions.append(Action(MKDIR, rel, "empty folder"))
-    elif src is None and dst is not None and options.delete:
+    elif src is None and dst is not None and (options.mirror or options.delete):
         deletions.append(Action(DELETE, rel, "folder not at the source"))
     else:
         plan.actions.append(Action(UNCHANGED, rel))

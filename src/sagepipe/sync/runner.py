@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagepipe.errors import SagepipeError, SyncError
-from sagepipe.storage import ObjectInfo, ObjectStore
-from sagepipe.storage.local import TMP_PREFIX
+from sagepipe.storage import ConditionFailedError, ObjectInfo, ObjectStore
 from sagepipe.storage.s3 import PART_SIZE, multipart_etag
+from sagepipe.sync.localfs import ChangedError, Destination, current_umask, folder_lock
 from sagepipe.sync.manifest import Entry, Manifest
 from sagepipe.sync.plan import (
     CONFLICT,
@@ -22,6 +21,7 @@ from sagepipe.sync.plan import (
     REFUSED,
     TRANSFER,
     UNCHANGED,
+    Action,
     Options,
     Plan,
     make_plan,
@@ -42,11 +42,17 @@ class SyncReport:
     deleted: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     skipped_local: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """No errors, conflicts or refused keys."""
-        return not self.errors and not self.plan.of(CONFLICT) and not self.plan.of(REFUSED)
+        """No errors, conflicts (planned or met during the transfer) or refused keys."""
+        return (
+            not self.errors
+            and not self.conflicts
+            and not self.plan.of(CONFLICT)
+            and not self.plan.of(REFUSED)
+        )
 
 
 class _Hasher:
@@ -103,13 +109,48 @@ def sync(
     workers: int = 16,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> SyncReport:
-    """Push ``folder`` to ``s3://bucket/prefix`` or pull the prefix into ``folder``."""
-    prefix = prefix.strip("/")
+    """Push ``folder`` to ``s3://bucket/prefix`` or pull the prefix into ``folder``.
+
+    One sync per folder runs at a time (``.sagepipe/sync.lock``); a dry run takes no lock.
+    """
     if direction == "push" and not folder.is_dir():
         raise SyncError(f"{folder} is not a folder")
-    if direction == "pull" and not dry_run:
+    if dry_run:
+        return _sync(
+            store, bucket, prefix, folder, direction, options, filters, True, None, 1, on_plan
+        )
+    if direction == "pull":
         folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temp_files(folder)
+    with folder_lock(folder):
+        return _sync(
+            store,
+            bucket,
+            prefix,
+            folder,
+            direction,
+            options,
+            filters,
+            False,
+            progress,
+            workers,
+            on_plan,
+        )
+
+
+def _sync(
+    store: ObjectStore,
+    bucket: str,
+    prefix: str,
+    folder: Path,
+    direction: str,
+    options: Options,
+    filters: Filters,
+    dry_run: bool,
+    progress: Progress | None,
+    workers: int,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> SyncReport:
+    prefix = prefix.strip("/")
     remote_root = f"s3://{bucket}/{prefix + '/' if prefix else ''}"
     manifest = Manifest(folder, remote_root)
     local = scan_local(folder, filters)
@@ -118,69 +159,125 @@ def sync(
     plan = make_plan(
         direction, local.files, remote, manifest.entries, options, hasher.md5, hasher.etag
     )
+    plan.actions[:0] = [Action(REFUSED, rel, why) for rel, why in local.refused]
     report = SyncReport(plan, dry_run, skipped_local=local.skipped)
     if on_plan is not None:
         on_plan(plan)
     if dry_run:
         return report
     lock = threading.Lock()
+    dest = Destination(folder, current_umask())
 
     def record(rel: str, entry: Entry | None) -> None:
         with lock:
             manifest.set(rel, entry)
 
-    def do(action_path: str, size: int) -> None:
-        uri = remote_root + action_path
-        path = folder / action_path
-        try:
-            if direction == "push":
-                etag = store.put_file(uri, path)
-                st = path.stat()
-                record(action_path, Entry(st.st_size, etag, _plain_md5(etag), st.st_mtime, 0.0))
+    def failed(rel: str, exc: Exception) -> None:
+        with lock:
+            if isinstance(exc, ChangedError | ConditionFailedError):
+                report.conflicts.append((rel, str(exc)))
             else:
-                obj = remote[action_path]
-                store.get_file(
-                    uri, path, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
-                )
-                os.utime(path, (obj.mtime, obj.mtime))
-                md5 = _plain_md5(obj.etag) if obj.etag else hasher.md5(action_path)
-                record(action_path, Entry(obj.size, obj.etag, md5, path.stat().st_mtime, obj.mtime))
+                report.errors.append((rel, str(exc)))
+
+    def push_one(rel: str) -> None:
+        f, r = local.files[rel], remote.get(rel)
+        path = folder / rel
+        etag = store.put_file(
+            remote_root + rel,
+            path,
+            if_match=r.etag if r is not None and r.etag else None,
+            if_none_match=r is None,
+            mode=path.stat().st_mode,
+        )
+        # The planned stat, not a fresh one: an edit made during the upload stays a change.
+        record(rel, Entry(f.size, etag, _plain_md5(etag), f.mtime, 0.0))
+
+    def pull_one(rel: str) -> None:
+        obj, f = remote[rel], local.files.get(rel)
+        tmp = dest.temp_path()
+        try:
+            meta = store.get_file(
+                remote_root + rel, tmp, ObjectInfo(bucket, obj.key, obj.size, obj.etag, obj.mtime)
+            )
+            md5 = _plain_md5(obj.etag) if obj.etag else _file_md5(tmp)
+            expected = (f.size, f.mtime) if f is not None else None
+            st = dest.install(tmp, rel, expected, obj.mtime, _executable(meta))
+        finally:
+            tmp.unlink(missing_ok=True)
+        record(rel, Entry(obj.size, obj.etag, md5, st.st_mtime, obj.mtime))
+
+    def do(action: Action) -> None:
+        try:
+            (push_one if direction == "push" else pull_one)(action.path)
             with lock:
                 report.sent_files += 1
-                report.sent_bytes += size
+                report.sent_bytes += action.size
         except (SagepipeError, OSError) as exc:
-            with lock:
-                report.errors.append((action_path, str(exc)))
+            failed(action.path, exc)
         if progress is not None:
-            progress(size)
+            progress(action.size)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda a: do(a.path, a.size), plan.of(TRANSFER)))
-    for action in plan.of(MKDIR):
-        try:
-            if direction == "push":
-                store.put(remote_root + action.path, b"")
-            else:
-                (folder / action.path).mkdir(parents=True, exist_ok=True)
-        except (SagepipeError, OSError) as exc:
-            report.errors.append((action.path, str(exc)))
-    for action in plan.of(DELETE):
-        try:
-            if direction == "push":
-                store.delete(remote_root + action.path)
-            else:
-                target = folder / action.path
-                if target.is_dir():
-                    target.rmdir()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(do, plan.of(TRANSFER)))
+        for action in plan.of(MKDIR):
+            try:
+                if direction == "push":
+                    store.put(remote_root + action.path, b"")
                 else:
-                    target.unlink(missing_ok=True)
-            record(action.path, None)
-            report.deleted += 1
-        except (SagepipeError, OSError) as exc:
-            report.errors.append((action.path, str(exc)))
-    _record_unchanged(plan, local.files, remote, dict(manifest.entries), hasher, record)
-    manifest.save()
+                    dest.mkdir(action.path.rstrip("/"))
+            except (SagepipeError, OSError) as exc:
+                failed(action.path, exc)
+        for action in plan.of(DELETE):
+            try:
+                _delete(store, remote_root, dest, direction, action.path, local.files, remote)
+                record(action.path, None)
+                report.deleted += 1
+            except (SagepipeError, OSError) as exc:
+                failed(action.path, exc)
+        _record_unchanged(plan, local.files, remote, dict(manifest.entries), hasher, record)
+    finally:
+        dest.close()
+        manifest.save()
     return report
+
+
+def _delete(
+    store: ObjectStore,
+    remote_root: str,
+    dest: Destination,
+    direction: str,
+    rel: str,
+    local: Mapping[str, LocalFile],
+    remote: Mapping[str, RemoteObject],
+) -> None:
+    """Delete one path at the destination only if it is still as the plan saw it."""
+    if direction == "push":
+        r = remote.get(rel)
+        etag = r.etag if r is not None and not r.is_folder and r.etag else None
+        store.delete(remote_root + rel, if_match=etag)
+        return
+    f = local.get(rel)
+    if f is not None and f.is_folder:
+        dest.remove(rel.rstrip("/") + "/", None)
+    else:
+        dest.remove(rel, (f.size, f.mtime) if f is not None else None)
+
+
+def _executable(meta: Mapping[str, str] | None) -> bool | None:
+    """Whether the object's recorded mode is executable; None when it records none."""
+    try:
+        return bool(int((meta or {})["mode"], 8) & 0o111)
+    except (KeyError, ValueError):
+        return None
+
+
+def _file_md5(path: Path) -> str:
+    with path.open("rb") as fh:
+        digest = hashlib.md5(usedforsecurity=False)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _record_unchanged(
@@ -205,11 +302,3 @@ def _record_unchanged(
 def _plain_md5(etag: str) -> str:
     """The MD5 an ETag is, or '' for multipart ETags (then the ETag itself is compared)."""
     return etag if len(etag) == 32 and "-" not in etag else ""
-
-
-def _remove_stale_temp_files(folder: Path) -> None:
-    """Temp files an interrupted pull left behind (never a finished file)."""
-    for dirpath, _, files in os.walk(folder):
-        for name in files:
-            if name.startswith(TMP_PREFIX):
-                Path(dirpath, name).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +13,31 @@ import pathspec
 from sagepipe.errors import SyncError
 from sagepipe.storage import ObjectStore
 
+# Credentials never leave the machine by accident; the README lists these.
+SECRET_EXCLUDES = (
+    ".env*",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    ".ssh/",
+    ".aws/",
+    ".netrc",
+    ".pgpass",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    ".dockercfg",
+    ".docker/config.json",
+    "credentials.json",
+    "service-account*.json",
+)
 DEFAULT_EXCLUDES = (
-    ".env",
+    *SECRET_EXCLUDES,
     ".git/",
     ".venv/",
     "__pycache__/",
@@ -64,6 +88,16 @@ class Filters:
     def __post_init__(self) -> None:
         self._exclude = pathspec.GitIgnoreSpec.from_lines(self.exclude)
         self._include = pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
+        self._folders: dict[str, bool] = {}
+
+    def _folder_excluded(self, folder: str) -> bool:
+        """Whether ``folder`` or a folder above it is excluded (cached: files share folders)."""
+        hit = self._folders.get(folder)
+        if hit is None:
+            up = folder.rpartition("/")[0]
+            hit = bool(up and self._folder_excluded(up)) or self._exclude.match_file(folder + "/")
+            self._folders[folder] = hit
+        return hit
 
     @classmethod
     def build(cls, include: Iterable[str], exclude: Iterable[str], folder: Path | None) -> Filters:
@@ -79,10 +113,9 @@ class Filters:
 
     def wanted(self, rel: str) -> bool:
         """Whether ``rel`` (a ``folder/`` ends with a slash) takes part in the sync."""
-        parts = rel.rstrip("/").split("/")
-        for depth in range(1, len(parts)):  # an excluded folder excludes all below it
-            if self._exclude.match_file("/".join(parts[:depth]) + "/"):
-                return False
+        parent = rel.rstrip("/").rpartition("/")[0]
+        if parent and self._folder_excluded(parent):
+            return False
         if self._exclude.match_file(rel):
             return False
         if self._include is not None and not rel.endswith("/"):
@@ -96,14 +129,16 @@ class LocalScan:
 
     files: dict[str, LocalFile]
     skipped: list[tuple[str, str]]
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def scan_local(root: Path, filters: Filters) -> LocalScan:
     """Every file (and empty folder) under ``root``; symlinks leaving the tree are skipped."""
     files: dict[str, LocalFile] = {}
     skipped: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
     if not root.exists():
-        return LocalScan(files, skipped)
+        return LocalScan(files, skipped, refused)
     real_root = str(root.resolve())
     stack = [(str(root), "")]
     while stack:
@@ -118,6 +153,10 @@ def scan_local(root: Path, filters: Filters) -> LocalScan:
             continue
         for entry in entries:
             rel = rel_dir + entry.name
+            if not _utf8(entry.name):
+                shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                refused.append((shown, "the name is not UTF-8, which S3 keys must be; rename it"))
+                continue
             if entry.is_dir(follow_symlinks=False):
                 if filters.wanted(rel + "/"):
                     stack.append((entry.path, rel + "/"))
@@ -137,8 +176,19 @@ def scan_local(root: Path, filters: Filters) -> LocalScan:
             except OSError as exc:
                 skipped.append((rel, f"unreadable: {exc.strerror}"))
                 continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append((rel, "not a regular file (FIFO, socket or device)"))
+                continue
             files[rel] = LocalFile(st.st_size, st.st_mtime)
-    return LocalScan(files, skipped)
+    return LocalScan(files, skipped, refused)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def scan_remote(

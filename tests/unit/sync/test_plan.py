@@ -86,8 +86,9 @@ def test_first_sync_compares_content() -> None:
 
 def test_deleting_more_than_half_is_refused_by_default() -> None:
     remote = {f"f{i}": r(1, "e") for i in range(4)}
+    synced = {f"f{i}": Entry(1, "e", "", 1, 100.0) for i in range(4)}
     plan = make_plan(
-        "push", {"f0": LocalFile(1, 1)}, remote, {}, Options(delete=True), md5, lambda *_: "e"
+        "push", {"f0": LocalFile(1, 1)}, remote, synced, Options(delete=True), md5, lambda *_: "e"
     )
     assert [a.kind for a in plan.actions if a.path != "f0"] == [REFUSED] * 3
     assert "more than half" in plan.of(REFUSED)[0].reason
@@ -95,7 +96,7 @@ def test_deleting_more_than_half_is_refused_by_default() -> None:
         "push",
         {"f0": LocalFile(1, 1)},
         remote,
-        {},
+        synced,
         Options(delete=True, max_delete=3),
         md5,
         lambda *_: "e",
@@ -117,7 +118,7 @@ def test_hostile_keys_are_refused() -> None:
         "C:x",
         "nul\x00",
     }
-    assert "both a file and a folder" in refused["a"]
+    assert "a file (bucket) and a folder" in refused["a"]
     assert "case-only" in refused["A.txt"]
 
 
@@ -131,3 +132,64 @@ def test_filters_default_excludes_and_globs() -> None:
     assert f.wanted("src/app.py")
     only = Filters.build(["src/*"], [], None)
     assert only.wanted("src/a.py") and not only.wanted("README.md")
+
+
+def test_delete_only_what_the_manifest_shows_was_synced() -> None:
+    remote = {"synced": r(1, "e"), "colleague": r(1, "e")}
+    manifest = {"synced": Entry(1, "e", "", 1, 100.0)}
+    plan = make_plan(
+        "push",
+        {"keep": LocalFile(1, 1)},
+        remote,
+        manifest,
+        Options(delete=True, max_delete=9),
+        md5,
+        lambda *_: "e",
+    )
+    assert kinds(plan)["synced"] == DELETE
+    assert kinds(plan)["colleague"] == SKIP
+    mirror = make_plan(
+        "push",
+        {"keep": LocalFile(1, 1)},
+        remote,
+        manifest,
+        Options(mirror=True, max_delete=9),
+        md5,
+        lambda *_: "e",
+    )
+    assert kinds(mirror)["colleague"] == DELETE
+
+
+def test_file_replaced_by_a_folder_is_refused_before_anything_moves() -> None:
+    local = {"a/x": LocalFile(1, 5), "b": LocalFile(1, 5)}
+    remote = {"a": r(1, "e", "p/a")}
+    plan = make_plan("push", local, remote, {}, Options(), md5, lambda *_: "e")
+    assert kinds(plan)["a"] == REFUSED and kinds(plan)["a/x"] == REFUSED
+    assert kinds(plan)["b"] == TRANSFER
+    pulled = make_plan("pull", local, remote, {}, Options(), md5, lambda *_: "e")
+    assert kinds(pulled)["a"] == REFUSED
+
+
+def test_push_refuses_names_pull_would_refuse() -> None:
+    local = {n: LocalFile(1, 5) for n in ("line\nbreak", "a:b.txt", "back\\slash", "ok.txt")}
+    local["new\nline"] = LocalFile(1, 5)
+    plan = make_plan("push", local, {}, {}, Options(), md5, lambda *_: "e")
+    assert {a.path for a in plan.of(REFUSED)} == set(local) - {"ok.txt"}
+
+
+def test_default_excludes_keep_credentials_out() -> None:
+    f = Filters.build([], [], None)
+    for name in (
+        ".env.local",
+        ".envrc",
+        "id_rsa",
+        "id_ed25519.pub",
+        "k/server.pem",
+        "tls.key",
+        ".aws/credentials",
+        ".ssh/config",
+        ".netrc",
+        "x/.git-credentials",
+    ):
+        assert not f.wanted(name), name
+    assert f.wanted("src/keyboard.py")
