@@ -30,9 +30,9 @@ Rows = list[tuple[float, list[float]]]
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One environment cache for the session (uv's package cache stays the user's)."""
-    return tmp_path_factory.mktemp("xgboost-envs")
+def cache(image_cache: Path) -> Path:
+    """The session's environment cache (tests/conftest.py): each image is built once."""
+    return image_cache
 
 
 @pytest.fixture(scope="session")

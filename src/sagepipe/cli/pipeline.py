@@ -16,9 +16,10 @@ from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.definition import Definition, StepDef
+from sagepipe.definition import Definition
 from sagepipe.definition.limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
+from sagepipe.images import Interpreter
 
 
 class GraphFormat(StrEnum):
@@ -53,7 +54,8 @@ def definition(
 
 
 def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
-    """Validate a pipeline or definition; list every step that cannot run here, and why."""
+    """Validate a pipeline or definition; show each step's environment; list every step that
+    cannot run here, and why."""
     s = settings(ctx)
     loaded = load_pipeline(pipeline, s)
     d = loaded.definition
@@ -62,6 +64,8 @@ def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
         f"{len(d.parameters)} parameters",
         highlight=False,
     )
+    for step, line in step_environments(d, s):
+        console.print(f"environment: step '{escape(step)}': {escape(line)}", highlight=False)
     problems = local_problems(d, s)
     for step, why in problems:
         console.print(
@@ -72,11 +76,39 @@ def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
         raise DefinitionError(f"{len(problems)} {noun} cannot run here (listed above)")
 
 
+def step_environments(definition: Definition, s: Settings) -> list[tuple[str, str]]:
+    """(step, "image -> environment, Python, exact or approximated, built or not") per step."""
+    from sagepipe.cli.images import here
+    from sagepipe.engine.environments import StepEnvironments, step_image
+    from sagepipe.images import find_interpreters, uv_bin
+
+    environments = StepEnvironments(s)
+    interpreters: list[Interpreter] | None = None
+    out = []
+    for step in definition.all_steps():
+        image = step_image(step, lambda v: _parameter_default(definition, v))
+        if image is None:
+            continue
+        try:
+            spec = environments.spec(image)
+            env = environments.cached(image)
+        except ConfigError:
+            continue  # listed with the problems
+        if env is None and interpreters is None:
+            interpreters = find_interpreters(uv_bin=uv_bin())
+        built = "built" if env is not None else "not built (the run builds it)"
+        python = env.python_version if env is not None and env.python_version else spec.python
+        name = env.name if env is not None else spec.name
+        status = here(spec, env, interpreters or [])
+        out.append((step.name, f"{spec.name} -> {name}, Python {python}, {status}, {built}"))
+    return out
+
+
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
-    from sagepipe.engine.images import ImageMap
+    from sagepipe.engine.environments import StepEnvironments, step_image
 
-    images = ImageMap(s.python, s.images)
+    environments = StepEnvironments(s)
     problems = []
     for step in definition.all_steps():
         if not step.runnable_locally:
@@ -87,28 +119,24 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
                 )
             )
             continue
-        image = _image(step)
+        image = step_image(step, lambda v: _parameter_default(definition, v))
         if image is None:
             continue
         try:
-            images.runtime(image)
+            environments.spec(image)
         except ConfigError as exc:
             problems.append((step.name, str(exc)))
     return problems
 
 
-def _image(step: StepDef) -> str | None:
-    """The step's container image when it is a plain string (a parameter is resolved at run time)."""
-    args = step.arguments
-    spec = (
-        args.get("AppSpecification")
-        if step.type == "Processing"
-        else args.get("AlgorithmSpecification")
-    )
-    if not isinstance(spec, dict):
-        return None
-    image = spec.get("ImageUri" if step.type == "Processing" else "TrainingImage")
-    return image if isinstance(image, str) else None
+def _parameter_default(definition: Definition, value: object) -> object:
+    """A ``{"Get": "Parameters.X"}`` image's default value (what a run without it uses)."""
+    if isinstance(value, dict) and isinstance(value.get("Get"), str):
+        name = value["Get"].removeprefix("Parameters.")
+        for parameter in definition.parameters:
+            if parameter.name == name:
+                return parameter.default_value
+    raise ValueError("not a parameter")
 
 
 def graph(

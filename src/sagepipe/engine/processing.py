@@ -77,17 +77,15 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     )
     app = args.get("AppSpecification", {})
     image = str(app.get("ImageUri", ""))
-    argv = ctx.images.entrypoint(image, [str(a) for a in app.get("ContainerEntrypoint", [])])
-    argv += [str(a) for a in app.get("ContainerArguments", [])]
+    environment = ctx.images.environment(image, ctx.log.write)
+    entry = [str(a) for a in app.get("ContainerEntrypoint", [])]
+    argv = environment.argv(entry) + [str(a) for a in app.get("ContainerArguments", [])]
     if not argv:
         raise ExecutionError("AppSpecification has no ContainerEntrypoint to run")
-    env = base_env(
-        ctx.settings.python, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
-    )
+    env = base_env(environment, {k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
     limits = limits_for(cluster.get("InstanceType"))
-    runtime = ctx.images.runtime(image)
-    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, runtime, limits)
+    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, environment, limits)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     go = None
     if ctx.warm is not None:  # the launcher waits with the interpreter and imports loaded
@@ -96,7 +94,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             return ctx.sandbox.container_path(value, ws)
 
         go = {
-            "argv": [seen(a) for a in argv[len(runtime) :]],
+            "argv": [seen(a) for a in argv[1:]],  # the interpreter is running already
             "env": {k: seen(v) for k, v in env.items()},
             "cwd": seen(CONTAINER_ROOT),
         }

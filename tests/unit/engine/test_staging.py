@@ -56,9 +56,9 @@ def test_outputs_are_copied_not_moved(tmp_path: Path) -> None:
     src = tmp_path / "out"
     src.mkdir()
     (src / "f.txt").write_text("data")
-    publish_output(store, src, "s3://b/out", "/opt/ml/o")
-    assert store.get("s3://b/out/f.txt") == b"data"
-    stored = store.local_path("s3://b/out/f.txt")
+    publish_output(store, src, "s3://bkt/out", "/opt/ml/o")
+    assert store.get("s3://bkt/out/f.txt") == b"data"
+    stored = store.local_path("s3://bkt/out/f.txt")
     assert stored is not None
     assert (src / "f.txt").exists() and os.stat(stored).st_ino != os.stat(src / "f.txt").st_ino
 
@@ -72,11 +72,11 @@ def test_the_output_budget_caps_the_total(tmp_path: Path) -> None:
 
 def test_inputs_are_private_copies(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
-    store.put("s3://b/in/x.csv", b"1,2\n")
+    store.put("s3://bkt/in/x.csv", b"1,2\n")
     dest = tmp_path / "ws"
-    assert stage_input(store, "s3://b/in", dest) == 1
+    assert stage_input(store, "s3://bkt/in", dest) == 1
     (dest / "x.csv").write_text("changed")
-    assert store.get("s3://b/in/x.csv") == b"1,2\n"
+    assert store.get("s3://bkt/in/x.csv") == b"1,2\n"
 
 
 def test_the_failure_file_is_capped_and_never_followed(tmp_path: Path) -> None:
