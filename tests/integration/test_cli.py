@@ -19,7 +19,11 @@ EXE = str(Path(sys.executable).parent / "sagepipe")
 def sp(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_")) or k == "SAGEPIPE_CACHE_DIR"}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "SAGEPIPE_")) or k == "SAGEPIPE_CACHE_DIR"
+    }
     clean.update(env or {})
     return subprocess.run(
         [EXE, *args], cwd=project, capture_output=True, text=True, timeout=300, env=clean

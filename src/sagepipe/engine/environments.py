@@ -154,6 +154,15 @@ class StepEnvironments:
         return None if python == sys.executable else Path(python)
 
 
+def describe(env: Environment) -> str:
+    """One line naming the environment a step runs on (its log's first line)."""
+    if env.kind == "command":
+        return f"environment: {env.name} (a command: {' '.join(env.command)})"
+    what = "the host interpreter" if env.kind == "host" else env.name
+    exact = "" if env.exact or env.kind != "env" else ", approximated"
+    return f"environment: {what} (Python {env.python_version}{exact})"
+
+
 def definition_images(
     definition: Definition, resolve_value: Callable[[Any], Any] | None = None
 ) -> list[str]:

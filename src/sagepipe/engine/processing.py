@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import JobResult, base_env, job_spec, run_job
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Limits, limits_for, out_of_memory_reason
 from sagepipe.engine.staging import OutputBudget, publish_output, stage_input
@@ -78,6 +79,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     app = args.get("AppSpecification", {})
     image = str(app.get("ImageUri", ""))
     environment = ctx.images.environment(image, ctx.log.write)
+    ctx.log.write(describe(environment))
     entry = [str(a) for a in app.get("ContainerEntrypoint", [])]
     argv = environment.argv(entry) + [str(a) for a in app.get("ContainerArguments", [])]
     if not argv:

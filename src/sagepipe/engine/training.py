@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import failure_reason, host_path, resource_config
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
@@ -227,6 +228,7 @@ def run_training(ctx: StepContext) -> StepOutcome:
         stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind)
     _write_configs(ws, args, hps)
     command = _command(ctx, ws, hps)
+    ctx.log.write(describe(command.environment))
     env = base_env(command.environment, sm_environment(args, hps, command.program, command.submit))
     env["TRAINING_JOB_NAME"] = ctx.job_name
     env["PYTHONPATH"] = CODE_DIR

@@ -333,8 +333,11 @@ def _interpreter(
     chosen, exact = choose_interpreter(want, found)
     if not exact and allow_download and not offline and interpreters is None:
         say(f"fetching Python {want} with uv")
-        run_uv(["python", "install", want], say, downloads=True)
-        chosen, exact = choose_interpreter(want, find_interpreters(uv_bin=uv_bin()))
+        try:
+            run_uv(["python", "install", want], say, downloads=True)
+            chosen, exact = choose_interpreter(want, find_interpreters(uv_bin=uv_bin()))
+        except EnvironmentBuildError as exc:  # no such download, or no network: the nearest
+            say(f"could not fetch Python {want}: {exc}")
     if chosen is None:
         raise ConfigError(
             f"{spec.name} needs Python {want} and no Python interpreter was found; install "
