@@ -20,6 +20,7 @@ import pytest
 from sagepipe import (
     Estimator,
     Pipeline,
+    ProcessingInput,
     ProcessingOutput,
     ProcessingStep,
     Processor,
@@ -213,3 +214,95 @@ def test_offline_with_an_uncached_environment_names_images_build(
         run(offline, Pipeline("offline", steps=[step]), SANDBOX)
     message = str(caught.value)
     assert "\n" not in message and "sagepipe images build" in message
+
+
+# What the SDK's FrameworkProcessor puts in the code input: runproc.sh unpacks the source
+# archive and installs its requirements.txt in the image before the script.
+RUNPROC = """#!/bin/bash
+
+cd /opt/ml/processing/input/code/
+tar -xzf sourcedir.tar.gz
+
+# Exit on any error. SageMaker uses error code to mark failed job.
+set -e
+
+if [[ -f 'requirements.txt' ]]; then
+    # Some py3 containers has typing, which may breaks pip install
+    pip uninstall --yes typing
+
+    pip install -r requirements.txt
+fi
+
+python3 process.py "$@"
+"""
+SIX = "import six, sys; print('six', six.__version__, sys.version_info[:2])\n"
+
+
+def sourcedir(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_a_framework_processor_s_requirements_install_before_network_isolation(
+    settings: Settings,
+) -> None:
+    store = LocalStore(settings.local_store_root)
+    code = "s3://test-bucket/fw/code/sourcedir.tar.gz"
+    store.put(code, sourcedir({"process.py": SIX, "requirements.txt": "six==1.16.0\n"}))
+    store.put("s3://test-bucket/fw/entrypoint/runproc.sh", RUNPROC.encode())
+    step = ProcessingStep(
+        "framework",
+        processor=Processor(
+            image_uri=SKLEARN,
+            command=("/bin/bash", "/opt/ml/processing/input/entrypoint/runproc.sh"),
+            network_isolation=True,
+        ),
+        inputs=[
+            ProcessingInput(code, "/opt/ml/processing/input/code/", input_name="code"),
+            ProcessingInput(
+                "s3://test-bucket/fw/entrypoint",
+                "/opt/ml/processing/input/entrypoint",
+                input_name="entrypoint",
+            ),
+        ],
+    )
+    lines: list[tuple[str, str]] = []
+    execution = run(settings, Pipeline("framework", steps=[step]), SANDBOX, lines=lines)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    log = [line for _, line in lines]
+    assert any(line.startswith("Installing dependencies from requirements.txt") for line in log)
+    assert "six 1.16.0 (3, 9)" in log  # the image has six 1.15.0
+
+
+def test_training_source_dir_requirements_are_installed_like_the_toolkit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "requirements.txt").write_text("six==1.16.0\n")
+    (source / "train.py").write_text(
+        SIX + "open('/opt/ml/model/six.txt', 'w').write(six.__version__)\n"
+    )
+    estimator = Estimator(
+        entry_point="train.py",
+        source_dir=str(source),
+        framework="sklearn",
+        framework_version="1.2-1",
+        output_path="s3://test-bucket/models",
+        network_isolation=True,
+    )
+    lines: list[tuple[str, str]] = []
+    pipeline = Pipeline("script", steps=[TrainingStep("Train", estimator=estimator)])
+    execution = run(settings, pipeline, SANDBOX, lines=lines)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    log = [line for _, line in lines]
+    assert any(line.startswith("Installing dependencies from requirements.txt") for line in log)
+    assert "six 1.16.0 (3, 9)" in log

@@ -26,6 +26,7 @@ from sagepipe.images import (
 )
 
 Say = Callable[[str], None]
+INSTALLING = "Installing dependencies from requirements.txt"  # the training toolkit's line
 IMAGE_FIELDS = {
     "Processing": ("AppSpecification", "ImageUri"),
     "Training": ("AlgorithmSpecification", "TrainingImage"),
@@ -145,9 +146,18 @@ class StepEnvironments:
         """``env`` plus a script-mode ``requirements.txt`` (cached by its hash)."""
         if env.kind != "env" or not requirements.is_file():
             return env
-        return derived_environment(
-            env, requirements, self.cache_dir, offline=self.settings.images_offline, log=log
+        said: list[str] = []
+
+        def say(line: str) -> None:
+            said.append(line)
+            log(line)
+
+        derived = derived_environment(
+            env, requirements, self.cache_dir, offline=self.settings.images_offline, log=say
         )
+        if not said:  # installed by an earlier run: the toolkit's line all the same
+            log(f"{INSTALLING} (cached: {derived.name})")
+        return derived
 
     def _host(self) -> Path | None:
         python = self.settings.python

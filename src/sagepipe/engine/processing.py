@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from sagepipe.engine.staging import OutputBudget, publish_output, stage_input
 from sagepipe.errors import ExecutionError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
+SOURCEDIR = "sourcedir.tar.gz"  # a FrameworkProcessor's code, unpacked by its runproc.sh
+MAX_REQUIREMENTS = 1 << 20
 
 
 def host_path(workspace: Path, container_path: str) -> Path:
@@ -79,6 +84,12 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     app = args.get("AppSpecification", {})
     image = str(app.get("ImageUri", ""))
     environment = ctx.images.environment(image, ctx.log.write)
+    requirements = framework_requirements(ws, ctx.arguments.get("ProcessingInputs", []))
+    if requirements is not None:  # before the step's network isolation, as the toolkit's
+        try:
+            environment = ctx.images.with_requirements(environment, requirements, ctx.log.write)
+        finally:
+            shutil.rmtree(requirements.parent.parent, ignore_errors=True)
     ctx.log.write(describe(environment))
     entry = [str(a) for a in app.get("ContainerEntrypoint", [])]
     argv = environment.argv(entry) + [str(a) for a in app.get("ContainerArguments", [])]
@@ -130,6 +141,41 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         return StepOutcome("Failed", props, metadata, reason)
     props["ProcessingJobStatus"] = "Completed"
     return StepOutcome("Succeeded", props, metadata)
+
+
+def framework_requirements(ws: Path, inputs: list[dict[str, Any]]) -> Path | None:
+    """``requirements.txt`` of a FrameworkProcessor's ``sourcedir.tar.gz``, extracted beside
+    the workspace; None when no input holds one.
+
+    The SDK's ``runproc.sh`` unpacks the archive and runs ``pip install -r requirements.txt``
+    in the container; here those requirements go into a derived environment first, so that the
+    script's own install finds them satisfied (and needs neither network nor a writable image).
+    """
+    for inp in inputs:
+        local = (inp.get("S3Input") or {}).get("LocalPath")
+        if not isinstance(local, str) or not local.startswith(PROCESSING_ROOT):
+            continue
+        archive = host_path(ws, local) / SOURCEDIR
+        if not archive.is_file():
+            continue
+        try:
+            with tarfile.open(archive) as tar:
+                member = next((m for m in tar.getmembers() if _is_requirements(m)), None)
+                handle = tar.extractfile(member) if member is not None else None
+                if handle is None:
+                    return None
+                data = handle.read(MAX_REQUIREMENTS)
+        except (tarfile.TarError, OSError):
+            return None  # the step's own tar says what is wrong with it
+        folder = Path(tempfile.mkdtemp(dir=ws.parent)) / "sourcedir"  # names the environment
+        folder.mkdir()
+        (folder / "requirements.txt").write_bytes(data)
+        return folder / "requirements.txt"
+    return None
+
+
+def _is_requirements(member: tarfile.TarInfo) -> bool:
+    return member.isfile() and member.name.lstrip("./") == "requirements.txt"
 
 
 def failure_reason(result: JobResult, max_runtime: object, limits: Limits | None) -> str:

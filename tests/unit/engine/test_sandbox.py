@@ -141,5 +141,3 @@ def test_runtime_paths_are_the_runtime_prefixes(tmp_path: Path) -> None:
     assert found[0] == tmp_path / "venv"
     assert runtime_paths("/usr/bin/python3") == []
     assert runtime_paths("python3") == []
-
-
