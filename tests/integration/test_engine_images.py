@@ -306,3 +306,28 @@ def test_training_source_dir_requirements_are_installed_like_the_toolkit(
     log = [line for _, line in lines]
     assert any(line.startswith("Installing dependencies from requirements.txt") for line in log)
     assert "six 1.16.0 (3, 9)" in log
+
+
+def test_validate_lists_each_step_s_environment_and_accepts_built_in_xgboost(
+    tmp_path: Path,
+) -> None:
+    from tests.integration.test_cli import sp
+
+    (tmp_path / "pyproject.toml").write_text('[tool.sagepipe]\nbucket = "test-bucket"\n')
+    definition = json.loads((FIXTURES / "sdk" / "v2_full.json").read_text())
+    train = next(s for s in definition["Steps"] if s["Name"] == "Train")["Arguments"]
+    train["AlgorithmSpecification"]["TrainingImage"] = XGBOOST.format("1.7-1")
+    train["HyperParameters"] = {"num_round": "5", "objective": "reg:squarederror"}
+    (tmp_path / "d.json").write_text(json.dumps(definition))
+    res = sp(tmp_path, "validate", "d.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if line.startswith("environment: ")]
+    assert len(lines) == 3 and all("Python 3.9." in line for line in lines), res.stdout
+    train_line = next(line for line in lines if "'Train'" in line)
+    assert "sagemaker-xgboost:1.7-1 -> sagemaker-xgboost:1.7-1" in train_line
+    assert "runs the image's built-in algorithm" in train_line
+    train["AlgorithmSpecification"]["TrainingImage"] = f"{ECR}/odd-image:7"
+    (tmp_path / "d.json").write_text(json.dumps(definition))
+    res = sp(tmp_path, "validate", "d.json")
+    odd = [line for line in res.stdout.splitlines() if line.startswith("cannot run here")]
+    assert res.returncode == 1 and len(odd) == 1 and "odd-image:7" in odd[0]

@@ -16,7 +16,7 @@ from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.definition import Definition
+from sagepipe.definition import Definition, StepDef
 from sagepipe.definition.limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.images import Interpreter
@@ -81,6 +81,7 @@ def step_environments(definition: Definition, s: Settings) -> list[tuple[str, st
     from sagepipe.cli.images import here
     from sagepipe.engine.environments import StepEnvironments, step_image
     from sagepipe.images import find_interpreters, uv_bin
+    from sagepipe.images.algorithms import algorithm_mode
 
     environments = StepEnvironments(s)
     interpreters: list[Interpreter] | None = None
@@ -98,10 +99,20 @@ def step_environments(definition: Definition, s: Settings) -> list[tuple[str, st
             interpreters = find_interpreters(uv_bin=uv_bin())
         built = "built" if env is not None else "not built (the run builds it)"
         python = env.python_version if env is not None and env.python_version else spec.python
-        name = env.name if env is not None else spec.name
+        target = spec.name if spec.kind == "env" else f"{spec.kind} ({spec.name!r} entry)"
+        if env is not None and env.kind == "env":
+            target += f" in {env.prefix}"
         status = here(spec, env, interpreters or [])
-        out.append((step.name, f"{spec.name} -> {name}, Python {python}, {status}, {built}"))
+        line = f"{image.rsplit('/', 1)[-1]} -> {target}, Python {python}, {status}, {built}"
+        if step.type == "Training" and algorithm_mode(image, _hyperparameters(step)):
+            line += "; runs the image's built-in algorithm"
+        out.append((step.name, line))
     return out
+
+
+def _hyperparameters(step: StepDef) -> dict[str, object]:
+    hps = step.arguments.get("HyperParameters")
+    return dict(hps) if isinstance(hps, dict) else {}
 
 
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
