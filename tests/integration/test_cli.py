@@ -98,7 +98,9 @@ def test_validate_reports_steps_not_runnable_locally(tmp_path: Path) -> None:
     assert res.stderr.strip() == "error: 2 steps cannot run here (listed above)"
     (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
     res = sp(tmp_path, "validate", str(path))
-    assert "GenericTrain" not in res.stdout and "error: 1 step cannot" in res.stderr
+    assert "cannot run here: step 'GenericTrain'" not in res.stdout
+    assert "error: 1 step cannot" in res.stderr
+    assert "step 'GenericTrain': my-trainer:latest -> host ('my-trainer' entry)" in res.stdout
 
 
 def test_run_inspect_and_predict(app_project: Path, tmp_path: Path) -> None:
