@@ -331,3 +331,28 @@ def test_validate_lists_each_step_s_environment_and_accepts_built_in_xgboost(
     res = sp(tmp_path, "validate", "d.json")
     odd = [line for line in res.stdout.splitlines() if line.startswith("cannot run here")]
     assert res.returncode == 1 and len(odd) == 1 and "odd-image:7" in odd[0]
+
+
+@pytest.mark.parametrize(
+    ("image", "python"),
+    [(SKLEARN, "(3, 9)"), (XGBOOST.format("0.90-2"), "(3, 6)")],  # 0.90-2: the oldest Python
+    ids=["scikit-learn-1.2-1", "xgboost-0.90-2"],
+)
+def test_a_warm_start_runs_on_the_step_s_environment(
+    settings: Settings, image: str, python: str
+) -> None:
+    upstream = ProcessingStep(
+        "upstream",
+        processor=Processor(
+            image_uri=SKLEARN, command=("python3", "-c", "import time; time.sleep(1)")
+        ),
+    )
+    step = ProcessingStep(
+        "version", processor=Processor(image_uri=image), code="version.py", depends_on=[upstream]
+    )
+    lines: list[tuple[str, str]] = []
+    execution = run(settings, Pipeline("warm", steps=[upstream, step]), SANDBOX, lines=lines)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    assert execution.run.warmed == {"version"}
+    assert ("version", f"seen {python} __main__") in lines
