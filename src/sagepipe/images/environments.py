@@ -52,7 +52,7 @@ from sagepipe.images.installer import (
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec
 
-LAYOUT = 1  # part of every key: bump when an environment's layout changes
+LAYOUT = 2  # part of every key: bump when an environment's layout changes
 MARKER = "sagepipe-env.json"
 PYTHON_NAMES = frozenset({"python", "python3"})
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([0-9][A-Za-z0-9.+!]*)$")
