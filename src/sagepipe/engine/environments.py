@@ -67,11 +67,6 @@ class StepEnvironments:
         self._noted: set[str] = set()
         self._lock = threading.Lock()
 
-    @property
-    def host_python(self) -> Path:
-        """The interpreter ``host`` means (``SAGEPIPE_PYTHON``, else this one)."""
-        return Path(self.settings.python)
-
     def spec(self, image: str) -> ImageSpec:
         """The spec standing for ``image`` (user entries first); ConfigError when unknown."""
         found = self._specs.get(image)
@@ -87,8 +82,9 @@ class StepEnvironments:
         if env is not None:
             return env
         env = choose_cached(self.spec(image), self.cache_dir, host_python=self._host())
-        if env is not None:
-            self._envs[image] = env
+        if env is None or (env.kind == "env" and env.approximated and self.settings.images_strict):
+            return None  # strict: ensure_environment builds it exactly or says why not
+        self._envs[image] = env
         return env
 
     def environment(self, image: str, say: Say | None = None) -> Environment:
@@ -160,6 +156,7 @@ class StepEnvironments:
         return derived
 
     def _host(self) -> Path | None:
+        """The interpreter ``host`` means: ``SAGEPIPE_PYTHON``, None for this one."""
         python = self.settings.python
         return None if python == sys.executable else Path(python)
 
