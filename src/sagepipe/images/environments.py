@@ -42,6 +42,7 @@ from sagepipe.errors import ConfigError
 from sagepipe.images.installer import (
     EnvironmentBuildError,
     Progress,
+    compile_bytecode,
     create_venv,
     freeze,
     normalise,
@@ -52,7 +53,7 @@ from sagepipe.images.installer import (
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec
 
-LAYOUT = 2  # part of every key: bump when an environment's layout changes
+LAYOUT = 3  # part of every key: bump when an environment's layout changes
 MARKER = "sagepipe-env.json"
 PYTHON_NAMES = frozenset({"python", "python3"})
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([0-9][A-Za-z0-9.+!]*)$")
@@ -451,6 +452,7 @@ def _publish(
     tmp = prefix.with_name(f".build-{prefix.name}-{os.getpid()}")
     try:
         marker = build(tmp)
+        compile_bytecode(tmp)
         marker.update(
             interpreter=str(interpreter.path),
             packages=freeze(tmp),
