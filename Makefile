@@ -13,8 +13,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# The example app's steps run on the step interpreter (by default this venv's Python), so the
-# example's libraries are installed next to sagepipe; sagepipe itself does not need them.
+# The example app's steps run on their image's environment (scikit-learn 1.2-1), which the first
+# `make run` builds with uv into ~/.cache/sagepipe; the example extra serves the benchmarks'
+# in-process baselines and tests that compare with the host.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[example]'
 	touch $@

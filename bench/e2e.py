@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import statistics
@@ -27,10 +28,14 @@ from bench._common import record, table
 from bench.generate_data import write
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
+from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.history import History
 from sagepipe.engine.runner import build_engine, start_definition, upload_code
+from sagepipe.images import Environment
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "bench"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 SRC = ROOT / "app" / "src"
 PARAMS = {"NEstimators": "10", "MaxDepth": "10", "QualityThreshold": "0.5"}
 STEPS = [
@@ -44,16 +49,9 @@ STEPS = [
 ]
 
 
-def _module(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", SRC / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def baseline(data: Path, work: Path, processes: bool = False) -> float:
-    """The seven scripts as function calls in this process (or each as a plain process)."""
+def baseline(data: Path, work: Path, python: str, processes: bool = False) -> float:
+    """The seven scripts as function calls in one process (or each as a plain process), on
+    ``python``: the steps' environment, so that both sides run the same library versions."""
     shutil.rmtree(work, ignore_errors=True)
     w = {
         k: work / k
@@ -146,15 +144,23 @@ def baseline(data: Path, work: Path, processes: bool = False) -> float:
         start = time.perf_counter()
         for name, argv in calls:
             subprocess.run(
-                [sys.executable, str(SRC / f"{name}.py"), *argv], check=True, capture_output=True
+                [python, str(SRC / f"{name}.py"), *argv], check=True, capture_output=True
             )
         return time.perf_counter() - start
-    modules = {name: _module(name) for name, _ in calls}  # imports outside the timing
-    start = time.perf_counter()
-    for name, argv in calls:
-        sys.argv = [name, *argv]
-        modules[name].main()
-    return time.perf_counter() - start
+    # One process on the same environment: imports outside the timing, the work inside.
+    done = subprocess.run(
+        [python, str(HERE / "one_process.py"), str(SRC), json.dumps(calls)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def step_environment() -> Environment:
+    """The environment the app's steps run on (its scikit-learn 1.2-1 image's), built if need be."""
+    settings = Settings.from_env(cwd=ROOT, environ=dict(os.environ))
+    return StepEnvironments(settings).environment(IMAGE, print)
 
 
 def pipeline(data_file: Path, home: Path) -> tuple[float, dict[str, int], str]:
@@ -206,9 +212,11 @@ def main() -> None:
         data = base / "data"
         write(rows, data / "bench.csv")
         base_times, proc_times, pipe_times, rss_runs = [], [], [], []
+        env = step_environment()
+        python = str(env.python)
         for _ in range(args.runs):
-            base_times.append(baseline(data, base / "work"))
-            proc_times.append(baseline(data, base / "work", processes=True))
+            base_times.append(baseline(data, base / "work", python))
+            proc_times.append(baseline(data, base / "work", python, processes=True))
             wall, rss, status = pipeline(data / "bench.csv", base / "home")
             if status != "Succeeded":
                 raise SystemExit(f"pipeline {status}")
@@ -223,7 +231,10 @@ def main() -> None:
         rows_table = [[s, f"{rss[s] / 1024:.0f}"] for s in STEPS]
         body = (
             f"{rows:,} synthetic rows (bench/generate_data.py, penguins schema), RandomForest "
-            f"{PARAMS['NEstimators']} trees depth {PARAMS['MaxDepth']}; median of {args.runs}.\n\n"
+            f"{PARAMS['NEstimators']} trees depth {PARAMS['MaxDepth']}; every side on the steps' "
+            f"environment ({env.name}, Python {env.python_version}, pandas "
+            f"{env.packages.get('pandas')}, scikit-learn {env.packages.get('scikit-learn')}); "
+            f"median of {args.runs}.\n\n"
             + table(
                 ["", "wall (s)", "sagepipe / this"],
                 [

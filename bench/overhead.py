@@ -13,6 +13,7 @@ bwrap sandbox on a 2-core machine.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,12 +28,20 @@ from bench._common import HERE, bare_start, record, table, timed
 from sagepipe import Pipeline, ProcessingStep, Processor
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
+from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.runner import build_engine, start_definition
 from sagepipe.engine.sandbox import BwrapSandbox, ProcessSandbox
+from sagepipe.images import Environment
 
 STEPS = 20
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 PEERS = HERE / ".venv-peers" / "bin"
+
+
+def step_environment() -> Environment:
+    """The environment the chain's steps run on (the scikit-learn 1.2-1 image's)."""
+    settings = Settings.from_env(cwd=HERE, environ=dict(os.environ))
+    return StepEnvironments(settings).environment(IMAGE, print)
 
 
 def chain(isolated: bool = False) -> Pipeline:
@@ -167,8 +176,10 @@ def main() -> None:
                 continue
             ready.append((name, once, bare_s))
         samples: dict[str, list[float]] = {name: [] for name, _, _ in ready}
+        # The steps run on the image's environment: its interpreter's bare start is the floor.
+        step_python = str(step_environment().python)
         for _ in range(args.runs):
-            bare_now = bare_start([sys.executable, "-c", "pass"], runs=5)
+            bare_now = bare_start([step_python, "-c", "pass"], runs=5)
             bares.append(bare_now)
             for name, once, _ in ready:
                 samples[name].append(timed(once))
@@ -184,7 +195,8 @@ def main() -> None:
         body = (
             f"Chain of {STEPS} no-op steps; median of {args.runs} runs after one warm-up, the "
             "runners taking turns run by run; bare "
-            f"`python -c pass` = {bare * 1000:.1f} ms. overhead/step = (wall - {STEPS} x bare) / {STEPS}. "
+            f"`python -c pass` on the steps' environment (scikit-learn 1.2-1, Python "
+            f"{step_environment().python_version}) = {bare * 1000:.1f} ms. overhead/step = (wall - {STEPS} x bare) / {STEPS}. "
             "Ratio: wall time relative to sagepipe (process), measured in the same run. "
             "Overhead can read slightly below zero when the engine starts a process faster than "
             "the `subprocess.run` used to time the bare start. "

@@ -17,12 +17,23 @@ FIXTURES = ROOT / "tests" / "fixtures"
 HAS_BWRAP = shutil.which("bwrap") is not None
 
 
+@pytest.fixture(scope="session")
+def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One image-environment cache for the whole session: each environment is built once.
+
+    uv's own package cache stays the user's, so a build after the first on a machine takes
+    seconds. Every test's settings and every ``sagepipe`` it starts use this folder.
+    """
+    return tmp_path_factory.mktemp("image-envs")
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the developer's AWS or sagepipe settings."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, image_cache: Path) -> None:
+    """Tests never see the developer's AWS or sagepipe settings; environments are the session's."""
     for key in list(os.environ):
         if key.startswith(("AWS_", "SAGEPIPE_")):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SAGEPIPE_CACHE_DIR", str(image_cache))
 
 
 @pytest.fixture
@@ -35,9 +46,9 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(project: Path) -> Settings:
-    """Settings for the temporary project (local store, auto sandbox)."""
-    return Settings.from_env(cwd=project, environ={})
+def settings(project: Path, image_cache: Path) -> Settings:
+    """Settings for the temporary project (local store, auto sandbox, the session's images)."""
+    return Settings.from_env(cwd=project, environ={"SAGEPIPE_CACHE_DIR": str(image_cache)})
 
 
 @pytest.fixture(scope="session")

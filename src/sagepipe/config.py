@@ -112,6 +112,9 @@ class Settings:
     bucket_folders: tuple[str, ...] = SEED_FOLDERS
     role_arn: str | None = None
     prewarm: bool = True
+    cache_dir: Path = field(default_factory=lambda: _default_cache_dir({}))
+    images_strict: bool = False
+    images_offline: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -177,6 +180,19 @@ class Settings:
                 env.get("SAGEPIPE_PREWARM", tool.get("prewarm", True)),
                 "SAGEPIPE_PREWARM / prewarm",
             ),
+            "cache_dir": Path(
+                env.get("SAGEPIPE_CACHE_DIR")
+                or _str(tool.get("cache_dir"), "cache_dir")
+                or _default_cache_dir(env)
+            ).expanduser(),
+            "images_strict": _flag(
+                env.get("SAGEPIPE_IMAGES_STRICT", tool.get("images_strict", False)),
+                "SAGEPIPE_IMAGES_STRICT / images_strict",
+            ),
+            "images_offline": _flag(
+                env.get("SAGEPIPE_IMAGES_OFFLINE", tool.get("images_offline", False)),
+                "SAGEPIPE_IMAGES_OFFLINE / images_offline",
+            ),
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -233,6 +249,13 @@ class Settings:
     def history_path(self) -> Path:
         """The SQLite history file."""
         return self.home / "history.sqlite"
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/sagepipe``, else ``~/.cache/sagepipe`` (as images.default_cache_dir)."""
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "sagepipe"
+    return Path(env.get("HOME", "~")).expanduser() / ".cache" / "sagepipe"
 
 
 def _int(value: Any, name: str) -> int | None:

@@ -13,9 +13,9 @@ XGBOOST_1_7_1 = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One environment cache for the session (uv's package cache stays the user's)."""
-    return tmp_path_factory.mktemp("images-cache")
+def cache(image_cache: Path) -> Path:
+    """The session's environment cache (tests/conftest.py): each image is built once."""
+    return image_cache
 
 
 @pytest.fixture(scope="session")

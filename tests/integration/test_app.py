@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from sagepipe.config import Settings
+from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.execution import LocalExecution
 from sagepipe.storage import LocalStore
 from tests.conftest import ROOT
@@ -22,6 +23,7 @@ from tests.integration.helpers import run, statuses
 
 DATA = ROOT / "data" / "penguins.csv"
 RAW_URI = "s3://test-bucket/other/data/raw/penguins.csv"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
 
 def app_module() -> ModuleType:
@@ -88,22 +90,20 @@ def test_app_trains_publishes_and_predicts(settings: Settings, tmp_path: Path) -
     model = tmp_path / "model.tar.gz"
     store.get_file(model_uri, model)
     out = tmp_path / "pred.csv"
+    # Pickled by scikit-learn 1.2.1 on the image's environment: scored on that environment.
+    env = StepEnvironments(settings).environment(IMAGE)
+    assert env.python_version.startswith("3.9.")
+    scorer = str(ROOT / "app" / "src" / "predict.py")
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "app" / "src" / "predict.py"),
-            "--model",
-            str(model),
-            "--data",
-            str(DATA),
-            "--output",
-            str(out),
-        ],
+        env.argv(
+            ["python", scorer, "--model", str(model), "--data", str(DATA), "--output", str(out)]
+        ),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    assert "InconsistentVersionWarning" not in done.stderr
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 344

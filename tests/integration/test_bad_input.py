@@ -314,7 +314,11 @@ def _write_project(root: Path) -> None:
 
 
 def _env(extra: dict[str, str], root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "SAGEPIPE_")) or k == "SAGEPIPE_CACHE_DIR"
+    }
     env.update(
         {
             "AWS_CONFIG_FILE": str(root / "no-aws-config"),

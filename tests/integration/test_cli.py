@@ -19,7 +19,11 @@ EXE = str(Path(sys.executable).parent / "sagepipe")
 def sp(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "SAGEPIPE_")) or k == "SAGEPIPE_CACHE_DIR"
+    }
     clean.update(env or {})
     return subprocess.run(
         [EXE, *args], cwd=project, capture_output=True, text=True, timeout=300, env=clean
@@ -94,7 +98,9 @@ def test_validate_reports_steps_not_runnable_locally(tmp_path: Path) -> None:
     assert res.stderr.strip() == "error: 2 steps cannot run here (listed above)"
     (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
     res = sp(tmp_path, "validate", str(path))
-    assert "GenericTrain" not in res.stdout and "error: 1 step cannot" in res.stderr
+    assert "cannot run here: step 'GenericTrain'" not in res.stdout
+    assert "error: 1 step cannot" in res.stderr
+    assert "step 'GenericTrain': my-trainer:latest -> host ('my-trainer' entry)" in res.stdout
 
 
 def test_run_inspect_and_predict(app_project: Path, tmp_path: Path) -> None:

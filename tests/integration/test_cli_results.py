@@ -31,9 +31,10 @@ pipeline = Pipeline("results", steps=[fit, report])
 UNMAPPED = """
 from sagepipe import Pipeline, ProcessingStep, Processor
 
-IMAGE = "1.dkr.ecr.us-east-1.amazonaws.com/odd-image:1"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+FAIL = "import sys; sys.exit('error: map it under [tool.sagepipe.images] [b]x[/b]')"
 pipeline = Pipeline("unmapped", steps=[ProcessingStep(
-    "odd", processor=Processor(image_uri=IMAGE, command=("python3", "-c", "pass")))])
+    "odd", processor=Processor(image_uri=IMAGE, command=("python3", "-c", FAIL)))])
 """
 
 

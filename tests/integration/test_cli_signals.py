@@ -25,7 +25,11 @@ pipeline = Pipeline("slow", steps=[ProcessingStep("slow", processor=Processor(im
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "SAGEPIPE_")) or k == "SAGEPIPE_CACHE_DIR"
+    }
 
 
 def _start(project: Path) -> tuple[subprocess.Popen[str], str]:

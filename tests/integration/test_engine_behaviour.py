@@ -111,9 +111,10 @@ def test_unknown_image_names_the_setting(settings: Settings) -> None:
         processor=Processor(image_uri="123.dkr.ecr.us-east-1.amazonaws.com/my-image:3"),
         code="fail.py",
     )
-    execution = run(settings, Pipeline("p", steps=[step]), "process")
-    reason = execution.describe()["FailureReason"]
-    assert "my-image:3" in reason and "[tool.sagepipe.images]" in reason
+    with pytest.raises(ConfigError) as caught:  # refused before any step runs
+        run(settings, Pipeline("p", steps=[step]), "process")
+    reason = str(caught.value)
+    assert "my-image:3" in reason and "[tool.sagepipe.images]" in reason and "\n" not in reason
 
 
 def test_max_runtime_is_enforced(settings: Settings) -> None:

@@ -84,6 +84,19 @@ def reasons(execution: LocalExecution) -> dict[str, str]:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings; as an ordinary user, steps run on the host interpreter.
+
+    An ordinary user cannot read root's Pythons (``/root/.pyenv``) or uv's package cache, so it
+    cannot build the image's environment here; what these tests attack is the sandbox, which
+    is the same whichever interpreter a step runs on.
+    """
+    if os.geteuid() == 0:
+        return settings
+    return settings.with_overrides(images={"sagemaker-scikit-learn": "host"})
+
+
+@pytest.fixture
 def secrets(project: Path) -> Path:
     """A project .env holding a secret, as a user's would."""
     env = project / ".env"

@@ -104,3 +104,20 @@ def test_overrides_are_checked_too(tmp_path: Path) -> None:
     assert s.with_overrides(bucket="other", role_arn=None).bucket == "other"
     with pytest.raises(ConfigError, match="not valid on S3"):
         s.with_overrides(bucket="x")
+
+
+def test_image_settings_from_environment_pyproject_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sagepipe]\nimages_strict = true\ncache_dir = "/srv/envs"\n'
+    )
+    s = Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_IMAGES_OFFLINE": "1"})
+    assert (s.images_strict, s.images_offline, s.cache_dir) == (True, True, Path("/srv/envs"))
+    moved = Settings.from_env(
+        cwd=tmp_path,
+        environ={"SAGEPIPE_CACHE_DIR": str(tmp_path / "c"), "SAGEPIPE_IMAGES_STRICT": "off"},
+    )
+    assert moved.cache_dir == tmp_path / "c" and not moved.images_strict
+    plain = Settings.from_env(cwd=tmp_path / "..", environ={"XDG_CACHE_HOME": "/x"})
+    assert plain.cache_dir == Path("/x/sagepipe") and not plain.images_offline
+    with pytest.raises(ConfigError, match="SAGEPIPE_IMAGES_STRICT / images_strict"):
+        Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_IMAGES_STRICT": "maybe"})

@@ -20,7 +20,6 @@ from sagepipe.images import (
     Interpreter,
     choose_cached,
     choose_interpreter,
-    default_cache_dir,
     ensure_environment,
     find_interpreters,
     load_catalogue,
@@ -35,7 +34,7 @@ KEY_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "xgboost", "torch", 
 
 
 def _cache_dir(s: Settings) -> Path:
-    return default_cache_dir(s.env or None)
+    return s.cache_dir
 
 
 def _specs(s: Settings, images: list[str] | None, include_large: bool) -> list[ImageSpec]:
@@ -64,7 +63,7 @@ def _packages(spec: ImageSpec, env: Environment | None) -> str:
     return ", ".join(pins).replace("==", " ")
 
 
-def _here(spec: ImageSpec, env: Environment | None, interpreters: list[Interpreter]) -> str:
+def here(spec: ImageSpec, env: Environment | None, interpreters: list[Interpreter]) -> str:
     """Exact or approximated here, and why; predicted from the interpreters when not built."""
     if spec.kind != "env":
         return f"{spec.kind} (unfaithful: not the image's Python or packages)"
@@ -98,7 +97,7 @@ def list_images(
             name,
             spec.python or "",
             _packages(spec, env),
-            _here(spec, env, interpreters),
+            here(spec, env, interpreters),
             _size(env.size) if env else "",
             str(env.prefix) if env and env.kind == "env" else "",
         )

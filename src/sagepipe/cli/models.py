@@ -13,13 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sagepipe.cli.consoles import console
+from sagepipe.cli.consoles import console, err
 from sagepipe.cli.options import StoreOpt, output_file
 from sagepipe.cli.state import settings
+from sagepipe.config import Settings
 from sagepipe.errors import ExecutionError, UsageError
 
 models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
 MODEL_FILE = "model.joblib"
+# The example app's image (app/sagemaker_pipeline.py): its models load on this environment.
+APP_IMAGE = "sagemaker-scikit-learn:1.2-1-cpu-py3"
 
 
 @models_app.command("list")
@@ -52,8 +55,20 @@ def predict(
         Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout).")
     ] = None,
     store: StoreOpt = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="The image whose environment loads the model (default: the image it was "
+            "registered with, else the example app's scikit-learn 1.2-1)."
+        ),
+    ] = None,
 ) -> None:
-    """Score raw rows with a model artifact of the example app (runs app/src/predict.py)."""
+    """Score raw rows with a model artifact of the example app (runs app/src/predict.py).
+
+    The model is loaded on the environment of the image that made it: a model pickled by
+    scikit-learn 1.2.1 is not unpickled by another version.
+    """
+    from sagepipe.engine.environments import StepEnvironments
     from sagepipe.storage import open_store
 
     s = settings(ctx)
@@ -71,7 +86,11 @@ def predict(
         elif not local.exists():
             raise UsageError(f"{model_uri} is neither an s3:// URI nor a local file")
         _check_model(local, model_uri)
-        cmd = [s.python, str(scorer), "--model", str(local), "--data", str(data)]
+        chosen = image or _registered_image(s, model_uri) or APP_IMAGE
+        env = StepEnvironments(s).environment(
+            chosen, lambda line: err.print(escape(line), highlight=False)
+        )
+        cmd = env.argv(["python", str(scorer), "--model", str(local), "--data", str(data)])
         cmd += ["--output", str(output or "-")]
         done = subprocess.run(cmd, check=False, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -80,6 +99,18 @@ def predict(
             f"predict.py failed: {lines[-1].strip() if lines else done.returncode}"
         )
     sys.stderr.write(done.stderr)
+
+
+def _registered_image(s: Settings, model_uri: str) -> str | None:
+    """The inference image the local registry holds for ``model_uri`` (newest first)."""
+    from sagepipe.engine.history import History
+
+    if not s.history_path.is_file():
+        return None
+    for model in History(s.history_path).models():  # newest first
+        if model["model_data_url"] == model_uri and model.get("image"):
+            return str(model["image"])
+    return None
 
 
 def _check_csv(data: Path) -> None:

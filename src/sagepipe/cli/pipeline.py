@@ -19,6 +19,7 @@ from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef
 from sagepipe.definition.service_limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
+from sagepipe.images import Interpreter
 
 
 class GraphFormat(StrEnum):
@@ -53,7 +54,8 @@ def definition(
 
 
 def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
-    """Validate a pipeline or definition; list every step that cannot run here, and why."""
+    """Validate a pipeline or definition; show each step's environment; list every step that
+    cannot run here, and why."""
     s = settings(ctx)
     loaded = load_pipeline(pipeline, s)
     d = loaded.definition
@@ -62,6 +64,8 @@ def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
         f"{len(d.parameters)} parameters",
         highlight=False,
     )
+    for step, line in step_environments(d, s):
+        console.print(f"environment: step '{escape(step)}': {escape(line)}", highlight=False)
     problems = local_problems(d, s)
     for step, why in problems:
         console.print(
@@ -72,12 +76,51 @@ def validate(ctx: typer.Context, pipeline: PipelineArg = None) -> None:
         raise DefinitionError(f"{len(problems)} {noun} cannot run here (listed above)")
 
 
+def step_environments(definition: Definition, s: Settings) -> list[tuple[str, str]]:
+    """(step, "image -> environment, Python, exact or approximated, built or not") per step."""
+    from sagepipe.cli.images import here
+    from sagepipe.engine.environments import StepEnvironments, step_image
+    from sagepipe.images import find_interpreters, uv_bin
+    from sagepipe.images.algorithms import algorithm_mode
+
+    environments = StepEnvironments(s)
+    interpreters: list[Interpreter] | None = None
+    out = []
+    for step in definition.all_steps():
+        image = step_image(step, lambda v: _parameter_default(definition, v))
+        if image is None:
+            continue
+        try:
+            spec = environments.spec(image)
+            env = environments.cached(image)
+        except ConfigError:
+            continue  # listed with the problems
+        if env is None and interpreters is None:
+            interpreters = find_interpreters(uv_bin=uv_bin())
+        built = "built" if env is not None else "not built (the run builds it)"
+        python = env.python_version if env is not None and env.python_version else spec.python
+        target = spec.name if spec.kind == "env" else f"{spec.kind} ({spec.name!r} entry)"
+        if env is not None and env.kind == "env":
+            target += f" in {env.prefix}"
+        status = here(spec, env, interpreters or [])
+        line = f"{image.rsplit('/', 1)[-1]} -> {target}, Python {python}, {status}, {built}"
+        if step.type == "Training" and algorithm_mode(image, _hyperparameters(step)):
+            line += "; runs the image's built-in algorithm"
+        out.append((step.name, line))
+    return out
+
+
+def _hyperparameters(step: StepDef) -> dict[str, object]:
+    hps = step.arguments.get("HyperParameters")
+    return dict(hps) if isinstance(hps, dict) else {}
+
+
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
-    from sagepipe.engine.images import ImageMap
+    from sagepipe.engine.environments import StepEnvironments, step_image
     from sagepipe.engine.transform import transform_problems
 
-    images = ImageMap(s.python, s.images)
+    environments = StepEnvironments(s)
     problems = []
     for step in definition.all_steps():
         if not step.runnable_locally:
@@ -90,37 +133,39 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
             continue
         if step.type == "Transform":
             problems.extend((step.name, why) for why in transform_problems(dict(step.arguments)))
-        image = _image(step, definition)
+            image = _transform_image(step, definition)
+        else:
+            image = step_image(step, lambda v: _parameter_default(definition, v))
         if image is None:
             continue
         try:
-            images.runtime(image)
+            environments.spec(image)
         except ConfigError as exc:
             problems.append((step.name, str(exc)))
     return problems
 
 
-def _image(step: StepDef, definition: Definition) -> str | None:
-    """The step's container image when it is a plain string (a parameter is resolved at run time)."""
+def _transform_image(step: StepDef, definition: Definition) -> str | None:
+    """The image of the Model step whose model a Transform step serves."""
     args = step.arguments
-    if step.type == "Transform":  # the image of the Model step that names the model
-        ref = args.get("ModelName")
-        path = ref.get("Get") if isinstance(ref, dict) else None
-        if not isinstance(path, str) or not path.startswith("Steps."):
-            return None
-        model = definition.step(path.split(".")[1]).arguments
-        container = model.get("PrimaryContainer")
-        image = container.get("Image") if isinstance(container, dict) else None
-        return image if isinstance(image, str) else None
-    spec = (
-        args.get("AppSpecification")
-        if step.type == "Processing"
-        else args.get("AlgorithmSpecification")
-    )
-    if not isinstance(spec, dict):
+    ref = args.get("ModelName")
+    path = ref.get("Get") if isinstance(ref, dict) else None
+    if not isinstance(path, str) or not path.startswith("Steps."):
         return None
-    image = spec.get("ImageUri" if step.type == "Processing" else "TrainingImage")
+    model = definition.step(path.split(".")[1]).arguments
+    container = model.get("PrimaryContainer")
+    image = container.get("Image") if isinstance(container, dict) else None
     return image if isinstance(image, str) else None
+
+
+def _parameter_default(definition: Definition, value: object) -> object:
+    """A ``{"Get": "Parameters.X"}`` image's default value (what a run without it uses)."""
+    if isinstance(value, dict) and isinstance(value.get("Get"), str):
+        name = value["Get"].removeprefix("Parameters.")
+        for parameter in definition.parameters:
+            if parameter.name == name:
+                return parameter.default_value
+    raise ValueError("not a parameter")
 
 
 def graph(

@@ -8,10 +8,12 @@ It imports those modules (failures are ignored: the script will meet them itself
 for one JSON line on stdin: ``{"argv": [script, ...], "env": {...}, "cwd": "..."}``. It then
 becomes ``python script ...``: environment, working directory, ``sys.argv``, ``sys.path[0]``
 and a traceback that shows the script's frames only. An empty line means "not needed": exit 0.
+
+It runs on every Python the image catalogue names, down to 3.6 (XGBoost 0.90-2): no
+``from __future__ import annotations``, typing generics only.
 """
 
-from __future__ import annotations
-
+# ruff: noqa: UP006, UP035, UP045  (typing generics: this file runs on Python 3.6)
 import contextlib
 import json
 import os
@@ -19,17 +21,17 @@ import runpy
 import sys
 import traceback
 from types import TracebackType
-from typing import Any
+from typing import Any, Dict, List, Optional
 
 
-def preload(modules: list[str]) -> None:
+def preload(modules: List[str]) -> None:
     """Import ``modules``, ignoring any that fail."""
     for module in modules:
         with contextlib.suppress(BaseException):  # the script meets it itself if it matters
             __import__(module)
 
 
-def become(message: dict[str, Any]) -> str:
+def become(message: Dict[str, Any]) -> str:
     """Take on the step's environment, directory and arguments; return the script path."""
     argv = [str(a) for a in message["argv"]]
     env = {str(k): str(v) for k, v in message["env"].items()}
@@ -41,7 +43,7 @@ def become(message: dict[str, Any]) -> str:
     return argv[0]
 
 
-def script_frames(tb: TracebackType | None, script: str) -> TracebackType | None:
+def script_frames(tb: Optional[TracebackType], script: str) -> Optional[TracebackType]:
     """The traceback from the first frame of ``script`` on (the launcher's frames dropped)."""
     target = os.path.abspath(script)
     current = tb
@@ -66,7 +68,7 @@ def run(script: str) -> int:
     return 0
 
 
-def main(args: list[str]) -> int:
+def main(args: List[str]) -> int:
     """Preload, wait for the command, run it."""
     preload([str(m) for m in json.loads(args[0])] if args else [])
     line = sys.stdin.readline()

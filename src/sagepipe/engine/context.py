@@ -11,9 +11,9 @@ from typing import Any
 
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
+from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.expressions import Scope
 from sagepipe.engine.history import History
-from sagepipe.engine.images import ImageMap
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.storage import ObjectStore
 
@@ -82,7 +82,7 @@ class StepContext:
     workspace: Path
     store: ObjectStore
     sandbox: Sandbox
-    images: ImageMap
+    images: StepEnvironments
     log: StepLog
     history: History
     settings: Settings

@@ -17,6 +17,7 @@ from typing import IO, Any
 from sagepipe.config import Settings
 from sagepipe.engine.context import Processes, StepContext
 from sagepipe.engine.sandbox import LaunchSpec, Limits, runtime_paths
+from sagepipe.images import Environment
 
 KILL_GRACE_S = 5.0
 _ERROR_WORDS = re.compile(
@@ -35,11 +36,11 @@ class JobResult:
     peak_rss_kb: int = 0
 
 
-def base_env(python: str, extra: dict[str, str]) -> dict[str, str]:
-    """A minimal environment: no host credentials, the interpreter's folder first on PATH."""
+def base_env(environment: Environment, extra: dict[str, str]) -> dict[str, str]:
+    """A minimal environment: no host credentials, the environment's ``bin`` first on PATH."""
     path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env = {
-        "PATH": f"{os.path.dirname(python)}:{path}",
+        "PATH": f"{environment.python.parent}:{path}",
         "HOME": "/tmp",
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "PYTHONUNBUFFERED": "1",
@@ -59,12 +60,20 @@ def job_spec(
     workspace: Path,
     cwd: str,
     network: bool,
-    runtime: list[str],
+    environment: Environment,
     limits: Limits | None = None,
 ) -> LaunchSpec:
-    """A step's launch: its runtime's folders visible, its instance type's limits."""
+    """A step's launch: its environment's folders visible, its instance type's limits.
+
+    An image environment shows its prefix and its base interpreter's installation; a command
+    standing for an image shows that command's folders and the host interpreter's (its
+    ``{python}``).
+    """
+    commands = [str(environment.python)]
+    if environment.kind == "command":
+        commands = [environment.command[0] if environment.command else "", settings.python]
     folders: list[Path] = []
-    for command in (runtime[0] if runtime else "", settings.python):
+    for command in commands:
         found = shutil.which(command) if command and "/" not in command else command
         for folder in runtime_paths(found or ""):
             if folder not in folders:

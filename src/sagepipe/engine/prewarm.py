@@ -7,9 +7,11 @@ imports the modules the script imports at top level, then waits. When the step r
 its inputs are staged into the same workspace and the launcher receives the resolved arguments
 and runs the script as ``__main__``. On a free core the imports overlap the upstream work.
 
-Only processing steps qualify whose entrypoint is ``python <script.py>``, whose image maps to a
-Python interpreter (a mapped command may be anything) and whose image, environment, network
-setting and input paths hold no expressions; everything else starts cold. The launcher is
+Only processing steps qualify whose entrypoint is ``python <script.py>``, whose image's
+environment is built and is an image environment or the host interpreter (a command standing
+for an image may be anything; the launcher runs on the environment's own Python) and whose
+image, environment, network setting and input paths hold no expressions; everything else
+starts cold. The launcher is
 ``sagepipe/container/launcher.py``, run as a file inside the step's sandbox.
 """
 
@@ -19,7 +21,6 @@ import ast
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
-from sagepipe.engine.images import PYTHON_NAMES, ImageMap
+from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.jobs import base_env, job_spec, kill_group
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
 from sagepipe.engine.staging import stage_input
@@ -36,12 +37,8 @@ from sagepipe.errors import SagepipeError
 from sagepipe.storage import ObjectStore
 
 LAUNCHER = "launcher.py"
-_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
-
-
-def is_python(runtime: list[str]) -> bool:
-    """Whether an image's runtime is a bare Python interpreter (the launcher needs one)."""
-    return len(runtime) == 1 and _PYTHON.fullmatch(runtime[0].rsplit("/", 1)[-1]) is not None
+PYTHON_NAMES = frozenset({"python", "python3"})
+WARM_KINDS = ("env", "host")  # a command standing for an image may be anything
 
 
 def is_static(value: Any) -> bool:
@@ -106,7 +103,7 @@ class Prewarmer:
     """Starts eligible steps early; the scheduler decides when."""
 
     def __init__(
-        self, settings: Settings, store: ObjectStore, sandbox: Sandbox, images: ImageMap
+        self, settings: Settings, store: ObjectStore, sandbox: Sandbox, images: StepEnvironments
     ) -> None:
         self.settings = settings
         self.store = store
@@ -131,11 +128,11 @@ class Prewarmer:
         inputs = args.get("ProcessingInputs", [])
         if not all(is_static((i.get("S3Input") or {}).get("LocalPath")) for i in inputs):
             return False
-        try:
-            runtime = self.images.runtime(str(app.get("ImageUri", "")))
+        try:  # only a built environment: a warm start never waits for a build
+            env = self.images.cached(str(app.get("ImageUri", "")))
         except SagepipeError:
             return False
-        return is_python(runtime) and self._code_input(step) is not None
+        return env is not None and env.kind in WARM_KINDS and self._code_input(step) is not None
 
     def _code_input(self, step: StepDef) -> dict[str, Any] | None:
         script = str(step.arguments["AppSpecification"]["ContainerEntrypoint"][1])
@@ -172,18 +169,18 @@ class Prewarmer:
                 )
             app = args["AppSpecification"]
             script = host_path(workspace, str(app["ContainerEntrypoint"][1]))
-            runtime = self.images.runtime(str(app.get("ImageUri", "")))
+            environment = self.images.cached(str(app.get("ImageUri", "")))
+            assert environment is not None and environment.kind in WARM_KINDS
             env = base_env(
-                self.settings.python,
-                {k: str(v) for k, v in (args.get("Environment") or {}).items()},
+                environment, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
             )
             network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
             imports = json.dumps(top_level_imports(script))
-            argv = [*runtime, self.sandbox.program(LAUNCHER), imports]
+            argv = [str(environment.python), self.sandbox.program(LAUNCHER), imports]
             cluster = (args.get("ProcessingResources") or {}).get("ClusterConfig") or {}
             limits = limits_for(cluster.get("InstanceType"))
             spec = job_spec(
-                self.settings, argv, env, workspace, CONTAINER_ROOT, network, runtime, limits
+                self.settings, argv, env, workspace, CONTAINER_ROOT, network, environment, limits
             )
             proc = self.sandbox.launch(
                 spec, subprocess.PIPE, subprocess.PIPE, stdin=subprocess.PIPE

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import JobResult, base_env, job_spec, run_job
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Limits, limits_for, out_of_memory_reason
 from sagepipe.engine.staging import OutputBudget, publish_output, stage_input
 from sagepipe.errors import ExecutionError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
+SOURCEDIR = "sourcedir.tar.gz"  # a FrameworkProcessor's code, unpacked by its runproc.sh
+MAX_REQUIREMENTS = 1 << 20
 
 
 def host_path(workspace: Path, container_path: str) -> Path:
@@ -77,17 +83,22 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     )
     app = args.get("AppSpecification", {})
     image = str(app.get("ImageUri", ""))
-    argv = ctx.images.entrypoint(image, [str(a) for a in app.get("ContainerEntrypoint", [])])
-    argv += [str(a) for a in app.get("ContainerArguments", [])]
+    environment = ctx.images.environment(image, ctx.log.write)
+    requirements = framework_requirements(ws, ctx.arguments.get("ProcessingInputs", []))
+    if requirements is not None:  # before the step's network isolation, as the toolkit's
+        try:
+            environment = ctx.images.with_requirements(environment, requirements, ctx.log.write)
+        finally:
+            shutil.rmtree(requirements.parent.parent, ignore_errors=True)
+    ctx.log.write(describe(environment))
+    entry = [str(a) for a in app.get("ContainerEntrypoint", [])]
+    argv = environment.argv(entry) + [str(a) for a in app.get("ContainerArguments", [])]
     if not argv:
         raise ExecutionError("AppSpecification has no ContainerEntrypoint to run")
-    env = base_env(
-        ctx.settings.python, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
-    )
+    env = base_env(environment, {k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
     limits = limits_for(cluster.get("InstanceType"))
-    runtime = ctx.images.runtime(image)
-    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, runtime, limits)
+    spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, environment, limits)
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     go = None
     if ctx.warm is not None:  # the launcher waits with the interpreter and imports loaded
@@ -96,7 +107,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             return ctx.sandbox.container_path(value, ws)
 
         go = {
-            "argv": [seen(a) for a in argv[len(runtime) :]],
+            "argv": [seen(a) for a in argv[1:]],  # the interpreter is running already
             "env": {k: seen(v) for k, v in env.items()},
             "cwd": seen(CONTAINER_ROOT),
         }
@@ -130,6 +141,41 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         return StepOutcome("Failed", props, metadata, reason)
     props["ProcessingJobStatus"] = "Completed"
     return StepOutcome("Succeeded", props, metadata)
+
+
+def framework_requirements(ws: Path, inputs: list[dict[str, Any]]) -> Path | None:
+    """``requirements.txt`` of a FrameworkProcessor's ``sourcedir.tar.gz``, extracted beside
+    the workspace; None when no input holds one.
+
+    The SDK's ``runproc.sh`` unpacks the archive and runs ``pip install -r requirements.txt``
+    in the container; here those requirements go into a derived environment first, so that the
+    script's own install finds them satisfied (and needs neither network nor a writable image).
+    """
+    for inp in inputs:
+        local = (inp.get("S3Input") or {}).get("LocalPath")
+        if not isinstance(local, str) or not local.startswith(PROCESSING_ROOT):
+            continue
+        archive = host_path(ws, local) / SOURCEDIR
+        if not archive.is_file():
+            continue
+        try:
+            with tarfile.open(archive) as tar:
+                member = next((m for m in tar.getmembers() if _is_requirements(m)), None)
+                handle = tar.extractfile(member) if member is not None else None
+                if handle is None:
+                    return None
+                data = handle.read(MAX_REQUIREMENTS)
+        except (tarfile.TarError, OSError):
+            return None  # the step's own tar says what is wrong with it
+        folder = Path(tempfile.mkdtemp(dir=ws.parent)) / "sourcedir"  # names the environment
+        folder.mkdir()
+        (folder / "requirements.txt").write_bytes(data)
+        return folder / "requirements.txt"
+    return None
+
+
+def _is_requirements(member: tarfile.TarInfo) -> bool:
+    return member.isfile() and member.name.lstrip("./") == "requirements.txt"
 
 
 def failure_reason(result: JobResult, max_runtime: object, limits: Limits | None) -> str:

@@ -35,9 +35,9 @@ from sagepipe.engine.context import (
     StepOutcome,
 )
 from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
+from sagepipe.engine.environments import StepEnvironments, definition_images
 from sagepipe.engine.expressions import Scope
 from sagepipe.engine.history import History
-from sagepipe.engine.images import ImageMap
 from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.processing import run_processing
@@ -61,6 +61,7 @@ RUNNERS: dict[str, Runner] = {
 }
 _ALPHABET = string.ascii_lowercase + string.digits
 LineListener = Callable[[str, str], None]
+ENGINE_LINES = "images"  # the listener's "step" for lines about the run's environments
 StatusListener = Callable[[str, str, StepOutcome | None], None]
 
 
@@ -94,7 +95,7 @@ class Engine:
         store: ObjectStore,
         history: History,
         sandbox: Sandbox,
-        images: ImageMap | None = None,
+        images: StepEnvironments | None = None,
         on_line: LineListener | None = None,
         on_status: StatusListener | None = None,
     ) -> None:
@@ -102,7 +103,7 @@ class Engine:
         self.store = store
         self.history = history
         self.sandbox = sandbox
-        self.images = images or ImageMap(settings.python, settings.images)
+        self.images = images or StepEnvironments(settings)
         self.on_line = on_line
         self.on_status = on_status
         self.prewarmer = (
@@ -124,6 +125,7 @@ class Engine:
                 f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
             )
         values = resolve_parameters(definition, parameters)
+        self._prepare_environments(definition, values)
         execution_id = new_id()
         region = self.settings.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:pipeline/{pipeline_name.lower()}"
@@ -160,6 +162,19 @@ class Engine:
             execution_id, pipeline_name, info.arn, values, text, parallel, self.sandbox.name
         )
         return run
+
+    def _prepare_environments(self, definition: Definition, values: Mapping[str, Any]) -> None:
+        """Build every step's image environment before any step runs (once; then reused)."""
+        scope = Scope(parameters=dict(values), execution={})
+        images = definition_images(definition, scope.resolve)
+        self.images.prepare(images, self._say)
+
+    def _say(self, line: str) -> None:
+        """A line about the run as a whole (environment builds), before any step starts."""
+        if self.on_line is not None:
+            self.on_line(ENGINE_LINES, line)
+        else:
+            log.info("%s", line)
 
     def execute(self, run: Run) -> str:
         """Run every step that the graph and the condition outcomes select; return the status."""

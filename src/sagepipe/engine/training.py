@@ -15,10 +15,12 @@ import stat
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import failure_reason, host_path, resource_config
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
@@ -30,9 +32,17 @@ from sagepipe.engine.staging import (
     stage_input,
 )
 from sagepipe.errors import ExecutionError
+from sagepipe.images import Environment
+from sagepipe.images.algorithms import (
+    PROGRAMS,
+    algorithm_command,
+    algorithm_mode,
+    metric_definitions,
+)
 from sagepipe.storage import join_uri
 
 CODE_DIR = "/opt/ml/code"
+ALGORITHM_ERROR = "AlgorithmError: "
 
 
 def _decode(value: str) -> Any:
@@ -135,17 +145,26 @@ def _arg(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _command(
-    ctx: StepContext, ws: Path, hps: dict[str, str]
-) -> tuple[list[str], str, str | None, str | None]:
+@dataclass(frozen=True)
+class Command:
+    """What a training step runs, where, and on which environment."""
+
+    argv: list[str]
+    cwd: str
+    environment: Environment
+    program: str | None = None
+    submit: str | None = None
+    algorithm: str | None = None
+
+
+def _command(ctx: StepContext, ws: Path, hps: dict[str, str]) -> Command:
     algo = ctx.arguments.get("AlgorithmSpecification", {})
     image = str(algo.get("TrainingImage", ""))
+    env = ctx.images.environment(image, ctx.log.write)
     entry = [str(a) for a in algo.get("ContainerEntrypoint", [])]
     if entry:
-        argv = ctx.images.entrypoint(image, entry) + [
-            str(a) for a in algo.get("ContainerArguments", [])
-        ]
-        return argv, CONTAINER_ROOT, None, None
+        argv = env.argv(entry) + [str(a) for a in algo.get("ContainerArguments", [])]
+        return Command(argv, CONTAINER_ROOT, env)
     if "sagemaker_program" in hps:
         program = str(_decode(hps["sagemaker_program"]))
         submit = str(_decode(hps.get("sagemaker_submit_directory", '""')))
@@ -157,17 +176,23 @@ def _command(
             raise ExecutionError(
                 f"sagemaker_program {program!r} is not in the submitted source directory"
             )
+        # The toolkit installs requirements.txt before the script, in the image.
+        env = ctx.images.with_requirements(env, code / "requirements.txt", ctx.log.write)
         user = [
             item
             for k, v in hps.items()
             if not k.startswith("sagemaker_")
             for item in (f"--{k}", _arg(_decode(v)))
         ]
-        runtime = ctx.images.runtime(image)
         if program.endswith(".sh"):
-            return ["/bin/sh", program, *user], CODE_DIR, program, submit
-        return [*runtime, program, *user], CODE_DIR, program, submit
-    return [*ctx.images.runtime(image), "train"], CONTAINER_ROOT, None, None
+            return Command(["/bin/sh", program, *user], CODE_DIR, env, program, submit)
+        return Command(env.argv(["python", program, *user]), CODE_DIR, env, program, submit)
+    algorithm = algorithm_mode(image, hps)
+    if algorithm is not None:
+        program_path = ctx.sandbox.program(PROGRAMS[algorithm])
+        argv = algorithm_command(algorithm, env.argv(["python"]), program_path)
+        return Command(argv, CONTAINER_ROOT, env, algorithm=algorithm)
+    return Command(env.argv(["python", "train"]), CONTAINER_ROOT, env)
 
 
 def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
@@ -202,15 +227,17 @@ def run_training(ctx: StepContext) -> StepOutcome:
         kind = src.get("S3DataType", "S3Prefix")
         stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind)
     _write_configs(ws, args, hps)
-    argv, cwd, program, submit = _command(ctx, ws, hps)
-    env = base_env(ctx.settings.python, sm_environment(args, hps, program, submit))
+    command = _command(ctx, ws, hps)
+    ctx.log.write(describe(command.environment))
+    env = base_env(command.environment, sm_environment(args, hps, command.program, command.submit))
     env["TRAINING_JOB_NAME"] = ctx.job_name
     env["PYTHONPATH"] = CODE_DIR
     env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not args.get("EnableNetworkIsolation", False)
     limits = limits_for(args.get("ResourceConfig", {}).get("InstanceType"))
-    runtime = ctx.images.runtime(str(args.get("AlgorithmSpecification", {}).get("TrainingImage")))
-    spec = job_spec(ctx.settings, argv, env, ws, cwd, network, runtime, limits)
+    spec = job_spec(
+        ctx.settings, command.argv, env, ws, command.cwd, network, command.environment, limits
+    )
     max_runtime = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     log_start = ctx.log.path.stat().st_size
     result = run_job(ctx, spec, float(max_runtime) if max_runtime else None)
@@ -224,7 +251,7 @@ def run_training(ctx: StepContext) -> StepOutcome:
         "TrainingEndTime": time.time(),
         "TrainingTimeInSeconds": int(time.time() - started),
         "BillableTimeInSeconds": 0,
-        "FinalMetricDataList": _metrics(ctx, log_start),
+        "FinalMetricDataList": _metrics(ctx, log_start, command.algorithm),
     }
     metadata = {"TrainingJob": {"Arn": arn}, "_peak_rss_kb": result.peak_rss_kb}
     if result.stopped:
@@ -234,6 +261,8 @@ def run_training(ctx: StepContext) -> StepOutcome:
     if result.timed_out or result.returncode != 0:
         written = None if result.timed_out else read_failure_file(_failure_file(ws, ctx))
         reason = written or failure_reason(result, max_runtime, limits)
+        if command.algorithm is not None and not result.timed_out:
+            reason = f"{ALGORITHM_ERROR}{reason}"  # as SageMaker reports a built-in algorithm's
         props.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
         return StepOutcome("Failed", props, metadata, reason)
     output_path = join_uri(str(args["OutputDataConfig"]["S3OutputPath"]), ctx.job_name, "output")
@@ -292,8 +321,10 @@ def _add_regular(tar: tarfile.TarFile, folder: Path, rel: str, shown: str) -> No
         tar.addfile(info, fh)
 
 
-def _metrics(ctx: StepContext, offset: int) -> list[dict[str, Any]]:
+def _metrics(ctx: StepContext, offset: int, algorithm: str | None) -> list[dict[str, Any]]:
     definitions = ctx.arguments.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    if not definitions and algorithm is not None:  # SageMaker registers the algorithm's own
+        definitions = metric_definitions(algorithm)
     if not definitions:
         return []
     with ctx.log.path.open(encoding="utf-8", errors="replace") as fh:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
+from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import failure_reason, host_path
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
@@ -214,16 +215,24 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     host_path(ws, OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     job = job_settings(args, image, program)
     host_path(ws, JOB_FILE).write_text(json.dumps(job))
-    runtime = ctx.images.runtime(image)
-    argv = [*runtime, ctx.sandbox.program(PROGRAM), "--root", CONTAINER_ROOT, "--job", JOB_FILE]
+    environment = ctx.images.environment(image, ctx.log.write)
+    ctx.log.write(describe(environment))
+    argv = [
+        *environment.argv(["python"]),
+        ctx.sandbox.program(PROGRAM),
+        "--root",
+        CONTAINER_ROOT,
+        "--job",
+        JOB_FILE,
+    ]
     limits = limits_for((args.get("TransformResources") or {}).get("InstanceType"))
     network = not model.get("EnableNetworkIsolation", False)
-    job_env = base_env(ctx.settings.python, container_env(env, job))
+    job_env = base_env(environment, container_env(env, job))
     mode = f"script mode ({program})" if program else "the image's own serving"
     ctx.log.write(
         f"transform job {ctx.job_name}: model {model.get('ModelName')} on {image}, {mode}"
     )
-    spec = job_spec(ctx.settings, argv, job_env, ws, CONTAINER_ROOT, network, runtime, limits)
+    spec = job_spec(ctx.settings, argv, job_env, ws, CONTAINER_ROOT, network, environment, limits)
     result = run_job(ctx, spec, None)
     arn = ctx.execution.arn_for("transform-job", ctx.job_name)
     props: dict[str, Any] = {

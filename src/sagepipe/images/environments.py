@@ -42,6 +42,7 @@ from sagepipe.errors import ConfigError
 from sagepipe.images.installer import (
     EnvironmentBuildError,
     Progress,
+    compile_bytecode,
     create_venv,
     freeze,
     normalise,
@@ -52,7 +53,7 @@ from sagepipe.images.installer import (
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec
 
-LAYOUT = 1  # part of every key: bump when an environment's layout changes
+LAYOUT = 3  # part of every key: bump when an environment's layout changes
 MARKER = "sagepipe-env.json"
 PYTHON_NAMES = frozenset({"python", "python3"})
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([0-9][A-Za-z0-9.+!]*)$")
@@ -333,8 +334,11 @@ def _interpreter(
     chosen, exact = choose_interpreter(want, found)
     if not exact and allow_download and not offline and interpreters is None:
         say(f"fetching Python {want} with uv")
-        run_uv(["python", "install", want], say, downloads=True)
-        chosen, exact = choose_interpreter(want, find_interpreters(uv_bin=uv_bin()))
+        try:
+            run_uv(["python", "install", want], say, downloads=True)
+            chosen, exact = choose_interpreter(want, find_interpreters(uv_bin=uv_bin()))
+        except EnvironmentBuildError as exc:  # no such download, or no network: the nearest
+            say(f"could not fetch Python {want}: {exc}")
     if chosen is None:
         raise ConfigError(
             f"{spec.name} needs Python {want} and no Python interpreter was found; install "
@@ -448,6 +452,7 @@ def _publish(
     tmp = prefix.with_name(f".build-{prefix.name}-{os.getpid()}")
     try:
         marker = build(tmp)
+        compile_bytecode(tmp)
         marker.update(
             interpreter=str(interpreter.path),
             packages=freeze(tmp),

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from sagepipe.engine.jobs import failure_cause
-from sagepipe.engine.prewarm import is_python
 from sagepipe.engine.sandbox import LaunchSpec, limits_for, out_of_memory_reason, rewrite
 from sagepipe.engine.sandbox.base import runtime_paths
 from sagepipe.engine.sandbox.bwrap import BwrapSandbox
@@ -142,10 +141,3 @@ def test_runtime_paths_are_the_runtime_prefixes(tmp_path: Path) -> None:
     assert found[0] == tmp_path / "venv"
     assert runtime_paths("/usr/bin/python3") == []
     assert runtime_paths("python3") == []
-
-
-def test_only_a_bare_interpreter_starts_warm() -> None:
-    assert is_python(["/x/venv/bin/python"])
-    assert is_python(["/usr/bin/python3.11"])
-    assert not is_python(["/tmp/rt/bin/run"])
-    assert not is_python(["/usr/bin/env", "python3"])

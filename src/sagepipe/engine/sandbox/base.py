@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ def runtime_paths(command: str) -> list[Path]:
     if not exe.is_absolute():
         return []
     out: list[Path] = []
-    for binary in (exe, exe.resolve()):
+    for binary in _link_chain(exe):
         prefix = binary.parent.parent
         if prefix in _NOT_A_RUNTIME or prefix in out or not prefix.is_dir():
             continue
@@ -102,6 +103,24 @@ def runtime_paths(command: str) -> list[Path]:
             continue
         out.append(prefix)
     return out
+
+
+def _link_chain(exe: Path, hops: int = 8) -> list[Path]:
+    """``exe``, each symlink it goes through, and the real binary.
+
+    A derived environment's python links to its base environment's, which links to the
+    interpreter: every hop's folder must be visible for the chain to resolve in the sandbox.
+    """
+    chain = [exe]
+    current = exe
+    for _ in range(hops):
+        if not current.is_symlink():
+            break
+        target = Path(os.readlink(current))
+        current = Path(os.path.normpath(current.parent / target))
+        chain.append(current)
+    chain.append(exe.resolve())
+    return chain
 
 
 def _under(path: Path, folder: Path) -> bool:
