@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import signal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -78,7 +80,7 @@ def run_locally(
         f"({engine.sandbox.name} sandbox, {s.store} store)"
     )
     execution = LocalExecution(engine, prepared).start()
-    with view:
+    with view, _signals_interrupt():
         try:
             while not is_terminal(execution.wait(0.2)):
                 pass
@@ -87,6 +89,21 @@ def run_locally(
             execution.stop()
             execution.wait()
     _finish(execution, loaded, s)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal, ``kill``) stop the run as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
