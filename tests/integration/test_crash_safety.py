@@ -8,6 +8,7 @@ runs as root; the last test runs this module again as an ordinary user (uid 1000
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from sagepipe.engine.history import ENGINE_EXITED, History
 ROOT = Path(__file__).resolve().parents[2]
 SAGEPIPE = [sys.executable, "-c", "from sagepipe.cli.main import entry; entry()"]
 UNPRIVILEGED_UID = 1000
+BIG_FILES = 300
 PIPELINE = """
 import os
 from sagepipe import CacheConfig, Pipeline, ProcessingOutput, ProcessingStep, Processor
@@ -45,10 +47,11 @@ SLOW = (
 ) % TOKEN
 BIG = (
     "import os\\n"
-    "for i in range(400):\\n"
+    "for i in range(%d):\\n"
     "    with open(f'/opt/ml/processing/o/{i:04d}', 'wb') as fh:\\n"
     "        fh.write(os.urandom(1 << 20))\\n"
-)
+    "#"
+) + TOKEN
 fast = ProcessingStep(
     "fast",
     processor=Processor(image_uri=IMAGE, command=("python3", "-c", FAST)),
@@ -77,7 +80,8 @@ class Run:
     def __init__(self, project: Path, second: str = "SLOW") -> None:
         self.project = project
         self.token = uuid.uuid4().hex
-        (project / "crash.py").write_text(PIPELINE.replace("SECOND", second))
+        text = PIPELINE.replace("SECOND", second).replace("%d", str(BIG_FILES))
+        (project / "crash.py").write_text(text)
         self.proc = subprocess.Popen(
             [*SAGEPIPE, "run", "crash.py", "--sandbox", "process"],
             cwd=project,
@@ -190,6 +194,61 @@ def test_a_killed_engine_is_marked_failed_by_the_next_command(start: object) -> 
     assert again.proc.returncode == 0, out + err
     (fast,) = [s for s in again.history.steps(again.id) if s.name == "fast"]
     assert fast.cache_source is None or run.id not in fast.cache_source
+
+
+def _files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def test_outputs_are_published_all_or_nothing(start: object) -> None:
+    run: Run = start("BIG")  # type: ignore[operator]
+    run.wait_for(lambda: _processes_with(run.token), "the big step")
+    final = (
+        run.settings.home / "s3" / "test-bucket" / "other" / "outputs" / "crash" / run.id / "slow"
+    )
+    staged = run.settings.home / "work" / run.id / ".publish-slow"
+
+    def publishing() -> bool:
+        done = _files(final) + _files(staged)
+        return not _processes_with(run.token) and 0 < done < BIG_FILES
+
+    run.wait_for(publishing, "publishing", timeout=120)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait()
+    assert run.command("executions", "list").returncode == 0
+    assert _files(final) in (0, BIG_FILES)
+    assert not (run.settings.home / "work" / run.id).exists()
+    assert run.history.execution(run.id).status == "Failed"
+
+
+def test_a_commit_cut_short_is_finished_by_the_next_command(start: object) -> None:
+    run: Run = start()  # type: ignore[operator]
+    run.wait_for(run.step_running, "the slow step")
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait()
+    # As the engine leaves a commit it was killed in: the plan recorded, one file moved.
+    staged = run.settings.home / "work" / run.id / ".publish-slow"
+    staged.mkdir(parents=True)
+    final = run.settings.home / "s3" / "test-bucket" / "o"
+    final.mkdir(parents=True)
+    (final / "a").write_text("a")
+    (staged / "000001").write_text("b")
+    plan = {
+        "files": [
+            [str(staged / "000000"), str(final / "a")],
+            [str(staged / "000001"), str(final / "b")],
+        ],
+        "markers": [str(final / "empty")],
+    }
+    with run.history._tx() as db:
+        db.execute(
+            "UPDATE steps SET publishing=? WHERE execution_id=? AND name='slow'",
+            (json.dumps(plan), run.id),
+        )
+    assert run.command("executions", "list").returncode == 0
+    assert (final / "a").read_text() == "a" and (final / "b").read_text() == "b"
+    assert (final / "empty").is_dir()
+    assert not staged.exists()
 
 
 def test_a_reused_pid_is_not_taken_for_the_engine(start: object) -> None:

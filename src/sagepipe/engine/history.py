@@ -5,6 +5,7 @@ State and keys live here; artifacts live in the object store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepipe.engine.liveness import is_alive, this_process
+from sagepipe.engine.publishing import commit
 from sagepipe.errors import ExecutionError, HistoryError
 
 # Why an execution whose engine process disappeared (killed, crashed) ended.
@@ -46,6 +48,7 @@ _ADDED_COLUMNS = {
         ("engine_start", "INTEGER"),
         ("stop_requested", "INTEGER"),
     ),
+    "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
 _RUNNING = ("Executing", "Stopping")
 
@@ -269,6 +272,13 @@ class History:
                     (ENGINE_EXITED, now, now, execution_id, *_RUNNING),
                 )
         for execution_id in dead:
+            # A step killed while committing its outputs: finish, so that all of them are there.
+            for row in self._query(
+                "SELECT publishing FROM steps WHERE execution_id=? AND publishing IS NOT NULL",
+                (execution_id,),
+            ):
+                with contextlib.suppress(OSError, ValueError):
+                    commit(json.loads(row["publishing"]))
             shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
         return dead
 
@@ -310,7 +320,9 @@ class History:
         """Record a step as Executing."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
+                "started, ended, failure_reason, metadata, properties, cache_key, cache_source, "
+                "attempts, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     execution_id,
                     name,
@@ -331,8 +343,8 @@ class History:
 
     def update_step(self, execution_id: str, name: str, **fields: Any) -> None:
         """Update a step's columns (metadata and properties are JSON-encoded)."""
-        for key in ("metadata", "properties"):
-            if key in fields:
+        for key in ("metadata", "properties", "publishing"):
+            if fields.get(key) is not None:
                 fields[key] = json.dumps(fields[key], default=str)
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
