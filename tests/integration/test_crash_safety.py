@@ -26,6 +26,7 @@ import pytest
 
 from sagepipe.config import Settings
 from sagepipe.engine.history import ENGINE_EXITED, History
+from tests.conftest import HAS_BWRAP
 
 ROOT = Path(__file__).resolve().parents[2]
 SAGEPIPE = [sys.executable, "-c", "from sagepipe.cli.main import entry; entry()"]
@@ -77,13 +78,13 @@ def _env(token: str) -> dict[str, str]:
 class Run:
     """A ``sagepipe run`` in its own session, stopped by PID when the test ends."""
 
-    def __init__(self, project: Path, second: str = "SLOW") -> None:
+    def __init__(self, project: Path, second: str = "SLOW", sandbox: str = "process") -> None:
         self.project = project
         self.token = uuid.uuid4().hex
         text = PIPELINE.replace("SECOND", second).replace("%d", str(BIG_FILES))
         (project / "crash.py").write_text(text)
         self.proc = subprocess.Popen(
-            [*SAGEPIPE, "run", "crash.py", "--sandbox", "process"],
+            [*SAGEPIPE, "run", "crash.py", "--sandbox", sandbox],
             cwd=project,
             env=_env(self.token),
             stdout=subprocess.PIPE,
@@ -143,8 +144,8 @@ class Run:
 def start(project: Path) -> Iterator[object]:
     runs: list[Run] = []
 
-    def starter(second: str = "SLOW") -> Run:
-        runs.append(Run(project, second))
+    def starter(second: str = "SLOW", sandbox: str = "process") -> Run:
+        runs.append(Run(project, second, sandbox))
         return runs[-1]
 
     yield starter
@@ -171,8 +172,17 @@ def _gone(token: str, timeout: float = 10) -> bool:
     return True
 
 
-def test_a_killed_engine_is_marked_failed_by_the_next_command(start: object) -> None:
-    run: Run = start()  # type: ignore[operator]
+@pytest.mark.parametrize(
+    "sandbox",
+    [
+        "process",
+        pytest.param(
+            "bwrap", marks=pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+        ),
+    ],
+)
+def test_a_killed_engine_is_marked_failed_by_the_next_command(start: object, sandbox: str) -> None:
+    run: Run = start("SLOW", sandbox)  # type: ignore[operator]
     run.wait_for(run.step_running, "the slow step")
     work = run.settings.home / "work" / run.id
     assert work.is_dir()
