@@ -231,6 +231,28 @@ def test_outputs_are_published_all_or_nothing(start: object) -> None:
     assert run.history.execution(run.id).status == "Failed"
 
 
+def test_sigterm_while_publishing_publishes_nothing(start: object) -> None:
+    run: Run = start("BIG")  # type: ignore[operator]
+    run.wait_for(lambda: _processes_with(run.token), "the big step")
+    final = (
+        run.settings.home / "s3" / "test-bucket" / "other" / "outputs" / "crash" / run.id / "slow"
+    )
+    staged = run.settings.home / "work" / run.id / ".publish-slow"
+
+    def publishing() -> bool:
+        done = _files(final) + _files(staged)
+        return not _processes_with(run.token) and 0 < done < BIG_FILES
+
+    run.wait_for(publishing, "publishing", timeout=120)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    out, err = run.proc.communicate(timeout=60)
+    assert run.proc.returncode == 1, out + err
+    assert run.history.execution(run.id).status == "Stopped"
+    assert {s.name: s.status for s in run.history.steps(run.id)}["slow"] == "Stopped"
+    assert _files(final) == 0
+    assert not (run.settings.home / "work" / run.id).exists()
+
+
 def test_a_commit_cut_short_is_finished_by_the_next_command(start: object) -> None:
     run: Run = start()  # type: ignore[operator]
     run.wait_for(run.step_running, "the slow step")

@@ -58,6 +58,9 @@ def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:
     publication = ctx.publication
     if publication is None:
         return outcome
+    if outcome.status == "Succeeded" and ctx.processes.stopping.is_set():
+        publication.discard()  # stopped while publishing: nothing reaches the store
+        return StepOutcome("Stopped", outcome.properties, outcome.metadata, "Stopped by user")
     try:
         if outcome.status == "Succeeded" and (publication.files or publication.markers):
             plan = publication.plan()
