@@ -31,7 +31,7 @@ from tests.conftest import HAS_BWRAP
 ROOT = Path(__file__).resolve().parents[2]
 SAGEPIPE = [sys.executable, "-c", "from sagepipe.cli.main import entry; entry()"]
 UNPRIVILEGED_UID = 1000
-BIG_FILES = 300
+BIG_FILES = 800
 PIPELINE = """
 import os
 from sagepipe import CacheConfig, Pipeline, ProcessingOutput, ProcessingStep, Processor
@@ -50,7 +50,7 @@ BIG = (
     "import os\\n"
     "for i in range(%d):\\n"
     "    with open(f'/opt/ml/processing/o/{i:04d}', 'wb') as fh:\\n"
-    "        fh.write(os.urandom(1 << 20))\\n"
+    "        fh.write(os.urandom(1 << 18))\\n"
     "#"
 ) + TOKEN
 fast = ProcessingStep(

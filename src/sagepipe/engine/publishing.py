@@ -15,9 +15,12 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sagepipe.errors import ExecutionError
 
 if TYPE_CHECKING:
     from sagepipe.engine.context import StepContext, StepOutcome
@@ -26,13 +29,18 @@ if TYPE_CHECKING:
 class Publication:
     """The files and folder markers a step has staged for the store, in order."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, stopping: threading.Event | None = None) -> None:
         self.folder = folder
+        self.stopping = stopping
+        self.stopped = False
         self.files: list[tuple[str, str]] = []
         self.markers: list[str] = []
 
     def stage(self, final: Path) -> Path:
         """Where to write the file that becomes ``final`` in the store when committed."""
+        if self.stopping is not None and self.stopping.is_set():
+            self.stopped = True  # a stop does not wait for the rest of a long publication
+            raise ExecutionError("stopped while publishing the outputs")
         self.folder.mkdir(parents=True, exist_ok=True)
         staged = self.folder / f"{len(self.files):06d}"
         self.files.append((str(staged), str(final)))
@@ -58,7 +66,7 @@ def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:
     publication = ctx.publication
     if publication is None:
         return outcome
-    if outcome.status == "Succeeded" and ctx.processes.stopping.is_set():
+    if publication.stopped or (outcome.status == "Succeeded" and ctx.processes.stopping.is_set()):
         publication.discard()  # stopped while publishing: nothing reaches the store
         return StepOutcome("Stopped", outcome.properties, outcome.metadata, "Stopped by user")
     try:

@@ -292,7 +292,9 @@ class Engine:
                 )
                 if warm is not None:
                     run.warmed.add(name)
-                ctx.publication = Publication(workspace.parent / f".publish-{name}")
+                ctx.publication = Publication(
+                    workspace.parent / f".publish-{name}", run.processes.stopping
+                )
                 try:
                     outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
                 finally:

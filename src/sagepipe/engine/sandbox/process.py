@@ -10,16 +10,13 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import IO
 
-from sagepipe.engine.sandbox.base import PROGRAMS, LaunchSpec, popen
+from sagepipe.engine.sandbox.base import PROGRAMS, LaunchSpec, popen, watch_group
 from sagepipe.engine.sandbox.limits import prlimit_prefix
 
 log = logging.getLogger(__name__)
-WATCHDOG = Path(__file__).with_name("watchdog.py")
 # /opt/ml as a whole path component: not /opt/mlflow, not s3://b/opt/ml, not /x/opt/ml.
 _ROOT_AT_BOUNDARY = re.compile(r"(?<![\w.\-/~])/opt/ml(?![\w.\-])")
 
@@ -65,27 +62,5 @@ class ProcessSandbox:
             argv = prlimit_prefix(self.prlimit, spec.limits) + argv
         env = {k: rewrite(v, root) for k, v in spec.env.items()}
         proc = popen(argv, env, rewrite(spec.cwd, root), stdout, stderr, stdin)
-        _watch(proc.pid)
+        watch_group(proc.pid)
         return proc
-
-
-def _watch(pgid: int) -> None:
-    """Start the watchdog that kills process group ``pgid`` if this process dies first."""
-    try:
-        dog = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(WATCHDOG), str(pgid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        log.warning("no watchdog for step process %d: %s", pgid, exc)
-        return
-
-    def reap() -> None:  # the watchdog ends with the step; the pipe's write end with it
-        dog.wait()
-        if dog.stdin is not None:
-            dog.stdin.close()
-
-    threading.Thread(target=reap, name=f"sagepipe-watchdog-{pgid}", daemon=True).start()
