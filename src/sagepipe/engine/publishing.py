@@ -5,7 +5,7 @@ folder (``work/<execution>/.publish-<step>/``), not into the store. When every f
 the plan (staged file → stored file) is recorded in the history and carried out with renames.
 An engine killed while staging leaves nothing in the store (its work folder goes when the
 execution is marked Failed); one killed while committing leaves the plan, which whoever marks
-the execution Failed finishes. Remote stores are published directly (see DESIGN §4.1).
+the execution Failed finishes. A remote store (S3) is still written object by object.
 """
 
 from __future__ import annotations
