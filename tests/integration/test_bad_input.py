@@ -112,7 +112,7 @@ COMMAND_CASES = [
     c("describe-unknown", "executions", "describe", "zzzz", says="no local execution 'zzzz'"),
     c("steps-unknown", "executions", "steps", "zzzz"),
     c("list-backend", "executions", "list", "--backend", "azure"),
-    c("stop-local", "executions", "stop", EXEC, says="Ctrl-C"),
+    c("stop-ended", "executions", "stop", EXEC, says="ended already"),
     c("retry-local", "executions", "retry", EXEC, says="SageMaker operation"),
     c("describe-sagemaker-not-arn", "executions", "describe", "x", "--backend", "sagemaker"),
     c("steps-sagemaker-not-arn", "executions", "steps", "x", "--backend", "sagemaker"),

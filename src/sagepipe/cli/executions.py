@@ -180,6 +180,8 @@ def logs(
     folder = s.home / "logs" / record.id
     offsets: dict[str, int] = {}
     while True:
+        if follow:
+            history.reap()  # an execution whose engine is gone ends here, as Failed
         # Read the status first: lines written before the end are then all printed.
         finished = not follow or is_terminal(history.execution(record.id).status)
         names = [st.name for st in history.steps(record.id)]
@@ -227,17 +229,37 @@ def _sagemaker_logs(s: Settings, arn: str, step: str | None) -> None:
 
 @executions_app.command("stop")
 def stop(ctx: typer.Context, execution: ExecutionArg, backend: BackendOpt = Backend.local) -> None:
-    """Stop a running execution (a local one stops with Ctrl-C where it runs)."""
+    """Stop a running execution: its running steps are stopped, it ends Stopped."""
     if backend is Backend.local:
-        raise UsageError(
-            "a local execution stops with Ctrl-C in the terminal that runs it; "
-            "for SageMaker pass --backend sagemaker"
-        )
+        _stop_local(settings(ctx), execution)
+        return
     from sagepipe.cloud import executions as ex
 
     arn = _arn(execution)
     ex.stop(_clients(settings(ctx)), arn)
     console.print(f"stop requested for {arn}", highlight=False, markup=False)
+
+
+def _stop_local(s: Settings, execution: str, timeout: float = 60.0) -> None:
+    """Ask the engine that runs ``execution`` to stop it, and wait until it has."""
+    history = _history(s)
+    record = history.execution(execution)
+    if is_terminal(record.status):
+        raise UsageError(f"execution {record.id} has ended already ({record.status})")
+    history.request_stop(record.id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        history.reap()
+        status = history.execution(record.id).status
+        if is_terminal(status):
+            console.print(f"execution {record.id}: {status}", highlight=False, markup=False)
+            return
+        time.sleep(0.2)
+    console.print(
+        f"stop requested for execution {record.id}; it is still stopping",
+        highlight=False,
+        markup=False,
+    )
 
 
 @executions_app.command("retry")

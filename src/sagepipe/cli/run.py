@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -78,15 +81,35 @@ def run_locally(
         f"({engine.sandbox.name} sandbox, {s.store} store)"
     )
     execution = LocalExecution(engine, prepared).start()
-    with view:
-        try:
-            while not is_terminal(execution.wait(0.2)):
-                pass
-        except KeyboardInterrupt:
-            err.print("stopping: killing running steps ...")
-            execution.stop()
-            execution.wait()
+    with view, _stop_signals() as stop:
+        while not is_terminal(execution.wait(0.1)):
+            if stop.is_set():
+                err.print("stopping: killing running steps ...")
+                execution.stop()
+                execution.wait()
+                break
     _finish(execution, loaded, s)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal, ``kill``) all stop the run.
+
+    The handler only sets an event that the waiting loop reads: an exception raised wherever
+    the signal lands could leave a lock of the history held, and the run would never end.
+    """
+    stop = threading.Event()
+
+    def request(signum: int, frame: object) -> None:
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, request) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:

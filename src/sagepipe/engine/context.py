@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
@@ -16,6 +16,9 @@ from sagepipe.engine.expressions import Scope
 from sagepipe.engine.history import History
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from sagepipe.engine.publishing import Publication
 
 ACCOUNT = "000000000000"
 
@@ -88,6 +91,7 @@ class StepContext:
     settings: Settings
     processes: Processes
     warm: Any = None  # a prewarm.Warm started for this step, or None
+    publication: Publication | None = None  # outputs staged, committed at once
 
 
 @dataclass

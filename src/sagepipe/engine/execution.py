@@ -131,9 +131,19 @@ class LocalExecution:
         return self.engine.history
 
     def start(self) -> LocalExecution:
-        """Start running in a background thread."""
+        """Start running in a background thread, and heed stops asked for from elsewhere."""
         self._thread.start()
+        threading.Thread(
+            target=self._watch_stop_requests, name=f"sagepipe-stop-{self.execution_id}", daemon=True
+        ).start()
         return self
+
+    def _watch_stop_requests(self, interval: float = 0.3) -> None:
+        """``sagepipe executions stop`` in another process sets a flag in the history."""
+        while not self._done.wait(interval):
+            if self.history.stop_requested(self.execution_id):
+                self.stop()
+                return
 
     def _execute(self) -> None:
         try:

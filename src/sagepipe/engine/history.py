@@ -5,7 +5,9 @@ State and keys live here; artifacts live in the object store.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -15,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagepipe.engine.liveness import is_alive, this_process
+from sagepipe.engine.publishing import commit
 from sagepipe.errors import ExecutionError, HistoryError
+
+# Why an execution whose engine process disappeared (killed, crashed) ended.
+ENGINE_EXITED = "the engine exited"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
@@ -34,6 +41,16 @@ CREATE TABLE IF NOT EXISTS models (
     arn TEXT PRIMARY KEY, group_name TEXT, version INTEGER, approval TEXT, model_data_url TEXT,
     image TEXT, metrics TEXT, created REAL, execution_id TEXT, step TEXT);
 """
+# Columns added after the first release; a history file from before gets them on open.
+_ADDED_COLUMNS = {
+    "executions": (
+        ("engine_pid", "INTEGER"),
+        ("engine_start", "INTEGER"),
+        ("stop_requested", "INTEGER"),
+    ),
+    "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
+}
+_RUNNING = ("Executing", "Stopping")
 
 
 @dataclass(frozen=True)
@@ -101,8 +118,14 @@ class History:
                 for stmt in SCHEMA.split(";"):
                     if stmt.strip():
                         db.execute(stmt)
+                for table, columns in _ADDED_COLUMNS.items():
+                    have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                    for name, kind in columns:
+                        if name not in have:
+                            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
         _retry_locked(create)
+        self.reap()
 
     def close(self) -> None:
         """Close the connection."""
@@ -159,11 +182,14 @@ class History:
         max_parallel: int,
         sandbox: str,
     ) -> None:
-        """Record a new execution in status Executing."""
+        """Record a new execution in status Executing, run by this process."""
         now = time.time()
+        pid, started = this_process()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO executions (id, pipeline, arn, status, failure_reason, created, "
+                "modified, ended, parameters, definition, sandbox, max_parallel, engine_pid, "
+                "engine_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     execution_id,
                     pipeline,
@@ -177,6 +203,8 @@ class History:
                     definition,
                     sandbox,
                     max_parallel,
+                    pid,
+                    started,
                 ),
             )
 
@@ -196,6 +224,63 @@ class History:
                 "UPDATE executions SET status=?, modified=? WHERE id=?",
                 (status, time.time(), execution_id),
             )
+
+    def request_stop(self, execution_id: str) -> None:
+        """Ask the engine running ``execution_id`` (in any process) to stop it."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE executions SET stop_requested=1, modified=? WHERE id=? AND status IN "
+                "('Executing', 'Stopping')",
+                (time.time(), execution_id),
+            )
+
+    def stop_requested(self, execution_id: str) -> bool:
+        """Whether a stop of ``execution_id`` was asked for."""
+        rows = self._query("SELECT stop_requested FROM executions WHERE id=?", (execution_id,))
+        return bool(rows and rows[0]["stop_requested"])
+
+    def reap(self) -> list[str]:
+        """Mark executions whose engine process is gone as Failed; returns their ids.
+
+        Their running steps end as SageMaker ends them when a pipeline fails under them (a
+        step being stopped is Stopped, any other Failed), and their work folders are removed.
+        """
+        rows = self._query(
+            "SELECT id, engine_pid, engine_start FROM executions WHERE status IN (?, ?) "
+            "AND engine_pid IS NOT NULL",
+            _RUNNING,
+        )
+        dead = [r["id"] for r in rows if not is_alive(r["engine_pid"], r["engine_start"])]
+        if not dead:
+            return []
+        now = time.time()
+        with self._tx() as db:
+            for execution_id in dead:
+                db.execute(
+                    "UPDATE steps SET status='Stopped', ended=? WHERE execution_id=? "
+                    "AND status='Stopping'",
+                    (now, execution_id),
+                )
+                db.execute(
+                    "UPDATE steps SET status='Failed', ended=?, failure_reason=? "
+                    "WHERE execution_id=? AND status IN ('Starting', 'Executing')",
+                    (now, ENGINE_EXITED, execution_id),
+                )
+                db.execute(
+                    "UPDATE executions SET status='Failed', failure_reason=?, modified=?, "
+                    "ended=? WHERE id=? AND status IN (?, ?)",
+                    (ENGINE_EXITED, now, now, execution_id, *_RUNNING),
+                )
+        for execution_id in dead:
+            # A step killed while committing its outputs: finish, so that all of them are there.
+            for row in self._query(
+                "SELECT publishing FROM steps WHERE execution_id=? AND publishing IS NOT NULL",
+                (execution_id,),
+            ):
+                with contextlib.suppress(OSError, ValueError):
+                    commit(json.loads(row["publishing"]))
+            shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
+        return dead
 
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
@@ -235,7 +320,9 @@ class History:
         """Record a step as Executing."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
+                "started, ended, failure_reason, metadata, properties, cache_key, cache_source, "
+                "attempts, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     execution_id,
                     name,
@@ -256,8 +343,8 @@ class History:
 
     def update_step(self, execution_id: str, name: str, **fields: Any) -> None:
         """Update a step's columns (metadata and properties are JSON-encoded)."""
-        for key in ("metadata", "properties"):
-            if key in fields:
+        for key in ("metadata", "properties", "publishing"):
+            if fields.get(key) is not None:
                 fields[key] = json.dumps(fields[key], default=str)
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
@@ -284,12 +371,17 @@ class History:
     def cache_hit(
         self, pipeline: str, name: str, cache_key: str, since: float
     ) -> StepRecord | None:
-        """The newest Succeeded run of this step with this cache key, started after ``since``."""
+        """The newest Succeeded run of this step with this cache key, started after ``since``.
+
+        An execution whose engine exited mid-run is never a source: nothing vouches for what
+        it left in the store.
+        """
         rows = self._query(
             "SELECT s.* FROM steps s JOIN executions e ON e.id = s.execution_id "
             "WHERE e.pipeline=? AND s.name=? AND s.cache_key=? AND s.status='Succeeded' "
-            "AND s.started>=? ORDER BY s.started DESC LIMIT 1",
-            (pipeline, name, cache_key, since),
+            "AND s.started>=? AND NOT (e.status='Failed' AND e.failure_reason IS ?) "
+            "ORDER BY s.started DESC LIMIT 1",
+            (pipeline, name, cache_key, since, ENGINE_EXITED),
         )
         return _step(rows[0]) if rows else None
 

@@ -134,7 +134,9 @@ def run_processing(ctx: StepContext) -> StepOutcome:
         for out in outputs:
             s3 = out["S3Output"]
             local = str(s3["LocalPath"])
-            publish_output(ctx.store, host_path(ws, local), str(s3["S3Uri"]), local, budget)
+            publish_output(
+                ctx.store, host_path(ws, local), str(s3["S3Uri"]), local, budget, ctx.publication
+            )
     except ExecutionError as exc:
         reason = str(exc)
         props.update(ProcessingJobStatus="Failed", FailureReason=reason, ExitMessage=reason)

@@ -41,6 +41,8 @@ from sagepipe.engine.history import History
 from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.processing import run_processing
+from sagepipe.engine.publishing import Publication
+from sagepipe.engine.publishing import settle as settle_publication
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
 from sagepipe.engine.transform import run_transform
@@ -307,8 +309,11 @@ class Engine:
                 )
                 if warm is not None:
                     run.warmed.add(name)
+                ctx.publication = Publication(
+                    workspace.parent / f".publish-{name}", run.processes.stopping
+                )
                 try:
-                    outcome = RUNNERS[step.type](ctx)
+                    outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
                 finally:
                     if warm is not None and warm.proc.poll() is None:
                         warm.discard()  # the runner failed before handing it the command

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagepipe.engine.publishing import Publication
 from sagepipe.errors import ExecutionError, StorageError
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
 
@@ -191,9 +192,18 @@ def _existing(path: Path) -> Path:
 
 
 def publish_output(
-    store: ObjectStore, src: Path, uri: str, shown_as: str, budget: OutputBudget | None = None
+    store: ObjectStore,
+    src: Path,
+    uri: str,
+    shown_as: str,
+    budget: OutputBudget | None = None,
+    publication: Publication | None = None,
 ) -> int:
-    """Copy every regular file under ``src`` to ``uri``; empty folders become markers."""
+    """Copy every regular file under ``src`` to ``uri``; empty folders become markers.
+
+    With ``publication``, files bound for the local store are staged there instead, to be
+    committed all at once when the step has published everything.
+    """
     files, empty = output_files(src, shown_as)
     budget = budget or OutputBudget()
     for item in files:
@@ -204,11 +214,16 @@ def publish_output(
         )
         fd = _open_regular(src / item.rel, f"{shown_as.rstrip('/')}/{item.rel}")
         try:
-            _publish_fd(store, fd, target, local)
+            _publish_fd(store, fd, target, local, publication)
         finally:
             os.close(fd)
     for rel in empty:
-        store.put(join_uri(uri, rel) + "/", b"")
+        marker = join_uri(uri, rel) + "/"
+        local = store.local_path(marker)
+        if publication is not None and local is not None:
+            publication.marker(local)
+        else:
+            store.put(marker, b"")
     return len(files)
 
 
@@ -225,12 +240,16 @@ def _open_regular(path: Path, shown: str) -> int:
     return fd
 
 
-def _publish_fd(store: ObjectStore, fd: int, uri: str, local: Path | None) -> None:
+def _publish_fd(
+    store: ObjectStore, fd: int, uri: str, local: Path | None, publication: Publication | None
+) -> None:
     if local is None:  # a remote store reads the already-opened file
         store.put_file(uri, Path(f"/proc/self/fd/{fd}"))
         return
     if local.is_dir():
         raise StorageError(f"{uri}: a folder with this name exists in the store")
+    if publication is not None:
+        local = publication.stage(local)
     local.parent.mkdir(parents=True, exist_ok=True)
     out, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=local.parent)
     try:

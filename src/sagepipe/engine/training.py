@@ -303,7 +303,14 @@ def _pack(ctx: StepContext, container_path: str, uri: str, required: bool) -> No
                 tar.addfile(info)
             for item in files:
                 _add_regular(tar, folder, item.rel, f"{container_path}/{item.rel}")
-        publish_output(ctx.store, Path(staging), uri.rsplit("/", 1)[0], staging, OutputBudget())
+        publish_output(
+            ctx.store,
+            Path(staging),
+            uri.rsplit("/", 1)[0],
+            staging,
+            OutputBudget(),
+            ctx.publication,
+        )
 
 
 def _add_regular(tar: tarfile.TarFile, folder: Path, rel: str, shown: str) -> None:

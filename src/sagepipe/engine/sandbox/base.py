@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -11,7 +14,9 @@ from typing import IO, Protocol
 from sagepipe.engine.sandbox.limits import Limits
 from sagepipe.errors import ConfigError
 
+log = logging.getLogger(__name__)
 CONTAINER_ROOT = "/opt/ml"
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 # The programs that run inside a step (sagepipe/container), and where a step sees them.
 PROGRAMS = Path(__file__).resolve().parents[2] / "container"
 PROGRAMS_MOUNT = "/opt/sagepipe"
@@ -125,3 +130,25 @@ def _link_chain(exe: Path, hops: int = 8) -> list[Path]:
 
 def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def watch_group(pgid: int) -> None:
+    """Start the watchdog that kills process group ``pgid`` if this process dies first."""
+    try:
+        dog = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(WATCHDOG), str(pgid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        log.warning("no watchdog for step process %d: %s", pgid, exc)
+        return
+
+    def reap() -> None:  # the watchdog ends with the step; the pipe's write end with it
+        dog.wait()
+        if dog.stdin is not None:
+            dog.stdin.close()
+
+    threading.Thread(target=reap, name=f"sagepipe-watchdog-{pgid}", daemon=True).start()

@@ -34,6 +34,7 @@ from sagepipe.engine.sandbox.base import (
     PROGRAMS_MOUNT,
     LaunchSpec,
     popen,
+    watch_group,
 )
 from sagepipe.engine.sandbox.limits import Limits
 from sagepipe.errors import ConfigError
@@ -192,6 +193,19 @@ class BwrapSandbox:
         stdout: int | IO[bytes],
         stderr: int | IO[bytes],
         stdin: int = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        # --die-with-parent does not hold for an ordinary user (entering the user namespace
+        # clears the parent-death signal): the watchdog kills bwrap, and its namespace with it.
+        proc = self._launch(spec, stdout, stderr, stdin)
+        watch_group(proc.pid)
+        return proc
+
+    def _launch(
+        self,
+        spec: LaunchSpec,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        stdin: int,
     ) -> subprocess.Popen[bytes]:
         if spec.network and self.slirp is not None:
             return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
