@@ -12,10 +12,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
-import sysconfig
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +35,7 @@ from sagepipe.engine.sandbox.bwrap import network_helper
 from sagepipe.storage import LocalStore
 from tests.conftest import ROOT
 from tests.integration.helpers import run
+from tests.unprivileged import rerun_as_ordinary_user
 
 BWRAP = shutil.which("bwrap")
 pytestmark = pytest.mark.skipif(
@@ -347,57 +344,7 @@ def test_memory_over_the_instance_type_fails_like_sagemaker(settings: Settings) 
 
 def test_the_same_holds_for_an_ordinary_user() -> None:
     """Run this module again as uid 1000 (CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("already an ordinary user")
-    python = shutil.which("python3", path="/usr/bin:/bin")
-    setpriv = shutil.which("setpriv")
-    if python is None or setpriv is None:
-        pytest.skip("needs /usr/bin/python3 and setpriv to run as another user")
-    if _minor(python) != sys.version_info[:2]:
-        pytest.skip(f"{python} is not Python {sys.version_info[0]}.{sys.version_info[1]}")
-    base = Path(tempfile.mkdtemp(prefix="sagepipe-unprivileged-", dir="/tmp"))
-    os.chown(base, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(base),
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), str(ROOT / "src"), sysconfig.get_paths()["purelib"]]
-        ),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "TMPDIR": str(base),
-    }
-    cmd = [
-        setpriv,
-        f"--reuid={UNPRIVILEGED_UID}",
-        f"--regid={UNPRIVILEGED_UID}",
-        "--clear-groups",
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--basetemp={base / 'pytest'}",
-        __file__,
-        "-k",
-        "not ordinary_user",
-    ]
-    try:
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and "error" not in done.stdout.splitlines()[-1]
-
-
-def _minor(python: str) -> tuple[int, int]:
-    text = subprocess.run(
-        [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return int(text[0]), int(text[1])
+    rerun_as_ordinary_user([__file__])
 
 
 def _processes_with(token: str) -> list[int]:

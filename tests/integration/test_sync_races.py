@@ -7,12 +7,9 @@ module again as an ordinary user (uid 1000, ``setpriv``) against the same Seawee
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from sagepipe.storage.s3 import S3Store
 from sagepipe.sync.plan import Options, Plan
 from sagepipe.sync.runner import SyncReport, sync
 from sagepipe.sync.scan import Filters
-from tests.conftest import ROOT
+from tests.unprivileged import rerun_as_ordinary_user
 
 UNPRIVILEGED_UID = 1000
 ENDPOINT_VAR = "SYNC_TEST_SEAWEED_ENDPOINT"  # conftest clears SAGEPIPE_* and AWS_*
@@ -379,51 +376,6 @@ def test_the_same_holds_for_an_ordinary_user(request: pytest.FixtureRequest) -> 
     """Run this module again as uid 1000 against this run's SeaweedFS."""
     if os.geteuid() != 0:
         pytest.skip("already an ordinary user")
-    python = shutil.which("python3", path="/usr/bin:/bin")
-    setpriv = shutil.which("setpriv")
-    if python is None or setpriv is None:
-        pytest.skip("needs /usr/bin/python3 and setpriv to run as another user")
-    minor = subprocess.run(
-        [python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
-    ).stdout.strip()
-    if minor != str(sys.version_info[:2]):
-        pytest.skip(f"{python} is not Python {sys.version_info[0]}.{sys.version_info[1]}")
+    files = [__file__, str(Path(__file__).with_name("test_sync_kills.py"))]
     endpoint = s3_env(request)["AWS_ENDPOINT_URL_S3"]
-    base = Path(tempfile.mkdtemp(prefix="sagepipe-sync-unprivileged-", dir="/tmp"))
-    os.chown(base, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(base),
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), str(ROOT / "src"), sysconfig.get_paths()["purelib"]]
-        ),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "TMPDIR": str(base),
-        ENDPOINT_VAR: endpoint,
-    }
-    cmd = [
-        setpriv,
-        f"--reuid={UNPRIVILEGED_UID}",
-        f"--regid={UNPRIVILEGED_UID}",
-        "--clear-groups",
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--basetemp={base / 'pytest'}",
-        *(
-            f
-            for f in [__file__, str(Path(__file__).with_name("test_sync_kills.py"))]
-            if Path(f).exists()
-        ),
-        "-k",
-        "not ordinary_user",
-    ]
-    try:
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and "failed" not in done.stdout.splitlines()[-1]
+    rerun_as_ordinary_user(files, {ENDPOINT_VAR: endpoint}, timeout=400)
