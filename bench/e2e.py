@@ -29,8 +29,8 @@ from bench.generate_data import write
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
 from sagepipe.engine.environments import StepEnvironments
+from sagepipe.engine.factory import build_engine, start_definition, upload_code
 from sagepipe.engine.history import History
-from sagepipe.engine.runner import build_engine, start_definition, upload_code
 from sagepipe.images import Environment
 
 ROOT = Path(__file__).resolve().parents[1]

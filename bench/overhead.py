@@ -29,7 +29,7 @@ from sagepipe import Pipeline, ProcessingStep, Processor
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
 from sagepipe.engine.environments import StepEnvironments
-from sagepipe.engine.runner import build_engine, start_definition
+from sagepipe.engine.factory import build_engine, start_definition
 from sagepipe.engine.sandbox import BwrapSandbox, ProcessSandbox
 from sagepipe.images import Environment
 

@@ -44,7 +44,7 @@ class Pipeline(PipelineModel):
         wait: bool = False,
     ) -> LocalExecution:
         """Start a local execution; returns an execution with wait/describe/list_steps."""
-        from sagepipe.engine.runner import start_local
+        from sagepipe.engine.factory import start_local
 
         settings = settings or Settings.from_env()
         execution = start_local(self.compile(settings), settings, parameters or {})

@@ -112,6 +112,7 @@ class Settings:
     bucket_folders: tuple[str, ...] = SEED_FOLDERS
     role_arn: str | None = None
     prewarm: bool = True
+    keep_workspace: bool = False
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir({}))
     images_strict: bool = False
     images_offline: bool = False
@@ -179,6 +180,9 @@ class Settings:
             "prewarm": _flag(
                 env.get("SAGEPIPE_PREWARM", tool.get("prewarm", True)),
                 "SAGEPIPE_PREWARM / prewarm",
+            ),
+            "keep_workspace": _flag(
+                env.get("SAGEPIPE_KEEP_WORKSPACE", False), "SAGEPIPE_KEEP_WORKSPACE"
             ),
             "cache_dir": Path(
                 env.get("SAGEPIPE_CACHE_DIR")

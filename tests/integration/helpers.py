@@ -10,7 +10,7 @@ from sagepipe.config import Settings
 from sagepipe.core.pipeline import PipelineModel
 from sagepipe.definition import Definition, compile_pipeline
 from sagepipe.engine.execution import LocalExecution
-from sagepipe.engine.runner import build_engine, start_definition, upload_code
+from sagepipe.engine.factory import build_engine, start_definition, upload_code
 from sagepipe.engine.sandbox import BwrapSandbox, ProcessSandbox, Sandbox
 from tests.conftest import FIXTURES
 

@@ -21,8 +21,8 @@ from sagepipe.config import Settings
 from sagepipe.storage import LocalStore, ObjectStore
 from sagepipe.storage.s3 import S3Store
 from sagepipe.sync.plan import Options
-from sagepipe.sync.runner import sync
 from sagepipe.sync.scan import Filters
+from sagepipe.sync.transfer import sync
 from tests.conftest import ROOT
 from tests.servers import MotoServer, SeaweedFS
 

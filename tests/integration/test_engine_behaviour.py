@@ -22,8 +22,8 @@ from sagepipe import (
 )
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
+from sagepipe.engine.factory import build_engine, start_definition, upload_code
 from sagepipe.engine.history import History
-from sagepipe.engine.runner import build_engine, start_definition, upload_code
 from sagepipe.engine.sandbox.bwrap import network_helper
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.storage import LocalStore

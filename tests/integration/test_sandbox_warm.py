@@ -11,7 +11,7 @@ import pytest
 from sagepipe import Pipeline, ProcessingStep, Processor
 from sagepipe.config import Settings
 from sagepipe.definition import compile_pipeline
-from sagepipe.engine.runner import build_engine, start_definition, upload_code
+from sagepipe.engine.factory import build_engine, start_definition, upload_code
 from sagepipe.engine.sandbox import bwrap_works
 from tests.integration.helpers import SCRIPTS, sandbox
 

@@ -19,8 +19,8 @@ from sagepipe.config import Settings
 from sagepipe.storage import LocalStore, ObjectStore, put_missing
 from sagepipe.storage.s3 import S3Store
 from sagepipe.sync.plan import Options, Plan
-from sagepipe.sync.runner import SyncReport, sync
 from sagepipe.sync.scan import Filters
+from sagepipe.sync.transfer import SyncReport, sync
 from tests.unprivileged import rerun_as_ordinary_user
 
 UNPRIVILEGED_UID = 1000

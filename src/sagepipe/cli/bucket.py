@@ -17,7 +17,7 @@ from sagepipe.errors import ConfigError, UsageError
 from sagepipe.storage import ObjectStore, open_store, parse_uri
 
 if TYPE_CHECKING:
-    from sagepipe.sync.runner import SyncReport
+    from sagepipe.sync.transfer import SyncReport
 
 bucket_app = typer.Typer(help="Manage the bucket: layout, pull, push.", no_args_is_help=True)
 
@@ -138,8 +138,8 @@ def _transfer(
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from sagepipe.sync.plan import TRANSFER, Options
-    from sagepipe.sync.runner import sync
     from sagepipe.sync.scan import Filters
+    from sagepipe.sync.transfer import sync
 
     if folder.exists() and not folder.is_dir():
         where = "--dest" if direction == "pull" else "FOLDER"

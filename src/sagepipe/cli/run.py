@@ -66,7 +66,7 @@ def run_locally(
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
     from sagepipe.engine.execution import LocalExecution
-    from sagepipe.engine.runner import build_engine, upload_code
+    from sagepipe.engine.factory import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
 from sagepipe.engine.environments import StepEnvironments
-from sagepipe.engine.expressions import Scope
+from sagepipe.engine.evaluation import Scope
 from sagepipe.engine.history import History
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.storage import ObjectStore

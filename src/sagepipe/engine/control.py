@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from sagepipe.engine.context import StepContext, StepOutcome
-from sagepipe.engine.expressions import ConditionError, evaluate, render
+from sagepipe.engine.evaluation import ConditionError, evaluate, render
 from sagepipe.errors import SagepipeError
 
 

@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagepipe.definition import StepDef
+from sagepipe.engine.engine import Engine, Run
 from sagepipe.engine.history import ExecutionRecord, History, StepRecord
-from sagepipe.engine.scheduler import Engine, Run
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
-
-TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,19 +37,25 @@ class JobResult:
     peak_rss_kb: int = 0
 
 
-def base_env(environment: Environment, extra: dict[str, str]) -> dict[str, str]:
-    """A minimal environment: no host credentials, the environment's ``bin`` first on PATH."""
-    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+def base_env(
+    environment: Environment, extra: dict[str, str], host: Mapping[str, str]
+) -> dict[str, str]:
+    """A minimal environment: no host credentials, the environment's ``bin`` first on PATH.
+
+    ``host`` is the settings' view of the engine's environment (``Settings.env``); only its
+    PATH, locale and time zone pass to the step.
+    """
+    path = host.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env = {
         "PATH": f"{environment.python.parent}:{path}",
         "HOME": "/tmp",
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "LANG": host.get("LANG", "C.UTF-8"),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     for key in ("TZ", "LC_ALL"):
-        if key in os.environ:
-            env[key] = os.environ[key]
+        if key in host:
+            env[key] = host[key]
     env.update(extra)
     return env
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -77,6 +76,7 @@ class Warm:
     proc: subprocess.Popen[bytes]
     workspace: Path
     staged: set[str] = field(default_factory=set)
+    keep_workspace: bool = False
 
     def go(self, message: dict[str, Any]) -> None:
         """Hand the launcher the resolved command; it runs the script."""
@@ -95,12 +95,12 @@ class Warm:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-        if not os.environ.get("SAGEPIPE_KEEP_WORKSPACE"):
+        if not self.keep_workspace:
             shutil.rmtree(self.workspace, ignore_errors=True)  # the step never ran here
 
 
 class Prewarmer:
-    """Starts eligible steps early; the scheduler decides when."""
+    """Starts eligible steps early; the engine decides when."""
 
     def __init__(
         self, settings: Settings, store: ObjectStore, sandbox: Sandbox, images: StepEnvironments
@@ -172,7 +172,9 @@ class Prewarmer:
             environment = self.images.cached(str(app.get("ImageUri", "")))
             assert environment is not None and environment.kind in WARM_KINDS
             env = base_env(
-                environment, {k: str(v) for k, v in (args.get("Environment") or {}).items()}
+                environment,
+                {k: str(v) for k, v in (args.get("Environment") or {}).items()},
+                self.settings.env,
             )
             network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
             imports = json.dumps(top_level_imports(script))
@@ -187,4 +189,4 @@ class Prewarmer:
             )
         except (SagepipeError, OSError, KeyError, AssertionError):
             return None
-        return Warm(proc, workspace, {str(code.get("InputName"))})
+        return Warm(proc, workspace, {str(code.get("InputName"))}, self.settings.keep_workspace)

@@ -95,7 +95,11 @@ def run_processing(ctx: StepContext) -> StepOutcome:
     argv = environment.argv(entry) + [str(a) for a in app.get("ContainerArguments", [])]
     if not argv:
         raise ExecutionError("AppSpecification has no ContainerEntrypoint to run")
-    env = base_env(environment, {k: str(v) for k, v in (args.get("Environment") or {}).items()})
+    env = base_env(
+        environment,
+        {k: str(v) for k, v in (args.get("Environment") or {}).items()},
+        ctx.settings.env,
+    )
     network = not (args.get("NetworkConfig") or {}).get("EnableNetworkIsolation", False)
     limits = limits_for(cluster.get("InstanceType"))
     spec = job_spec(ctx.settings, argv, env, ws, CONTAINER_ROOT, network, environment, limits)

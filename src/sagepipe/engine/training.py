@@ -229,7 +229,11 @@ def run_training(ctx: StepContext) -> StepOutcome:
     _write_configs(ws, args, hps)
     command = _command(ctx, ws, hps)
     ctx.log.write(describe(command.environment))
-    env = base_env(command.environment, sm_environment(args, hps, command.program, command.submit))
+    env = base_env(
+        command.environment,
+        sm_environment(args, hps, command.program, command.submit),
+        ctx.settings.env,
+    )
     env["TRAINING_JOB_NAME"] = ctx.job_name
     env["PYTHONPATH"] = CODE_DIR
     env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})

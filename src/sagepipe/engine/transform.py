@@ -227,7 +227,7 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     ]
     limits = limits_for((args.get("TransformResources") or {}).get("InstanceType"))
     network = not model.get("EnableNetworkIsolation", False)
-    job_env = base_env(environment, container_env(env, job))
+    job_env = base_env(environment, container_env(env, job), ctx.settings.env)
     mode = f"script mode ({program})" if program else "the image's own serving"
     ctx.log.write(
         f"transform job {ctx.job_name}: model {model.get('ModelName')} on {image}, {mode}"

@@ -17,7 +17,7 @@ from sagepipe.definition.service_limits import (
     VERSION,
 )
 from sagepipe.definition.values import check_values, parse
-from sagepipe.engine.scheduler import RUNNERS
+from sagepipe.engine.engine import RUNNERS
 from sagepipe.errors import DefinitionError
 from tests.conftest import FIXTURES
 

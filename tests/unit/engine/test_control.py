@@ -7,7 +7,7 @@ from typing import Any
 
 from sagepipe.definition.model import StepDef
 from sagepipe.engine.control import run_condition, run_fail
-from sagepipe.engine.expressions import Scope
+from sagepipe.engine.evaluation import Scope
 
 
 class Log:

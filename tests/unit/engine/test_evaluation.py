@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sagepipe.core.properties import PropertyPath
-from sagepipe.engine.expressions import ConditionError, Scope, evaluate, json_path, walk
+from sagepipe.engine.evaluation import ConditionError, Scope, evaluate, json_path, walk
 from sagepipe.errors import ExecutionError
 
 PREP = {

@@ -36,7 +36,7 @@ from sagepipe.engine.context import (
 )
 from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
 from sagepipe.engine.environments import StepEnvironments, definition_images
-from sagepipe.engine.expressions import Scope
+from sagepipe.engine.evaluation import Scope
 from sagepipe.engine.history import History
 from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
@@ -341,7 +341,7 @@ class Engine:
             cache_source=outcome.metadata.get("_cache_source"),
             log=text,
         )
-        if not os.environ.get("SAGEPIPE_KEEP_WORKSPACE"):
+        if not self.settings.keep_workspace:
             shutil.rmtree(workspace, ignore_errors=True)
         self._notify(name, outcome.status, outcome)
         return outcome

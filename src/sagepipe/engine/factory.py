@@ -7,10 +7,10 @@ from typing import Any
 
 from sagepipe.config import Settings
 from sagepipe.definition import CompiledPipeline, Definition
+from sagepipe.engine.engine import Engine, LineListener, StatusListener
 from sagepipe.engine.execution import LocalExecution
 from sagepipe.engine.history import History
 from sagepipe.engine.sandbox import Sandbox, choose_sandbox
-from sagepipe.engine.scheduler import Engine, LineListener, StatusListener
 from sagepipe.storage import ObjectStore, open_store, put_missing
 
 
