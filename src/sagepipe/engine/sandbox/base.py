@@ -74,9 +74,13 @@ def popen(
     stdin: int = subprocess.DEVNULL,
     pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session (its own process group)."""
+    """Start a step's ``argv`` in a new session (its own process group), watched at once.
+
+    The watchdog starts before anything else can happen (a held sandbox, limits, a network
+    hand-shake), so an engine killed at any point after this leaves no step process behind.
+    """
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             env=env,
             cwd=cwd,
@@ -88,6 +92,8 @@ def popen(
         )
     except FileNotFoundError as exc:
         raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
+    watch_group(proc.pid)
+    return proc
 
 
 def runtime_paths(command: str) -> list[Path]:

@@ -34,7 +34,6 @@ from sagepipe.engine.sandbox.base import (
     PROGRAMS_MOUNT,
     LaunchSpec,
     popen,
-    watch_group,
 )
 from sagepipe.engine.sandbox.limits import Limits
 from sagepipe.errors import ConfigError
@@ -196,9 +195,7 @@ class BwrapSandbox:
     ) -> subprocess.Popen[bytes]:
         # --die-with-parent does not hold for an ordinary user (entering the user namespace
         # clears the parent-death signal): the watchdog kills bwrap, and its namespace with it.
-        proc = self._launch(spec, stdout, stderr, stdin)
-        watch_group(proc.pid)
-        return proc
+        return self._launch(spec, stdout, stderr, stdin)
 
     def _launch(
         self,

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
-from sagepipe.engine.sandbox.base import PROGRAMS, LaunchSpec, popen, watch_group
+from sagepipe.engine.sandbox.base import PROGRAMS, LaunchSpec, popen
 from sagepipe.engine.sandbox.limits import prlimit_prefix
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,4 @@ class ProcessSandbox:
         if spec.limits is not None and self.prlimit:
             argv = prlimit_prefix(self.prlimit, spec.limits) + argv
         env = {k: rewrite(v, root) for k, v in spec.env.items()}
-        proc = popen(argv, env, rewrite(spec.cwd, root), stdout, stderr, stdin)
-        watch_group(proc.pid)
-        return proc
+        return popen(argv, env, rewrite(spec.cwd, root), stdout, stderr, stdin)
