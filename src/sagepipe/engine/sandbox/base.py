@@ -73,6 +73,7 @@ def popen(
     stderr: int | IO[bytes],
     stdin: int = subprocess.DEVNULL,
     pass_fds: tuple[int, ...] = (),
+    watch: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start a step's ``argv`` in a new session (its own process group), watched at once.
 
@@ -92,7 +93,8 @@ def popen(
         )
     except FileNotFoundError as exc:
         raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
-    watch_group(proc.pid)
+    if watch:
+        watch_group(proc.pid)
     return proc
 
 

@@ -74,6 +74,9 @@ ETC_FILES = (
 HOSTNAME = "algo-1"
 BASH = "/bin/bash"
 SLIRP_TIMEOUT_S = 10.0
+# --die-with-parent holds when the engine runs as root; for an ordinary user, entering the user
+# namespace clears the parent-death signal, so a watchdog kills bwrap (and its namespace) instead.
+WATCHDOG_NEEDED = os.geteuid() != 0
 
 
 def system_binds(etc: Path) -> list[str]:
@@ -193,8 +196,6 @@ class BwrapSandbox:
         stderr: int | IO[bytes],
         stdin: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
-        # --die-with-parent does not hold for an ordinary user (entering the user namespace
-        # clears the parent-death signal): the watchdog kills bwrap, and its namespace with it.
         return self._launch(spec, stdout, stderr, stdin)
 
     def _launch(
@@ -209,7 +210,9 @@ class BwrapSandbox:
         if spec.network:
             self._warn_host_network()
         if spec.limits is None:
-            return popen(self.command(spec), spec.env, None, stdout, stderr, stdin)
+            return popen(
+                self.command(spec), spec.env, None, stdout, stderr, stdin, watch=WATCHDOG_NEEDED
+            )
         return self._launch_limited(spec, spec.limits, stdout, stderr, stdin)
 
     def _launch_limited(
@@ -236,6 +239,7 @@ class BwrapSandbox:
                 stderr,
                 stdin,
                 pass_fds=child_fds,
+                watch=WATCHDOG_NEEDED,
             )
         except BaseException:
             for fd in (info_r, block_w, *child_fds):
@@ -292,6 +296,7 @@ class BwrapSandbox:
                 stderr,
                 stdin,
                 pass_fds=child_fds,
+                watch=WATCHDOG_NEEDED,
             )
         except BaseException:
             for fd in (info_r, ready_r, go_w, *child_fds):
