@@ -230,23 +230,15 @@ class BwrapSandbox:
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         child_fds = (info_w, block_r)
-        try:
-            proc = popen(
-                self.command(spec, hold=child_fds),
-                spec.env,
-                None,
-                stdout,
-                stderr,
-                stdin,
-                pass_fds=child_fds,
-                watch=WATCHDOG_NEEDED,
-            )
-        except BaseException:
-            for fd in (info_r, block_w, *child_fds):
-                os.close(fd)
-            raise
-        for fd in child_fds:
-            os.close(fd)
+        proc = _popen_passing(
+            self.command(spec, hold=child_fds),
+            spec,
+            child_fds,
+            (info_r, block_w),
+            stdout,
+            stderr,
+            stdin,
+        )
         try:
             with os.fdopen(info_r, "rb") as fh:
                 info = fh.read()
@@ -287,23 +279,15 @@ class BwrapSandbox:
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         child_fds = (info_w, ready_w, go_r)
-        try:
-            proc = popen(
-                self.command(spec, handshake=child_fds),
-                spec.env,
-                None,
-                stdout,
-                stderr,
-                stdin,
-                pass_fds=child_fds,
-                watch=WATCHDOG_NEEDED,
-            )
-        except BaseException:
-            for fd in (info_r, ready_r, go_w, *child_fds):
-                os.close(fd)
-            raise
-        for fd in child_fds:
-            os.close(fd)
+        proc = _popen_passing(
+            self.command(spec, handshake=child_fds),
+            spec,
+            child_fds,
+            (info_r, ready_r, go_w),
+            stdout,
+            stderr,
+            stdin,
+        )
         try:
             with os.fdopen(info_r, "rb") as fh:
                 child = int(json.loads(fh.read())["child-pid"])
@@ -383,3 +367,26 @@ def _stop_with(proc: subprocess.Popen[bytes], helper: subprocess.Popen[bytes], e
         with contextlib.suppress(ProcessLookupError):
             helper.kill()
         helper.wait()
+
+
+def _popen_passing(
+    argv: list[str],
+    spec: LaunchSpec,
+    child_fds: tuple[int, ...],
+    parent_fds: tuple[int, ...],
+    stdout: int | IO[bytes],
+    stderr: int | IO[bytes],
+    stdin: int,
+) -> subprocess.Popen[bytes]:
+    """Start held bwrap with ``child_fds``; close them here after, and every pipe end on failure."""
+    try:
+        proc = popen(
+            argv, spec.env, None, stdout, stderr, stdin, pass_fds=child_fds, watch=WATCHDOG_NEEDED
+        )
+    except BaseException:
+        for fd in (*parent_fds, *child_fds):
+            os.close(fd)
+        raise
+    for fd in child_fds:
+        os.close(fd)
+    return proc
