@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -159,6 +160,29 @@ def steps(
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
     print_steps(entries, f"execution {record.id} ({record.status})", results, rss)
+
+
+@executions_app.command("result")
+def result(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: Annotated[str, typer.Argument(help="A @step function's step name.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Save the pickled return value to this file."),
+    ] = None,
+) -> None:
+    """A function step's return value (its repr), like the SDK's execution.result(step)."""
+    from sagepipe.engine.function_results import function_result, save_result, show_result
+    from sagepipe.storage import open_store
+
+    s = settings(ctx)
+    found = function_result(_history(s), open_store(s), execution, step)
+    if output is not None:
+        save_result(found, output)
+        console.print(f"saved the return value of {step} to {output}", highlight=False)
+        return
+    sys.stdout.write(show_result(s, found) + "\n")
 
 
 def logs(

@@ -37,6 +37,7 @@ from sagepipe.engine.context import (
 from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
 from sagepipe.engine.environments import StepEnvironments, definition_images
 from sagepipe.engine.evaluation import Scope
+from sagepipe.engine.functions import run_training_step
 from sagepipe.engine.history import History
 from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
@@ -44,7 +45,6 @@ from sagepipe.engine.processing import run_processing
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
 from sagepipe.engine.sandbox import Sandbox
-from sagepipe.engine.training import run_training
 from sagepipe.engine.transform import run_transform
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 Runner = Callable[[StepContext], StepOutcome]
 RUNNERS: dict[str, Runner] = {
     "Processing": run_processing,
-    "Training": run_training,
+    "Training": run_training_step,  # @step functions too (engine/functions.py)
     "Condition": run_condition,
     "Fail": run_fail,
     "RegisterModel": run_register_model,

@@ -15,7 +15,8 @@ import stat
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,10 @@ class Command:
     program: str | None = None
     submit: str | None = None
     algorithm: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # set after the SM_* variables
+
+
+CommandFor = Callable[[StepContext, Path, dict[str, str]], Command]
 
 
 def _command(ctx: StepContext, ws: Path, hps: dict[str, str]) -> Command:
@@ -215,19 +220,29 @@ def _extract(tar: tarfile.TarFile, dest: Path, uri: str) -> None:
     tar.extractall(dest)  # every member was checked above
 
 
-def run_training(ctx: StepContext) -> StepOutcome:
-    """Stage channels and code, run the container, pack the model and read the metrics."""
+def run_training(
+    ctx: StepContext, command_for: CommandFor | None = None, skip: frozenset[str] = frozenset()
+) -> StepOutcome:
+    """Stage channels and code, run the container, pack the model and read the metrics.
+
+    Args:
+        ctx: the step.
+        command_for: what the container runs (default: the training image's contract).
+        skip: channels not staged (their programs are replaced by ``command_for``'s).
+    """
     args = ctx.arguments
     ws = ctx.workspace
     started = time.time()
     hps = {str(k): str(v) for k, v in (args.get("HyperParameters") or {}).items()}
     for channel in args.get("InputDataConfig", []):
+        if channel["ChannelName"] in skip:
+            continue
         src = channel["DataSource"]["S3DataSource"]
         path = f"/opt/ml/input/data/{channel['ChannelName']}"
         kind = src.get("S3DataType", "S3Prefix")
         stage_input(ctx.store, str(src["S3Uri"]), host_path(ws, path), kind)
     _write_configs(ws, args, hps)
-    command = _command(ctx, ws, hps)
+    command = (command_for or _command)(ctx, ws, hps)
     ctx.log.write(describe(command.environment))
     env = base_env(
         command.environment,
@@ -236,6 +251,7 @@ def run_training(ctx: StepContext) -> StepOutcome:
     )
     env["TRAINING_JOB_NAME"] = ctx.job_name
     env["PYTHONPATH"] = CODE_DIR
+    env.update(command.env)
     env.update({k: str(v) for k, v in (args.get("Environment") or {}).items()})
     network = not args.get("EnableNetworkIsolation", False)
     limits = limits_for(args.get("ResourceConfig", {}).get("InstanceType"))

@@ -247,7 +247,9 @@ def test_validate_passes_every_sdk_fixture(
     from sagepipe.cli.main import run_cli
 
     # validate also checks that each step can run here: the generic fixture's own image is mapped
-    (tmp_path / "pyproject.toml").write_text('[tool.sagepipe.images]\n"my-trainer" = "{python}"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sagepipe.images]\n"my-trainer" = "{python}"\n"fn-runtime" = "{python}"\n'
+    )
     monkeypatch.chdir(tmp_path)
     assert run_cli(["validate", str(path)]) == 0
     assert "valid" in capsys.readouterr().out

@@ -42,7 +42,8 @@ def test_xgboost_and_deep_learning_containers() -> None:
     tf = resolve("763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.19-cpu-py310")
     assert (tf.name, tf.python) == ("tensorflow-training:2.19.0", "3.10")
     base = resolve("236514542706.dkr.ecr.us-west-2.amazonaws.com/sagemaker-base-python-310:1.0")
-    assert (base.python, base.mode, base.packages) == ("3.10", "function", ())
+    assert (base.python, base.mode) == ("3.10", "function")
+    assert base.packages == ("cloudpickle>=2.2.1", "tblib>=1.7.0,<4")  # what @step payloads need
 
 
 def test_tags_match_by_version_then_known_suffixes_only() -> None:
@@ -113,7 +114,7 @@ def test_every_image_of_the_sdk_fixtures_resolves() -> None:
     text = "".join(p.read_text() for p in sorted((FIXTURES / "sdk").glob("*.json")))
     uris = set(re.findall(r'"(?:ImageUri|TrainingImage)": "([^"]+)"', text))
     assert uris
-    user = {"my-trainer": {"python": "3.11"}}
+    user = {"my-trainer": {"python": "3.11"}, "fn-runtime": {"python": "3.11"}}
     for uri in uris:
         assert resolve(uri, user).kind == "env"
     assert json.loads((FIXTURES / "sdk" / "v3_full.json").read_text())

@@ -1,0 +1,145 @@
+"""@step function pipelines built by the official SDK (v2 and v3) run unchanged, end to end.
+
+The definitions and the payloads the SDK uploaded while building them are committed fixtures
+(tests/fixtures/sdk/generate_functions.py); each test seeds a store with the objects and runs
+a definition through the engine, under bubblewrap.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sagepipe.config import Settings
+from sagepipe.definition import load
+from sagepipe.engine.environments import StepEnvironments
+from sagepipe.engine.function_results import function_result
+from sagepipe.engine.history import History
+from sagepipe.storage import LocalStore
+from tests.conftest import FIXTURES, HAS_BWRAP
+from tests.integration.helpers import run, seed_sdk_objects, statuses
+
+pytestmark = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+SDK = FIXTURES / "sdk"
+BUCKET = "sdk-fixtures"
+# The fixtures' own image (the SDK has no default image for the client's Python 3.11).
+IMAGES = (
+    '[tool.sagepipe]\nbucket = "test-bucket"\n'
+    "[tool.sagepipe.images]\n"
+    '"fn-runtime" = { python = "3.11", packages = ["cloudpickle>=3", "tblib>=1.7.0,<4"] }\n'
+)
+VERSIONS = ["v2", "v3"]
+FUNCTION_IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/fn-runtime:py311"
+SHOW_EXCEPTION = """import pickle, sys, traceback
+error = pickle.load(sys.stdin.buffer)
+print(type(error).__name__)
+print(error)
+print(traceback.extract_tb(error.__traceback__)[-1].name)
+"""
+
+
+@pytest.fixture
+def fn_settings(project: Path, image_cache: Path) -> Settings:
+    """Settings whose project maps the fixtures' function image; the SDK's objects seeded."""
+    (project / "pyproject.toml").write_text(IMAGES)
+    settings = Settings.from_env(cwd=project, environ={"SAGEPIPE_CACHE_DIR": str(image_cache)})
+    seed_sdk_objects(settings)
+    return settings
+
+
+def definition(version: str, name: str):  # type: ignore[no-untyped-def]
+    return load(SDK / f"functions_{version}_{name}.json")
+
+
+def result_of(settings: Settings, pipeline: str, execution_id: str, step: str) -> object:
+    """The step's return value, read where its S3OutputPath says (as the SDK's client does)."""
+    history = History(settings.history_path)
+    found = function_result(history, LocalStore(settings.local_store_root), execution_id, step)
+    assert found.uri.startswith(f"s3://{BUCKET}/{pipeline}/")
+    return pickle.loads(found.payload)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_chain_runs_with_parameters_properties_and_condition(
+    fn_settings: Settings, version: str
+) -> None:
+    name = f"FnChain{version.upper()}"
+    execution = run(fn_settings, definition(version, "chain"), name=name)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    assert statuses(execution) == {
+        "Prepare": "Succeeded",
+        "MakeNumbers": "Succeeded",
+        "Summarise": "Succeeded",
+        "WherePrepared": "Succeeded",
+        "CheckTotal": "Succeeded",
+        "Celebrate": "Succeeded",
+    }
+    exec_id = execution.execution_id
+    assert result_of(fn_settings, name, exec_id, "MakeNumbers") == [0.0, 1.5, 3.0, 4.5]
+    assert result_of(fn_settings, name, exec_id, "Summarise") == {
+        "total": 9.0,
+        "message": "hello x4",
+    }
+    place = result_of(fn_settings, name, exec_id, "WherePrepared")
+    assert isinstance(place, str) and place.endswith(f"/prepared|{exec_id}")
+    assert result_of(fn_settings, name, exec_id, "Celebrate") == (
+        "big 9.0 (hello x4) from prepared"
+    )
+    store = LocalStore(fn_settings.local_store_root)
+    history = History(fn_settings.history_path)
+    uri = function_result(history, store, exec_id, "Summarise").uri
+    results = json.loads(store.get(f"{uri}/results.json"))
+    assert results == {"Result": {"total": 9.0, "message": "hello x4"}, "Exception": None}
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["CheckTotal"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+
+
+@pytest.mark.parametrize(("version", "kind"), [("v2", "process"), ("v3", "bwrap")])
+def test_parameters_of_each_type_take_the_other_branch(
+    fn_settings: Settings, version: str, kind: str
+) -> None:
+    name = f"FnChain{version.upper()}"
+    parameters = {"Count": "2", "Scale": "0.5", "Greeting": "hey", "Loud": "true"}
+    execution = run(fn_settings, definition(version, "chain"), kind, parameters, name=name)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    found = statuses(execution)
+    assert found["Console"] == "Succeeded" and "Celebrate" not in found
+    exec_id = execution.execution_id
+    assert result_of(fn_settings, name, exec_id, "Summarise") == {"total": 0.5, "message": "HEY X2"}
+    assert result_of(fn_settings, name, exec_id, "Console") == "small 0.5"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_raising_function_fails_its_step_with_the_exception(
+    fn_settings: Settings, version: str
+) -> None:
+    name = f"FnRaise{version.upper()}"
+    execution = run(fn_settings, definition(version, "raise"), name=name)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Failed"
+    assert statuses(execution) == {"Refuse": "Failed"}
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    reason = steps["Refuse"]["FailureReason"]
+    assert reason == "NegativeInputError('boom: -3 is negative')"
+    assert desc["FailureReason"] == f"Step 'Refuse' failed with message: {reason}"
+    log = History(fn_settings.history_path).step_log(execution.execution_id, "Refuse") or ""
+    assert "Traceback (most recent call last)" in log and "in refuse" in log
+    store = LocalStore(fn_settings.local_store_root)
+    uri = f"s3://{BUCKET}/{name}/{execution.execution_id}/Refuse/exception"
+    # The SDK's client reads it with tblib installed: the image environment has it.
+    python = StepEnvironments(fn_settings).environment(FUNCTION_IMAGE).python
+    shown = subprocess.run(
+        [str(python), "-c", SHOW_EXCEPTION],
+        input=store.get(f"{uri}/payload.pkl"),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert shown.splitlines() == ["NegativeInputError", "boom: -3 is negative", "refuse"]
+    metadata = json.loads(store.get(f"{uri}/metadata.json"))
+    assert set(metadata) == {"sha256_hash", "version", "python_version", "serialization_module"}
