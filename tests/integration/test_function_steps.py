@@ -7,6 +7,7 @@ a definition through the engine, under bubblewrap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import subprocess
@@ -19,6 +20,7 @@ from sagepipe.definition import load
 from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.function_results import function_result
 from sagepipe.engine.history import History
+from sagepipe.errors import DefinitionError
 from sagepipe.storage import LocalStore
 from tests.conftest import FIXTURES, HAS_BWRAP
 from tests.integration.helpers import run, seed_sdk_objects, statuses
@@ -143,3 +145,143 @@ def test_a_raising_function_fails_its_step_with_the_exception(
     assert shown.splitlines() == ["NegativeInputError", "boom: -3 is negative", "refuse"]
     metadata = json.loads(store.get(f"{uri}/metadata.json"))
     assert set(metadata) == {"sha256_hash", "version", "python_version", "serialization_module"}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_requirements_and_pre_execution_commands(fn_settings: Settings, version: str) -> None:
+    name = f"FnDeps{version.upper()}"
+    lines: list[tuple[str, str]] = []
+    execution = run(fn_settings, definition(version, "deps"), name=name, lines=lines)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    found = result_of(fn_settings, name, execution.execution_id, "WithDependencies")
+    assert found == {
+        "six": "1.17.0",
+        "marker": "ready",
+        "count": 2,
+        "cwd": "/opt/ml/sagemaker_remote_function_workspace",
+    }
+    assert any("requirements.txt" in line for _, line in lines)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_python_version_mismatch_is_refused_before_running(
+    fn_settings: Settings, version: str
+) -> None:
+    name = f"FnMismatch{version.upper()}"
+    execution = run(fn_settings, definition(version, "mismatch"), name=name)
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    reason = steps["OnPython310"]["FailureReason"]
+    assert reason.startswith(
+        "the function was pickled on Python 3.11 but image sagemaker-base-python-310:1.0 has "
+        "Python 3.10 (SageMaker fails this job)"
+    )
+    log = History(fn_settings.history_path).step_log(execution.execution_id, "OnPython310") or ""
+    assert "Invoking the function" not in log
+
+
+def _payload_dir(settings: Settings, pipeline: str, step: str, folder: str) -> Path:
+    (found,) = (settings.local_store_root / BUCKET / pipeline / step).glob(f"*/{folder}")
+    return found
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_tampered_payload_is_refused(fn_settings: Settings, version: str) -> None:
+    name = f"FnChain{version.upper()}"
+    payload = _payload_dir(fn_settings, name, "MakeNumbers", "function") / "payload.pkl"
+    payload.write_bytes(payload.read_bytes() + b".")
+    execution = run(fn_settings, definition(version, "chain"), name=name)
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["MakeNumbers"]["StepStatus"] == "Failed"
+    reason = steps["MakeNumbers"]["FailureReason"]
+    assert "/MakeNumbers/" in reason and "function/payload.pkl fails its integrity check" in reason
+    assert "Summarise" not in steps
+
+
+def test_a_v3_payload_with_a_recomputed_hash_still_fails_its_signature(
+    fn_settings: Settings,
+) -> None:
+    folder = _payload_dir(fn_settings, "FnChainV3", "MakeNumbers", "arguments")
+    payload = (folder / "payload.pkl").read_bytes().replace(b"Count", b"Cnt_x")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["sha256_hash"] = hashlib.sha256(payload).hexdigest()
+    (folder / "payload.pkl").write_bytes(payload)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    execution = run(fn_settings, definition("v3", "chain"), name="FnChainV3")
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert (
+        "arguments/payload.pkl fails its integrity check" in steps["MakeNumbers"]["FailureReason"]
+    )
+
+
+def test_a_reference_to_a_return_value_that_does_not_exist_fails_clearly(
+    fn_settings: Settings,
+) -> None:
+    text = (SDK / "functions_v2_chain.json").read_text()
+    ghost = "s3://sdk-fixtures/FnChainV2/ghost/MakeNumbers/results"
+    data = json.loads(text)
+    summarise = next(s for s in data["Steps"] if s["Name"] == "Summarise")
+    argv = summarise["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+    index = argv.index("Steps.MakeNumbers.OutputDataConfig.S3OutputPath")
+    argv[index + 1] = ghost
+    execution = run(fn_settings, load(json.dumps(data)), name="FnChainV2")
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["MakeNumbers"]["StepStatus"] == "Succeeded"
+    assert steps["Summarise"]["FailureReason"] == (
+        f"the return value of step 'MakeNumbers' is not at {ghost}: that step has not written "
+        "one in this execution"
+    )
+
+
+def test_a_placeholder_naming_a_missing_step_is_refused_before_the_run(
+    fn_settings: Settings,
+) -> None:
+    data = json.loads((SDK / "functions_v2_chain.json").read_text())
+    summarise = next(s for s in data["Steps"] if s["Name"] == "Summarise")
+    argv = summarise["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+    argv += [
+        "Steps.Ghost.OutputDataConfig.S3OutputPath",
+        {"Get": "Steps.Ghost.OutputDataConfig.S3OutputPath"},
+    ]
+    with pytest.raises(DefinitionError, match="Ghost"):
+        run(fn_settings, load(json.dumps(data)), name="FnChainV2")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_function_that_kills_its_process_fails_without_a_result(
+    fn_settings: Settings, version: str
+) -> None:
+    name = f"FnKill{version.upper()}"
+    execution = run(fn_settings, definition(version, "kill"), name=name)
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["Kill"]["StepStatus"] == "Failed"
+    assert steps["Kill"]["FailureReason"] == "the command exited with code 137"
+    assert not list((fn_settings.local_store_root / BUCKET / name).rglob("results/*"))
+    assert not list((fn_settings.local_store_root / BUCKET / name).rglob("exception/*"))
+
+
+def test_a_function_cannot_write_outside_its_step(fn_settings: Settings) -> None:
+    target = fn_settings.local_store_root / BUCKET / "owned.txt"
+    execution = run(
+        fn_settings,
+        definition("v2", "escape"),
+        parameters={"Target": str(target)},
+        name="FnEscapeV2",
+    )
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    found = result_of(fn_settings, "FnEscapeV2", execution.execution_id, "Escape")
+    assert isinstance(found, dict) and found["target_seen"] is False
+    assert found["/usr/escaped.txt"] != "written"
+    assert not target.exists() and not Path("/usr/escaped.txt").exists()
+
+
+def test_a_symbolic_link_among_the_results_fails_the_step(fn_settings: Settings) -> None:
+    execution = run(fn_settings, definition("v3", "link"), name="FnLinkV3")
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["Link"]["StepStatus"] == "Failed"
+    assert steps["Link"]["FailureReason"] == (
+        "output /opt/ml/output/function/results/passwd is a symbolic link; only regular files "
+        "are published"
+    )
+    assert not list((fn_settings.local_store_root / BUCKET / "FnLinkV3").rglob("results/*"))
