@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ from sagepipe.errors import DefinitionError
 from sagepipe.storage import LocalStore
 from tests.conftest import FIXTURES, HAS_BWRAP
 from tests.integration.helpers import run, seed_sdk_objects, statuses
+from tests.unprivileged import rerun_as_ordinary_user
 
 pytestmark = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
 SDK = FIXTURES / "sdk"
@@ -285,3 +287,16 @@ def test_a_symbolic_link_among_the_results_fails_the_step(fn_settings: Settings)
         "are published"
     )
     assert not list((fn_settings.local_store_root / BUCKET / "FnLinkV3").rglob("results/*"))
+
+
+def test_the_hostile_functions_fail_the_same_for_an_ordinary_user() -> None:
+    """The hostile-function tests again as uid 1000 (CI runs as root)."""
+    names = (
+        "test_a_function_cannot_write_outside_its_step",
+        "test_a_symbolic_link_among_the_results_fails_the_step",
+        "test_a_function_that_kills_its_process_fails_without_a_result",
+        "test_a_tampered_payload_is_refused",
+    )
+    # The user's environments are built afresh: uv needs the machine's certificate settings.
+    certificates = {k: v for k, v in os.environ.items() if k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    rerun_as_ordinary_user([f"{__file__}::{name}" for name in names], certificates, timeout=500)

@@ -82,11 +82,6 @@ def run_function(ctx: StepContext) -> StepOutcome:
                 )
             except ExecutionError as exc:
                 ctx.log.write(f"the exception was not published: {exc}")
-    outcome.metadata["_function"] = {
-        "results": fn.results_uri,
-        "exception": fn.exception_uri,
-        "python": fn.client_python_version,
-    }
     return outcome
 
 
