@@ -17,18 +17,15 @@ Standard library and cloudpickle (the image's) only; it imports nothing of sagep
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import os
 import pickle
-import shutil
-import subprocess
 import sys
-import traceback
-import zipfile
 from typing import Any
+
+# Every step pays this program's start-up: modules only some steps need are imported there.
 
 # The training toolkit's variables name the folders (a sandbox without mounts moves them).
 INPUT = os.environ.get("SM_INPUT_DIR", "/opt/ml/input")
@@ -130,17 +127,33 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="invoke_function")
-    parser.add_argument("--s3_base_uri", required=True)
-    parser.add_argument("--client_python_version", required=True)
-    parser.add_argument("--pipeline_step_name")
-    parser.add_argument("--pipeline_execution_id")
-    parser.add_argument("--property_references", nargs="+", default=[])
-    parser.add_argument("--serialize_output_to_json", default="false")
-    parser.add_argument("--dependency_settings")
-    args, _ = parser.parse_known_args(argv)
-    return args
+class Arguments:
+    """The SDK's container arguments this program reads (the others are the bootstrap's)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        options: dict[str, str] = {}
+        self.property_references: list[str] = []
+        i = 0
+        while i < len(argv):
+            name = argv[i]
+            if name == "--property_references":
+                i += 1
+                while i < len(argv) and not argv[i].startswith("--"):
+                    self.property_references.append(argv[i])
+                    i += 1
+                continue
+            if name.startswith("--") and i + 1 < len(argv):
+                options[name[2:]] = argv[i + 1]
+                i += 2
+                continue
+            i += 1
+        for required in ("s3_base_uri", "client_python_version"):
+            if required not in options:
+                raise RuntimeEnvironmentError(f"the argument --{required} is required")
+        self.s3_base_uri = options["s3_base_uri"]
+        self.client_python_version = options["client_python_version"]
+        self.serialize_output_to_json = options.get("serialize_output_to_json", "false")
+        self.build_dir = options.get("func_step_s3_dir")
 
 
 def _read_payload(folder: str) -> Any:
@@ -237,6 +250,8 @@ def _prepare_workspace(build_dir: str | None) -> str:
     """The SDK's job workspace: the user's workdir archive if staged, then the pre-exec script."""
     archive = os.path.join(CHANNELS, build_dir or "sm_rf_user_ws", "workspace.zip")
     if os.path.isfile(archive):
+        import zipfile
+
         with zipfile.ZipFile(archive) as zf:
             for member in zf.namelist():
                 target = os.path.realpath(os.path.join(os.getcwd(), member))
@@ -247,6 +262,8 @@ def _prepare_workspace(build_dir: str | None) -> str:
     os.makedirs(workspace, exist_ok=True)
     channel = os.path.join(CHANNELS, DEPENDENCIES_CHANNEL)
     if os.path.isdir(channel):
+        import shutil
+
         for name in os.listdir(channel):
             source = os.path.join(channel, name)
             if os.path.isfile(source):
@@ -254,6 +271,8 @@ def _prepare_workspace(build_dir: str | None) -> str:
     script = os.path.join(workspace, PRE_EXEC)
     if os.path.isfile(script):
         print(f"INFO: running pre-execution commands in '{script}'", flush=True)
+        import subprocess
+
         done = subprocess.run(["/bin/bash", "-eu", script], cwd=workspace, stderr=subprocess.PIPE)
         if done.returncode:
             reason = done.stderr.decode(errors="replace").strip()
@@ -292,9 +311,9 @@ def _results_json(value: Any) -> str:
         return json.dumps({"Result": None, "Exception": message})
 
 
-def _invoke(args: argparse.Namespace, build_dir: str | None) -> None:
+def _invoke(args: Arguments) -> None:
     _check_python(args.client_python_version)
-    workspace = _prepare_workspace(build_dir)
+    workspace = _prepare_workspace(args.build_dir)
     os.chdir(workspace)
     sys.path.insert(0, workspace)
     print("INFO: Deserializing function code and arguments", flush=True)
@@ -317,6 +336,8 @@ def _invoke(args: argparse.Namespace, build_dir: str | None) -> None:
 
 
 def _fail(error: BaseException) -> int:
+    import traceback
+
     traceback.print_exc()
     if not os.path.exists(FAILURE):  # as the SDK: the bootstrap's errors, else the repr
         if isinstance(error, RuntimeEnvironmentError):
@@ -343,12 +364,8 @@ def _fail(error: BaseException) -> int:
 
 def main(argv: list[str]) -> int:
     """Invoke the staged function; 0 on success, the SDK's exit code on an exception."""
-    build_dir = None
-    if "--func_step_s3_dir" in argv:
-        index = argv.index("--func_step_s3_dir")
-        build_dir = argv[index + 1] if index + 1 < len(argv) else None
     try:
-        _invoke(_parse(argv), build_dir)
+        _invoke(Arguments(argv))
     except Exception as error:
         return _fail(error)
     return 0
