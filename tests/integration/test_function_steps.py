@@ -300,3 +300,17 @@ def test_the_hostile_functions_fail_the_same_for_an_ordinary_user() -> None:
     # The user's environments are built afresh: uv needs the machine's certificate settings.
     certificates = {k: v for k, v in os.environ.items() if k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     rerun_as_ordinary_user([f"{__file__}::{name}" for name in names], certificates, timeout=500)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_classic_step_reads_a_return_value_through_json_get(
+    fn_settings: Settings, version: str
+) -> None:
+    name = f"FnReport{version.upper()}"
+    execution = run(fn_settings, definition(version, "report"), name=name)
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    record = {r.name: r for r in History(fn_settings.history_path).steps(execution.execution_id)}
+    (output,) = record["Report"].properties["ProcessingOutputConfig"]["Outputs"]
+    store = LocalStore(fn_settings.local_store_root)
+    assert store.get(f"{output['S3Output']['S3Uri']}/total.txt") == b"9.0"
