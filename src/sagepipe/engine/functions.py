@@ -122,19 +122,17 @@ def _check_runtime(ctx: StepContext, image: str, env: Environment, fn: FunctionS
     """Refuse before running what SageMaker's bootstrap refuses: another Python minor version."""
     client = _minor(fn.client_python_version)
     spec = ctx.images.spec(image)
-    how = (
-        f"build the pipeline on Python {{0}}, or give @step(image_uri=...) an image with "
-        f"Python {client}"
-    )
     if spec.kind == "env" and spec.python and _minor(spec.python) != client:
         raise ExecutionError(
             f"the function was pickled on Python {client} but image {spec.name} has Python "
-            f"{spec.python} (SageMaker fails this job); " + how.format(spec.python)
+            f"{spec.python} (SageMaker fails this job); build the pipeline on Python "
+            f"{spec.python}, or give @step(image_uri=...) an image with Python {client}"
         )
     if env.python_version and _minor(env.python_version) != client:
         raise ExecutionError(
             f"the function was pickled on Python {client} but the environment standing for "
-            f"{spec.name} runs Python {env.python_version}; " + how.format(env.python_version)
+            f"{spec.name} runs Python {env.python_version} (no Python {client} here); install "
+            f"one ('uv python install {client}') or map the image to it in [tool.sagepipe.images]"
         )
     if env.kind == "env" and "cloudpickle" not in env.packages:
         raise ExecutionError(
