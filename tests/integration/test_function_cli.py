@@ -66,6 +66,10 @@ def test_result_saves_the_pickle(chain_run: tuple[Path, str], tmp_path: Path) ->
     saved = sp(project, "executions", "result", exec_id, "Celebrate", "--output", str(target))
     assert saved.returncode == 0, saved.stderr
     assert pickle.loads(target.read_bytes()) == "big 9.0 (HELLO X4) from prepared"
+    nowhere = sp(
+        project, "executions", "result", exec_id, "Celebrate", "-o", str(tmp_path / "no/x")
+    )
+    assert nowhere.returncode == 1 and "No such file or directory" in nowhere.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sagepipe.definition.function_payloads import (
 )
 from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.history import History
-from sagepipe.errors import ExecutionError, ObjectNotFoundError
+from sagepipe.errors import ExecutionError, ObjectNotFoundError, UsageError
 from sagepipe.storage import ObjectStore, join_uri
 
 # Runs on the image environment's interpreter (it has cloudpickle, whose reconstructors a
@@ -97,5 +97,12 @@ def show_result(settings: Settings, result: FunctionResult) -> str:
 
 
 def save_result(result: FunctionResult, path: Path) -> None:
-    """Write the pickled return value (cloudpickle, as the SDK stored it) to ``path``."""
-    path.write_bytes(result.payload)
+    """Write the pickled return value (cloudpickle, as the SDK stored it) to ``path``.
+
+    Raises:
+        UsageError: ``path`` cannot be written.
+    """
+    try:
+        path.write_bytes(result.payload)
+    except OSError as exc:
+        raise UsageError(f"--output {path}: {exc.strerror}") from None
