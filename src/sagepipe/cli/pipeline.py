@@ -117,6 +117,7 @@ def _hyperparameters(step: StepDef) -> dict[str, object]:
 
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
+    from sagepipe.definition.function_payloads import is_function_step, python_mismatch
     from sagepipe.engine.environments import StepEnvironments, step_image
     from sagepipe.engine.transform import transform_problems
 
@@ -139,9 +140,15 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
         if image is None:
             continue
         try:
-            environments.spec(image)
+            spec = environments.spec(image)
         except ConfigError as exc:
             problems.append((step.name, str(exc)))
+            continue
+        if step.type == "Training" and is_function_step(step.arguments):
+            python = spec.python if spec.kind == "env" else None
+            mismatch = python_mismatch(step.arguments, spec.name, python)
+            if mismatch is not None:
+                problems.append((step.name, mismatch))
     return problems
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -123,6 +124,29 @@ def is_function_step(arguments: Mapping[str, Any]) -> bool:
     if not isinstance(entry, Sequence) or not isinstance(args, Sequence):
         return False
     return ENTRYPOINT_SCRIPT in [str(e) for e in entry] and "--s3_base_uri" in args
+
+
+def client_python(arguments: Mapping[str, Any]) -> str | None:
+    """The Python minor version the client pickled with (``--client_python_version``)."""
+    argv = arguments["AlgorithmSpecification"]["ContainerArguments"]
+    for name, value in itertools.pairwise(argv):
+        if name == "--client_python_version" and isinstance(value, str):
+            return ".".join(value.strip().split(".")[:2])
+    return None
+
+
+def python_mismatch(
+    arguments: Mapping[str, Any], image: str, image_python: str | None
+) -> str | None:
+    """Why SageMaker's bootstrap would refuse the step on an image of ``image_python``, or None."""
+    client = client_python(arguments)
+    if client is None or image_python is None or image_python == client:
+        return None
+    return (
+        f"the function was pickled on Python {client} but image {image} has Python "
+        f"{image_python} (SageMaker fails this job); build the pipeline on Python "
+        f"{image_python}, or give @step(image_uri=...) an image with Python {client}"
+    )
 
 
 def parse_function_step(arguments: Mapping[str, Any], where: str) -> FunctionStep:

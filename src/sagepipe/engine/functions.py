@@ -31,6 +31,7 @@ from sagepipe.definition.function_payloads import (
     check_payload,
     is_function_step,
     parse_function_step,
+    python_mismatch,
     read_metadata,
 )
 from sagepipe.engine.context import StepContext, StepOutcome
@@ -122,12 +123,11 @@ def _check_runtime(ctx: StepContext, image: str, env: Environment, fn: FunctionS
     """Refuse before running what SageMaker's bootstrap refuses: another Python minor version."""
     client = _minor(fn.client_python_version)
     spec = ctx.images.spec(image)
-    if spec.kind == "env" and spec.python and _minor(spec.python) != client:
-        raise ExecutionError(
-            f"the function was pickled on Python {client} but image {spec.name} has Python "
-            f"{spec.python} (SageMaker fails this job); build the pipeline on Python "
-            f"{spec.python}, or give @step(image_uri=...) an image with Python {client}"
-        )
+    mismatch = python_mismatch(
+        ctx.arguments, spec.name, spec.python if spec.kind == "env" else None
+    )
+    if mismatch is not None:
+        raise ExecutionError(mismatch)
     if env.python_version and _minor(env.python_version) != client:
         raise ExecutionError(
             f"the function was pickled on Python {client} but the environment standing for "

@@ -240,7 +240,10 @@ def test_loaded_definition_equals_compiled_model() -> None:
     assert load(compiled.definition.dumps()) == compiled.definition
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+RUNNABLE = [p for p in FIXTURE_FILES if "mismatch" not in p.name]
+
+
+@pytest.mark.parametrize("path", RUNNABLE, ids=lambda p: p.name)
 def test_validate_passes_every_sdk_fixture(
     path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,3 +256,21 @@ def test_validate_passes_every_sdk_fixture(
     monkeypatch.chdir(tmp_path)
     assert run_cli(["validate", str(path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_validate_lists_a_function_pickled_on_another_python(
+    version: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sagepipe.cli.main import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["validate", str(SDK / f"functions_{version}_mismatch.json")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "cannot run here: step 'OnPython310': the function was pickled on Python 3.11 but image "
+        "sagemaker-base-python-310:1.0 has Python 3.10 (SageMaker fails this job)"
+    ) in out
