@@ -278,22 +278,28 @@ def test_a_function_cannot_write_outside_its_step(fn_settings: Settings) -> None
     assert not target.exists() and not Path("/usr/escaped.txt").exists()
 
 
-def test_a_symbolic_link_among_the_results_fails_the_step(fn_settings: Settings) -> None:
+def test_a_symbolic_link_left_among_the_results_is_not_published(fn_settings: Settings) -> None:
+    """Only the invoker's files leave the step, as SageMaker uploads only those."""
     execution = run(fn_settings, definition("v3", "link"), name="FnLinkV3")
-    steps = {s["StepName"]: s for s in execution.list_steps()}
-    assert steps["Link"]["StepStatus"] == "Failed"
-    assert steps["Link"]["FailureReason"] == (
-        "output /opt/ml/output/function/results/passwd is a symbolic link; only regular files "
-        "are published"
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    found = function_result(
+        History(fn_settings.history_path),
+        LocalStore(fn_settings.local_store_root),
+        execution.execution_id,
+        "Link",
     )
-    assert not list((fn_settings.local_store_root / BUCKET / "FnLinkV3").rglob("results/*"))
+    assert pickle.loads(found.payload) == 1
+    published = {p.name for p in (fn_settings.local_store_root / BUCKET / "FnLinkV3").rglob("*")}
+    assert "passwd" not in published and "payload.pkl" in published
 
 
 def test_the_hostile_functions_fail_the_same_for_an_ordinary_user() -> None:
     """The hostile-function tests again as uid 1000 (CI runs as root)."""
     names = (
         "test_a_function_cannot_write_outside_its_step",
-        "test_a_symbolic_link_among_the_results_fails_the_step",
+        "test_a_symbolic_link_left_among_the_results_is_not_published",
+        "test_a_result_file_made_a_symbolic_link_fails_the_step",
         "test_a_function_that_kills_its_process_fails_without_a_result",
         "test_a_tampered_payload_is_refused",
     )
@@ -314,3 +320,13 @@ def test_a_classic_step_reads_a_return_value_through_json_get(
     (output,) = record["Report"].properties["ProcessingOutputConfig"]["Outputs"]
     store = LocalStore(fn_settings.local_store_root)
     assert store.get(f"{output['S3Output']['S3Uri']}/total.txt") == b"9.0"
+
+
+def test_a_result_file_made_a_symbolic_link_fails_the_step(fn_settings: Settings) -> None:
+    execution = run(fn_settings, definition("v2", "linkpayload"), name="FnLinkPayloadV2")
+    steps = {s["StepName"]: s for s in execution.list_steps()}
+    assert steps["LinkPayload"]["StepStatus"] == "Failed"
+    assert steps["LinkPayload"]["FailureReason"] == (
+        "output /opt/ml/output/function/results/payload.pkl is a symbolic link; not published"
+    )
+    assert not list((fn_settings.local_store_root / BUCKET / "FnLinkPayloadV2").rglob("results/*"))

@@ -11,8 +11,12 @@ derived environment and pre-execution commands run in the step. After it, the re
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from sagepipe.definition.function_payloads import (
     METADATA,
     PAYLOAD,
     RESULTS_FOLDER,
+    RESULTS_JSON,
     FunctionStep,
     PayloadError,
     check_payload,
@@ -65,25 +70,43 @@ def run_function(ctx: StepContext) -> StepOutcome:
         return _command(c, ws, fn)
 
     outcome = run_training(ctx, command_for, skip=frozenset({BOOTSTRAP_CHANNEL}))
-    results = host_path(ctx.workspace, f"{OUTPUT}/{RESULTS_FOLDER}")
     if outcome.status == "Succeeded":
-        if not (results / PAYLOAD).is_file():
-            reason = "the function step wrote no return value"
-            return StepOutcome("Failed", outcome.properties, outcome.metadata, reason)
-        publish_output(
-            ctx.store, results, fn.results_uri, f"{OUTPUT}/{RESULTS_FOLDER}", OutputBudget(),
-            ctx.publication,
-        )  # fmt: skip
+        try:
+            _publish(ctx, RESULTS_FOLDER, fn.results_uri, (PAYLOAD, METADATA, RESULTS_JSON))
+        except ExecutionError as exc:
+            return StepOutcome("Failed", outcome.properties, outcome.metadata, str(exc))
     elif outcome.status == "Failed":
-        exception = host_path(ctx.workspace, f"{OUTPUT}/{EXCEPTION_FOLDER}")
-        if (exception / PAYLOAD).is_file():
-            try:
-                publish_output(
-                    ctx.store, exception, fn.exception_uri, f"{OUTPUT}/{EXCEPTION_FOLDER}"
-                )
-            except ExecutionError as exc:
-                ctx.log.write(f"the exception was not published: {exc}")
+        try:
+            _publish(ctx, EXCEPTION_FOLDER, fn.exception_uri, (PAYLOAD, METADATA))
+        except ExecutionError as exc:
+            ctx.log.write(f"the exception was not published: {exc}")
     return outcome
+
+
+def _publish(ctx: StepContext, folder: str, uri: str, names: tuple[str, ...]) -> None:
+    """Publish the invoker's files of ``folder`` (nothing else the step left there)."""
+    source = host_path(ctx.workspace, f"{OUTPUT}/{folder}")
+    shown = f"{OUTPUT}/{folder}"
+    if not (source / PAYLOAD).is_file() and not (source / PAYLOAD).is_symlink():
+        if folder == RESULTS_FOLDER:
+            raise ExecutionError("the function step wrote no return value")
+        return
+    with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as tmp:
+        for name in names:
+            path = source / name
+            if not path.exists() and not path.is_symlink():
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                why = "is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+                raise ExecutionError(f"output {shown}/{name} {why}; not published") from None
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ExecutionError(f"output {shown}/{name} is not a regular file")
+                (Path(tmp) / name).write_bytes(fh.read())
+        publication = ctx.publication if folder == RESULTS_FOLDER else None
+        publish_output(ctx.store, Path(tmp), uri, shown, OutputBudget(), publication)
 
 
 def _command(ctx: StepContext, ws: Path, fn: FunctionStep) -> Command:
