@@ -18,6 +18,7 @@ Standard library and cloudpickle (the image's) only; it imports nothing of sagep
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -162,7 +163,13 @@ def _read_payload(folder: str) -> Any:
         expected = json.load(fh).get("sha256_hash", "")
     with open(os.path.join(folder, "payload.pkl"), "rb") as fh:
         data = fh.read()
-    if hashlib.sha256(data).hexdigest() != expected:
+    # The engine checked signatures before staging; the SHA-256 (or, for some 2.x releases, the
+    # HMAC with the step's secret) confirms these are the bytes it checked.
+    digest = hashlib.sha256(data).hexdigest()
+    secret = os.environ.get("REMOTE_FUNCTION_SECRET_KEY", "")
+    if secret and "BEGIN PUBLIC KEY" not in secret and digest != expected:
+        digest = hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(digest, expected):
         raise DeserializationError(
             "Integrity check for the serialized function or data failed. "
             "Please restrict access to your S3 bucket"

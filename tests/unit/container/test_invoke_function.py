@@ -65,12 +65,16 @@ def _stage(folder: Path, obj: Any, tamper: bool = False) -> bytes:
     return data
 
 
-def _run(tmp: Path, *extra: str, python: str = PYTHON) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp: Path, *extra: str, python: str = PYTHON, secret: str = ""
+) -> subprocess.CompletedProcess[str]:
     env = {
         "SM_INPUT_DIR": str(tmp / "input"),
         "SM_OUTPUT_DIR": str(tmp / "output"),
         "PATH": "/usr/bin:/bin",
     }
+    if secret:
+        env["REMOTE_FUNCTION_SECRET_KEY"] = secret
     (tmp / "output").mkdir(exist_ok=True)
     argv = ["--s3_base_uri", "s3://b/P", "--client_python_version", python, "--pipeline_step_name", "S",
             "--func_step_s3_dir", "2026", *extra]  # fmt: skip
@@ -210,3 +214,23 @@ def test_the_workspace_archive_and_pre_execution_commands(tmp_path: Path) -> Non
     assert (tmp_path / "output" / "failure").read_text() == (
         "RuntimeEnvironmentError: Encountered error while running pre-execution commands. Reason: no"
     )
+
+
+def test_payloads_hashed_with_the_step_s_secret(tmp_path: Path) -> None:
+    """Some 2.x releases keyed the hash with REMOTE_FUNCTION_SECRET_KEY (HMAC-SHA256)."""
+    import hmac
+
+    staged = tmp_path / "input" / "function"
+    secret = "ab" * 32
+    for folder, obj in (("function", int), ("arguments", (("7",), {}))):
+        data = _stage(staged / folder, obj)
+        digest = hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+        (staged / folder / "metadata.json").write_text(json.dumps({"sha256_hash": digest}))
+    _returns(tmp_path, {})
+    assert _run(tmp_path, secret=secret).returncode == 0
+    assert (
+        pickle.loads((tmp_path / "output" / "function" / "results" / "payload.pkl").read_bytes())
+        == 7
+    )
+    assert _run(tmp_path, secret="cd" * 32).returncode == 1
+    assert "Integrity check" in (tmp_path / "output" / "failure").read_text()
