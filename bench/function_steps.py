@@ -183,12 +183,14 @@ def main() -> None:
         for name, wall in walls.items()
     ]
     extra = (walls["function steps"] - walls["processing steps (python3 -c pass)"]) / STEPS
+    load_average = os.getloadavg()[0]
     body = (
         f"A chain of {STEPS} functions (`value + 1`, each taking the previous return value); "
         f"median of {args.runs} runs after one warm-up, taking turns run by run; sandbox "
         f"{sandbox.name}; steps on a Python {PYTHON} environment with cloudpickle. per step = "
         f"(wall - in-process wall) / {STEPS}. Ratio: wall relative to the function steps, "
-        "same run.\n\n"
+        f"same run. Load average at the end: {load_average:.1f} (other work on the machine slows both "
+        "sandboxed chains alike; the absolute times move with it, the ratio less).\n\n"
         + table(
             ["chain", "wall (s)", "per step over in-process (ms)", "wall vs function steps"], rows
         )
