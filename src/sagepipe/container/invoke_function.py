@@ -52,12 +52,22 @@ class DeserializationError(Exception):
 
 
 class _Placeholder:
-    """Stands for the SDK's pickled pipeline variables; fields arrive as pickle state."""
+    """Stands for the SDK's pickled pipeline variables (dataclasses in the SDK).
 
+    The SDK's own payloads rebuild them from pickle state; payloads written without the SDK
+    may call the class with the dataclass's fields instead, so both work.
+    """
+
+    FIELDS: tuple[str, ...] = ()
     name: str = ""
     path: str = ""
     uri: Any = None
     reference_path: tuple[Any, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for index, value in enumerate(args[: len(self.FIELDS)]):  # zip(strict=) is 3.10+
+            self.__dict__[self.FIELDS[index]] = value
+        self.__dict__.update(kwargs)
 
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple):  # (dict state, slots state)
@@ -66,7 +76,7 @@ class _Placeholder:
 
 
 class _Parameter(_Placeholder):
-    pass
+    FIELDS = ("name",)
 
 
 class _ParameterInteger(_Parameter):
@@ -86,11 +96,11 @@ class _ParameterBoolean(_Parameter):
 
 
 class _Properties(_Placeholder):
-    pass
+    FIELDS = ("path",)
 
 
 class _ExecutionVariable(_Placeholder):
-    pass
+    FIELDS = ("name",)
 
 
 class _S3BaseUriIdentifier(_Placeholder):
@@ -98,7 +108,7 @@ class _S3BaseUriIdentifier(_Placeholder):
 
 
 class _DelayedReturn(_Placeholder):
-    pass
+    FIELDS = ("uri", "reference_path")
 
 
 _STANDINS = {
@@ -117,14 +127,32 @@ _STANDINS = {
 }
 
 
+class _VariablesModule:
+    """The SDK's pipeline-variables module, as the stand-ins."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _STANDINS:
+            return _STANDINS[name]
+        raise DeserializationError(f"unknown pipeline variable {name}")
+
+
+def _import_module(name: str, package: str | None = None) -> Any:
+    """``importlib.import_module``, with the SDK's pipeline-variables module stood in for."""
+    if name in VARIABLE_MODULES:
+        return _VariablesModule()
+    import importlib
+
+    return importlib.import_module(name, package)
+
+
 class _Unpickler(pickle.Unpickler):
     """cloudpickle's payloads, with the SDK's placeholder classes read as the stand-ins."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module in VARIABLE_MODULES:
-            if name in _STANDINS:
-                return _STANDINS[name]
-            raise DeserializationError(f"unknown pipeline variable {module}.{name}")
+            return getattr(_VariablesModule(), name)
+        if (module, name) == ("importlib", "import_module"):
+            return _import_module  # payloads that name the module in a call, not a global
         return super().find_class(module, name)
 
 

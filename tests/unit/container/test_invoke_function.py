@@ -193,13 +193,13 @@ def test_the_workspace_archive_and_pre_execution_commands(tmp_path: Path) -> Non
     channel = tmp_path / "input" / "data" / "2026"
     channel.mkdir(parents=True)
     with zipfile.ZipFile(channel / "workspace.zip", "w") as zf:
-        zf.writestr("sagemaker_remote_function_workspace/helper_module.py", "VALUE = 41\n")
+        zf.writestr("sagemaker_remote_function_workspace/workdir_module.py", "VALUE = 41\n")
     deps = tmp_path / "input" / "data" / "pre_exec_script_and_dependencies"
     deps.mkdir(parents=True)
     (deps / "pre_exec.sh").write_text("echo 1 > marker.txt\n")
     staged = tmp_path / "input" / "function"
     _stage(staged / "function", pkgutil.resolve_name)
-    _stage(staged / "arguments", (("helper_module:VALUE",), {}))
+    _stage(staged / "arguments", (("workdir_module:VALUE",), {}))
     _returns(tmp_path, {})
     done = _run(tmp_path)
     assert done.returncode == 0, done.stderr
