@@ -35,9 +35,14 @@ StepArg = Annotated[str | None, typer.Argument(help="Only this step.")]
 
 
 def _history(s: Settings) -> History:
+    """The history, with executions whose engine is gone marked and their partial outputs gone."""
     from sagepipe.engine.history import History
+    from sagepipe.engine.publishing import roll_back_leftovers
+    from sagepipe.storage import open_store
 
-    return History(s.history_path)
+    history = History(s.history_path)
+    roll_back_leftovers(history, lambda: open_store(s))
+    return history
 
 
 def _clients(s: Settings) -> Clients:

@@ -8,6 +8,7 @@ finish and starts nothing new; a stop kills every running process group.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -310,7 +311,9 @@ class Engine:
                 if warm is not None:
                     run.warmed.add(name)
                 ctx.publication = Publication(
-                    workspace.parent / f".publish-{name}", run.processes.stopping
+                    workspace.parent / f".publish-{name}",
+                    run.processes.stopping,
+                    functools.partial(self._record_publishing, info.id, name),
                 )
                 try:
                     outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
@@ -359,6 +362,9 @@ class Engine:
         metadata = {k: v for k, v in record.metadata.items() if not k.startswith("_")}
         metadata["_cache_source"] = source
         return record.execution_id, StepOutcome("Succeeded", record.properties, metadata)
+
+    def _record_publishing(self, execution_id: str, name: str, plan: dict[str, Any]) -> None:
+        self.history.update_step(execution_id, name, publishing=plan)
 
     def _store_log(self, run: Run, name: str, path: Path) -> None:
         uri = f"s3://{self.settings.bucket}/{log_key(run.info.pipeline, run.info.id, name)}"

@@ -282,6 +282,23 @@ class History:
             shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
         return dead
 
+    def unfinished_publications(self) -> list[tuple[str, str, list[str], float]]:
+        """(execution, step, remote URIs, start) of publications an engine died in the middle of."""
+        rows = self._query(
+            "SELECT s.execution_id, s.name, s.publishing FROM steps s JOIN executions e "
+            "ON e.id = s.execution_id WHERE s.publishing IS NOT NULL AND e.status NOT IN (?, ?)",
+            _RUNNING,
+        )
+        found = []
+        for row in rows:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                plan = json.loads(row["publishing"])
+                uris = [str(u) for u in plan.get("remote", [])]
+                if uris:
+                    since = float(plan.get("since", 0.0))
+                    found.append((str(row["execution_id"]), str(row["name"]), uris, since))
+        return found
+
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
         rows = self._query(
