@@ -253,3 +253,49 @@ def test_a_running_execution_is_not_retried(
 def test_the_same_holds_for_an_ordinary_user() -> None:
     """The retry and crash tests again, as uid 1000 (CI runs as root)."""
     rerun_as_ordinary_user([__file__])
+
+
+def test_a_sandbox_that_cannot_start_is_an_internal_error_and_retried(
+    settings_: Settings, token: str
+) -> None:
+    from sagepipe import Pipeline, ProcessingStep, Processor, SageMakerJobStepRetryPolicy
+    from sagepipe.definition import compile_pipeline
+    from sagepipe.engine.factory import build_engine, start_definition
+    from sagepipe.engine.sandbox import BwrapSandbox
+
+    image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    policy = SageMakerJobStepRetryPolicy(
+        exception_types=["JOB_INTERNAL_ERROR"], max_attempts=1, interval_seconds=0
+    )
+    step = ProcessingStep(
+        "only",
+        processor=Processor(image_uri=image, command=("python3", "-c", "print(1)")),
+        retry_policies=[policy],
+    )
+    compiled = compile_pipeline(Pipeline("nostart", steps=[step]), bucket="test-bucket")
+    missing = settings_.project_root / "no-such-bwrap"  # the sandbox's program is gone
+    engine = build_engine(settings_, BwrapSandbox(str(missing)))
+    execution = start_definition(engine, compiled.definition, "nostart", {})
+    assert execution.wait(120) == "Failed"
+    (record,) = History(settings_.history_path).steps(execution.execution_id)
+    assert (record.attempts, record.metadata["_fault"]) == (2, "SageMaker.JOB_INTERNAL_ERROR")
+    assert record.failure_reason.startswith("InternalServerError: the step's sandbox did not start")
+    assert str(missing) in record.failure_reason
+
+
+def test_two_retries_of_one_execution_do_not_both_run(settings_: Settings) -> None:
+    from sagepipe.engine.execution import LocalExecution
+    from sagepipe.engine.factory import build_engine
+    from sagepipe.errors import ExecutionError
+
+    set_mode(settings_, "fail")
+    assert run_cli(["run", "rerun.py", "--sandbox", "process"]) == 1
+    failed = _newest(settings_)
+    set_mode(settings_, "ok")
+    first = build_engine(settings_)
+    resumed = first.resume(failed)
+    with pytest.raises(ExecutionError, match=f"execution {failed} is Executing"):
+        build_engine(settings_).resume(failed)
+    assert LocalExecution(first, resumed).start().wait(120) == "Succeeded"
+    steps = _steps(settings_, failed)
+    assert steps["work"].attempts == 2  # type: ignore[attr-defined]
