@@ -72,8 +72,12 @@ def test_a_step_killed_from_outside_is_retried_and_each_attempt_is_logged(
     set_mode(settings_, "wait")
     killed: list[int] = []
 
+    def waiting() -> bool:
+        logs = settings_.home.glob("logs/*/work.log")
+        return any("mode wait" in log.read_text() for log in logs)
+
     def kill_once() -> None:
-        wait_until(lambda: processes_with(token, "time.sleep"), "work's first attempt")
+        wait_until(waiting, "work's first attempt to wait")
         set_mode(settings_, "ok")  # the next attempt stages the new mode
         for pid in processes_with(token, "time.sleep"):
             os.kill(pid, signal.SIGKILL)
