@@ -46,7 +46,7 @@ from sagepipe.engine.processing import run_processing
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
 from sagepipe.engine.rerun import Selection, apply_selection, check_retryable, restore_run
-from sagepipe.engine.retries import JOB_INTERNAL_ERROR, Attempts, error_fault, job_fault
+from sagepipe.engine.retries import Attempts, error_fault, job_fault, mark_fault
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
 from sagepipe.engine.transform import run_transform
@@ -380,7 +380,6 @@ class Engine:
         job per attempt; only the first may use the warm start.
         """
         info, name = run.info, step.name
-        workspace = self._workspace(run, name)
         first = run.attempts.get(name, 0) + 1
         if first > 1:
             step_log.write(f"attempt {first}: the execution was retried")
@@ -388,42 +387,9 @@ class Engine:
         def attempt(number: int) -> tuple[StepOutcome, str]:
             nonlocal warm
             if number > first:
-                shutil.rmtree(workspace, ignore_errors=True)
-            workspace.mkdir(parents=True, exist_ok=True)
-            job_name = f"pipelines-{info.id}-{name}-{new_id(10)}"[:63].rstrip("-")
-            ctx = StepContext(
-                step,
-                arguments,
-                run.scope,
-                info,
-                job_name,
-                workspace,
-                self.store,
-                self.sandbox,
-                self.images,
-                step_log,
-                self.history,
-                self.settings,
-                run.processes,
-                warm,
-            )
-            if warm is not None:
-                run.warmed.add(name)
-            publication = Publication(workspace.parent / f".publish-{name}", run.processes.stopping)
-            ctx.publication = publication
-            try:
-                outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
-            except SagepipeError as exc:
-                publication.discard()
-                step_log.write(f"error: {exc}")
-                return StepOutcome("Failed", failure_reason=str(exc)), error_fault(exc)
-            finally:
-                if warm is not None and warm.proc.poll() is None:
-                    warm.discard()  # the runner failed before handing it the command
-                warm = None
-            job = ctx.job_result
-            code = None if job is None else job.returncode
-            return outcome, job_fault(outcome, code, bool(job is not None and job.timed_out))
+                shutil.rmtree(self._workspace(run, name), ignore_errors=True)
+            given, warm = warm, None
+            return self._attempt(run, step, arguments, step_log, given)
 
         attempts = Attempts(
             retry_policies(name, step.retry_policies),
@@ -438,15 +404,54 @@ class Engine:
         finally:
             if warm is not None:
                 warm.discard()
-        if outcome.status == "Failed":
-            outcome.metadata["_fault"] = fault
-            reason = outcome.failure_reason or ""
-            if fault == JOB_INTERNAL_ERROR and not reason.startswith("InternalServerError"):
-                outcome.failure_reason = (
-                    "InternalServerError: the step's process was killed (SIGKILL) from outside "
-                    f"the step; {reason}"
-                )
-        return outcome
+        return mark_fault(outcome, fault)
+
+    def _attempt(
+        self,
+        run: Run,
+        step: StepDef,
+        arguments: dict[str, Any],
+        step_log: StepLog,
+        warm: Warm | None,
+    ) -> tuple[StepOutcome, str]:
+        """One attempt: a job of its own; returns its outcome and fault kind."""
+        workspace = self._workspace(run, step.name)
+        workspace.mkdir(parents=True, exist_ok=True)
+        job_name = f"pipelines-{run.info.id}-{step.name}-{new_id(10)}"[:63].rstrip("-")
+        ctx = StepContext(
+            step,
+            arguments,
+            run.scope,
+            run.info,
+            job_name,
+            workspace,
+            self.store,
+            self.sandbox,
+            self.images,
+            step_log,
+            self.history,
+            self.settings,
+            run.processes,
+            warm,
+        )
+        if warm is not None:
+            run.warmed.add(step.name)
+        publication = Publication(
+            workspace.parent / f".publish-{step.name}", run.processes.stopping
+        )
+        ctx.publication = publication
+        try:
+            outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
+        except SagepipeError as exc:
+            publication.discard()
+            step_log.write(f"error: {exc}")
+            return StepOutcome("Failed", failure_reason=str(exc)), error_fault(exc)
+        finally:
+            if warm is not None and warm.proc.poll() is None:
+                warm.discard()  # the runner failed before handing it the command
+        job = ctx.job_result
+        code = None if job is None else job.returncode
+        return outcome, job_fault(outcome, code, bool(job is not None and job.timed_out))
 
     def _cache_hit(
         self, run: Run, step: StepDef, key: str | None

@@ -104,6 +104,21 @@ def job_fault(outcome: StepOutcome, returncode: int | None, timed_out: bool) -> 
     return CLIENT_ERROR
 
 
+def mark_fault(outcome: StepOutcome, fault: str) -> StepOutcome:
+    """A failed outcome with its fault kind recorded (``_fault`` in its metadata), and its
+    reason in SageMaker's words for a job killed from outside."""
+    if outcome.status != "Failed":
+        return outcome
+    outcome.metadata["_fault"] = fault
+    reason = outcome.failure_reason or ""
+    if fault == JOB_INTERNAL_ERROR and not reason.startswith("InternalServerError"):
+        outcome.failure_reason = (
+            f"InternalServerError: the step's process was killed (SIGKILL) from outside the step; "
+            f"{reason}"
+        )
+    return outcome
+
+
 @dataclass
 class Attempts:
     """Runs a step's attempts until one ends other than Failed or no policy allows another.
@@ -185,5 +200,6 @@ __all__ = [
     "LaunchFault",
     "error_fault",
     "job_fault",
+    "mark_fault",
     "store_fault",
 ]
