@@ -303,3 +303,37 @@ def test_two_retries_of_one_execution_do_not_both_run(settings_: Settings) -> No
     assert LocalExecution(first, resumed).start().wait(120) == "Succeeded"
     steps = _steps(settings_, failed)
     assert steps["work"].attempts == 2  # type: ignore[attr-defined]
+
+
+def test_an_unreachable_store_is_a_service_fault_and_retried(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (project / "sf.py").write_text(
+        "from sagepipe import Pipeline, ProcessingInput, ProcessingStep, Processor, "
+        "StepRetryPolicy\n"
+        "IMAGE = '683313688378.dkr.ecr.us-east-1.amazonaws.com/"
+        "sagemaker-scikit-learn:1.2-1-cpu-py3'\n"
+        "step = ProcessingStep('read', processor=Processor(image_uri=IMAGE, "
+        "command=('python3', '-c', 'print(1)')), inputs=[ProcessingInput("
+        "'s3://test-bucket/in', '/opt/ml/processing/in', input_name='in')], retry_policies=["
+        "StepRetryPolicy(exception_types=['SERVICE_FAULT'], max_attempts=1, "
+        "interval_seconds=0)])\n"
+        "pipeline = Pipeline('servicefault', steps=[step])\n"
+    )
+    write_project(project)
+    env = {"SAGEPIPE_STORE": "s3", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    for key, value in {**env, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(project)
+    assert run_cli(["run", "sf.py", "--sandbox", "process"]) == 1
+    assert "[Step.SERVICE_FAULT, 2 attempts]" in capsys.readouterr().out
+    settings = Settings.from_env(cwd=project, environ={})
+    (record,) = History(settings.history_path).steps(
+        History(settings.history_path).executions("servicefault")[0].id
+    )
+    assert (record.attempts, record.metadata["_fault"]) == (2, "Step.SERVICE_FAULT")
