@@ -86,7 +86,7 @@ def compile_function(step: FunctionStep, target: FunctionTarget) -> CompiledFunc
     settings = step.settings
     _check_image(step)
     out = CompiledFunction({})
-    payload = serialize_step(step)
+    payload = serialize_step(step, target.base_dir)
     deps = _dependency_files(step, target.base_dir)
     files = {
         f"function/{PAYLOAD_FILE}": payload.function,

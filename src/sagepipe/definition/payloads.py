@@ -16,8 +16,11 @@ import hashlib
 import importlib
 import io
 import json
+import os
+import pickle
 import sys
 import sysconfig
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +109,45 @@ def _get(value: Properties) -> str:
     return str(expr["Get"])
 
 
-def dumps(obj: object) -> bytes:
-    """cloudpickle bytes, at cloudpickle's default protocol as the SDK writes them."""
+class _Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # cloudpickle is untyped
+    """cloudpickle, with the project's file paths written relative to the project.
+
+    Code pickled by value carries its file name (``co_filename``, the module's ``__file__``);
+    written relative to ``root``, the same project compiled from another folder (a CI runner, a
+    colleague's checkout) gives the same bytes, so the step's URIs and SageMaker's cache hold.
+    """
+
+    def __init__(self, buffer: io.BytesIO, root: Path | None) -> None:
+        super().__init__(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL)
+        self._root = root
+        # The C pickler reads its table at construction: set it through the slot, as the SDK
+        # sets its own dispatch table.
+        slot: Any = vars(pickle.Pickler)["dispatch_table"]
+        table = slot.__get__(self)
+        reduce_code = table[types.CodeType]
+        slot.__set__(self, table.new_child({types.CodeType: lambda c: reduce_code(self._code(c))}))
+
+    def _relative(self, name: str) -> str:
+        if self._root is None or not os.path.isabs(name):
+            return name
+        path = Path(name)
+        return path.relative_to(self._root).as_posix() if path.is_relative_to(self._root) else name
+
+    def _code(self, code: types.CodeType) -> types.CodeType:
+        return code.replace(co_filename=self._relative(code.co_filename))
+
+    def _function_getnewargs(self, func: Any) -> Any:
+        code, base_globals, name, defaults, closure = super()._function_getnewargs(func)
+        if isinstance(base_globals.get("__file__"), str):
+            base_globals["__file__"] = self._relative(base_globals["__file__"])
+        return code, base_globals, name, defaults, closure
+
+
+def dumps(obj: object, root: Path | None = None) -> bytes:
+    """cloudpickle bytes, at cloudpickle's default protocol as the SDK writes them; file paths
+    under ``root`` are written relative to it."""
     buffer = io.BytesIO()
-    cloudpickle.CloudPickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
+    _Pickler(buffer, root.resolve() if root is not None else None).dump(obj)
     return buffer.getvalue()
 
 
@@ -132,8 +170,9 @@ class FunctionPayload:
     arguments: bytes
 
 
-def serialize_step(step: FunctionStep) -> FunctionPayload:
-    """Pickle the step's function (by value, with its module) and its arguments.
+def serialize_step(step: FunctionStep, root: Path | None = None) -> FunctionPayload:
+    """Pickle the step's function (by value, with its module) and its arguments; file paths
+    under ``root`` (the project) are written relative to it.
 
     Raises:
         PipelineError: naming the argument or the function that cannot be pickled.
@@ -155,7 +194,7 @@ def serialize_step(step: FunctionStep) -> FunctionPayload:
     func = step.function
     try:
         with _by_value(func):
-            function = dumps(func)
+            function = dumps(func, root)
     except Exception as exc:
         raise PipelineError(
             f"function step '{step.name}': function {func.__qualname__} (module "
