@@ -348,6 +348,9 @@ def upstream_function_steps(value: object) -> Iterator[FunctionStep]:
         for f in dataclasses.fields(value):
             if f.name not in ("if_steps", "else_steps", "depends_on"):
                 yield from upstream_function_steps(getattr(value, f.name))
+        for dep in value.depends_on:
+            if isinstance(dep, DelayedReturn | FunctionStep):
+                yield dep.step if isinstance(dep, DelayedReturn) else dep
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             yield from upstream_function_steps(getattr(value, f.name))

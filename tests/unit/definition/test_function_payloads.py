@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sagepipe import ParameterInteger, ParameterString, Pipeline, step
+from sagepipe import ParameterInteger, Pipeline, step
 from sagepipe.definition import CompiledPipeline, compile_pipeline
 from sagepipe.definition.payloads import read_payload
 from sagepipe.errors import PipelineError
@@ -361,7 +361,7 @@ def test_pre_execution_commands_and_script_ship_as_pre_exec_sh(tmp_path: Path) -
     assert [u.read() for u in compiled.uploads if u.uri.endswith("/pre_exec.sh")] == [
         b"apt-get update\n"
     ]
-    with pytest.raises(PipelineError, match="pre_execution_script 'nope.sh' not found"):
+    with pytest.raises(PipelineError, match=r"pre_execution_script 'nope\.sh' not found"):
         compile_(fn_pipeline(pre_execution_script="nope.sh"), tmp_path)
 
 
