@@ -128,10 +128,14 @@ class _Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # cloudpickle i
         slot.__set__(self, table.new_child({types.CodeType: lambda c: reduce_code(self._code(c))}))
 
     def _relative(self, name: str) -> str:
-        if self._root is None or not os.path.isabs(name):
+        if not os.path.isabs(name):
             return name
         path = Path(name)
-        return path.relative_to(self._root).as_posix() if path.is_relative_to(self._root) else name
+        if self._root is not None and path.is_relative_to(self._root):
+            return path.relative_to(self._root).as_posix()
+        # A notebook cell's code names a file of the kernel's process (ipykernel_<pid>/...)
+        # that is not on disk: one name for all, so a new kernel gives the same payload.
+        return name if path.is_file() else "<interactive>"
 
     def _code(self, code: types.CodeType) -> types.CodeType:
         return code.replace(co_filename=self._relative(code.co_filename))

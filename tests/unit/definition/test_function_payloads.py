@@ -379,3 +379,36 @@ def test_read_payload_checks_the_metadata() -> None:
         read_payload(payload, meta.replace(b"2023-04-24", b"2020-01-01"))
     with pytest.raises(PipelineError, match="not JSON"):
         read_payload(payload, b"{")
+
+
+NOTEBOOK = """
+import hashlib, sys
+from sagepipe import Pipeline, step
+from sagepipe.definition import compile_pipeline
+
+cell = '''
+@step(name="cell", instance_type="ml.m5.large", image_uri="IMAGE")
+def cell(x: int) -> int:
+    return x + 1
+'''
+exec(compile(cell, sys.argv[1], "exec"), globals())
+compiled = compile_pipeline(Pipeline("Notebook", steps=[cell(1)]), bucket="b")
+print(compiled.definition.dumps().count("<interactive>"), [u.uri for u in compiled.uploads][0])
+"""
+
+
+def test_a_notebook_cell_gives_the_same_payload_in_a_new_kernel(tmp_path: Path) -> None:
+    # A kernel compiles each cell under a file name of its own process, not on disk.
+    out = []
+    for pid in ("101", "202"):
+        proc = subprocess.run(
+            [sys.executable, "-c", NOTEBOOK.replace("IMAGE", IMAGE), f"/tmp/ipykernel_{pid}/c.py"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        out.append(proc.stdout)
+    assert out[0] == out[1]
+    assert out[0].startswith("0 s3://b/other/functions/Notebook/cell/")
