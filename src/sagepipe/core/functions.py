@@ -34,7 +34,6 @@ from sagepipe.errors import PipelineError
 
 RESULTS_FILE = "results.json"
 RESULT_KEY = "Result"
-OUTPUT_PATH = "OutputDataConfig.S3OutputPath"
 DEFAULT_MAX_RUNTIME = 24 * 60 * 60
 
 

@@ -412,3 +412,38 @@ def test_a_notebook_cell_gives_the_same_payload_in_a_new_kernel(tmp_path: Path) 
         out.append(proc.stdout)
     assert out[0] == out[1]
     assert out[0].startswith("0 s3://b/other/functions/Notebook/cell/")
+
+
+MAIN_WITH_LOCK = """
+import threading
+from sagepipe import Pipeline, step
+from sagepipe.definition import compile_pipeline
+from sagepipe.errors import PipelineError
+
+lock = threading.Lock()
+
+@step(name="guarded", instance_type="ml.m5.large", image_uri="IMAGE")
+def guarded() -> bool:
+    return lock.locked()
+
+try:
+    compile_pipeline(Pipeline("Main", steps=[guarded()]), bucket="b")
+except PipelineError as exc:
+    print(exc)
+"""
+
+
+def test_a_main_function_using_an_unpicklable_global_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", MAIN_WITH_LOCK.replace("IMAGE", IMAGE)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1
+    assert proc.stdout.startswith(
+        "function step 'guarded': function guarded (module __main__) cannot be pickled: "
+    )
+    assert "lock" in proc.stdout and proc.stdout.strip().endswith("create it inside the function")
