@@ -29,7 +29,7 @@ from sagepipe.core.expressions import (
     to_expr,
 )
 from sagepipe.core.json_types import JSON
-from sagepipe.core.steps import RetryPolicy, Step, StepOutput
+from sagepipe.core.steps import CacheConfig, RetryPolicy, Step, StepOutput
 from sagepipe.errors import PipelineError
 
 RESULTS_FILE = "results.json"
@@ -120,6 +120,11 @@ class DelayedReturn(StepOutput):
                 f"the return of function step '{self._step.name}' is indexed with {key!r}: "
                 "use an int or a str"
             )
+        if isinstance(key, str) and (not key or any(c in key for c in "'\"[]\\")):
+            raise PipelineError(
+                f"the return of function step '{self._step.name}' is indexed with {key!r}: a "
+                "JsonGet path cannot hold an empty key, quotes, brackets or backslashes"
+            )
         return DelayedReturn(self._step, (*self.reference_path, ("__getitem__", key)))
 
     def __iter__(self) -> Iterator[Any]:
@@ -209,6 +214,7 @@ def step(
     encrypt_inter_container_traffic: PipelineValue = None,
     use_spot_instances: PipelineValue = False,
     max_wait_time_in_seconds: PipelineValue = None,
+    cache_config: CacheConfig | None = None,
     **unsupported: Any,
 ) -> Any:
     """Turn a function into a pipeline step, as ``sagemaker.workflow.function_step.step``.
@@ -216,6 +222,8 @@ def step(
     Calling the decorated function returns a :class:`DelayedReturn`; the function runs when
     its step runs. ``name`` defaults to the function's name, ``display_name`` to
     ``<module>.<function>``, ``description`` to its docstring (else its file).
+    ``cache_config`` is sagepipe's addition (the SDK's ``@step`` has none): the step is a
+    Training step, which SageMaker caches like any other.
 
     Raises:
         PipelineError: for a parameter sagepipe does not support, or a missing instance_type.
@@ -273,6 +281,7 @@ def step(
                 display_name=display_name or f"{func.__module__}.{func.__name__}",
                 description=doc,
                 retry_policies=tuple(retry_policies or ()),
+                cache_config=cache_config,
                 function=func,
                 args=tuple(args),
                 kwargs=dict(kwargs),

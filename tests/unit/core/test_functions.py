@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sagepipe import (
+    CacheConfig,
     ConditionEquals,
     ConditionGreaterThan,
     ConditionStep,
@@ -91,6 +92,9 @@ def test_a_sequence_return_takes_int_indexes_only() -> None:
         _a, _b = make(1)
     with pytest.raises(PipelineError, match=r"indexed with 1\.5: use an int or a str"):
         mapping(True)[1.5]  # type: ignore[index]
+    for key in ("it's", "a]b", "", "back\\slash"):
+        with pytest.raises(PipelineError, match="cannot hold an empty key, quotes, brackets"):
+            mapping(True)[key]
 
 
 def test_returns_in_conditions_and_classic_steps_add_depends_on_as_the_sdk_does() -> None:
@@ -266,4 +270,17 @@ def test_depends_on_accepts_a_delayed_return() -> None:
     assert (
         "--serialize_output_to_json"
         not in steps["make"]["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+    )
+
+
+def test_cache_config_makes_the_training_step_cacheable() -> None:
+    @step(name="cached", cache_config=CacheConfig(enable_caching=True, expire_after="P30D"), **RUN)
+    def cached() -> int:
+        return 1
+
+    steps = {s["Name"]: s for s in definition(Pipeline("p", steps=[cached()]))["Steps"]}
+    assert steps["cached"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert (
+        "CacheConfig"
+        not in {s["Name"]: s for s in definition(Pipeline("p", steps=[make(1)]))["Steps"]}["make"]
     )
