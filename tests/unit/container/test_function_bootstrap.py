@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -101,3 +102,8 @@ def test_the_driver_is_valid_bash_and_runs_the_sdk_invoker_last() -> None:
     lines = [line for line in DRIVER.read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1] == 'exec python -m sagemaker.remote_function.invoke_function "$@"'
     assert 'python "$here/function_bootstrap.py" "$@"' in lines
+
+
+def test_the_bootstrap_parses_on_the_oldest_catalogued_python() -> None:
+    # It runs on the job image's Python; SageMaker's base Python images start at 3.8.
+    ast.parse(Path(function_bootstrap.__file__).read_text(), feature_version=(3, 8))
