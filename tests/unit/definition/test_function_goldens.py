@@ -180,3 +180,25 @@ def test_job_settings_match_sdk_v3(pipeline: str) -> None:
 def test_the_generator_leaves_the_requirements_file_alone() -> None:
     # The v2 SDK appends its own requirement to the file it is given; the generator copies it.
     assert (GOLDENS / "requirements.txt").read_text() == "pandas>=2.0\n"
+
+
+def test_payload_layout_matches_what_the_sdk_uploads() -> None:
+    # <base>/<step>/<dir>/{function,arguments}/{payload.pkl,metadata.json} and the step's
+    # dependencies channel: the paths invoke_function and the job's bootstrap read.
+    sdk_keys = json.loads((GOLDENS / "v2_objects.json").read_text())
+    theirs = {
+        re.sub(r"sagemaker_requirements_\w+\.txt", "requirements.txt", k).replace(
+            "<build>", "<dir>"
+        )
+        for k in sdk_keys
+        if k.startswith("SdkFunctionPipeline/") and "/<build>/" in k
+    }
+    result = compile_pipeline(get_pipeline(), bucket=BUCKET, role=ROLE, base_dir=SDK)
+    ours = {
+        STAMP.sub("<dir>", u.uri.removeprefix(f"s3://{BUCKET}/other/functions/"))
+        for u in result.uploads
+        if "/other/functions/" in u.uri and "sagemaker_remote_function_bootstrap" not in u.uri
+    }
+    # The SDK ships pre_exec.sh and a requirements file for each step as sagepipe does; only
+    # its requirements file's name differs (see 5. above).
+    assert ours == theirs
