@@ -8,6 +8,8 @@ CODE_PREFIX = "app"
 LOGS_PREFIX = "other/logs"
 OUTPUTS_PREFIX = "other/outputs"
 MODELS_PREFIX = "other/models"
+# Function steps: payloads and results under one base, as the SDK's invoke_function expects.
+FUNCTIONS_PREFIX = "other/functions"
 
 SEED_FOLDERS: tuple[str, ...] = (
     "app/",
@@ -44,3 +46,12 @@ def in_code_prefix(key: str) -> bool:
 def log_key(pipeline: str, execution_id: str, step: str) -> str:
     """Key of a step's log: ``other/logs/<pipeline>/<execution>/<step>.log``."""
     return f"{LOGS_PREFIX}/{pipeline}/{execution_id}/{step}.log"
+
+
+def functions_base_key(pipeline: str) -> str:
+    """Base of a pipeline's function steps (``--s3_base_uri``): ``other/functions/<pipeline>``.
+
+    Payloads are at ``<base>/<step>/<sha256>/``, the job writes results at
+    ``<base>/<execution>/<step>/results/``.
+    """
+    return f"{FUNCTIONS_PREFIX}/{pipeline}"
