@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sagepipe.config import Settings
-from tests.servers import MotoServer, SeaweedFS
+from tests.servers import SEAWEED_ENDPOINT_VAR, MotoServer, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -53,8 +53,14 @@ def settings(project: Path, image_cache: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """A SeaweedFS S3 server for the whole session."""
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
+    """A SeaweedFS S3 server for the whole session (the parent run's, in a rerun as another user)."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
+    parent = os.environ.get(SEAWEED_ENDPOINT_VAR)
+    if parent:
+        server.endpoint = parent
+        yield server
+        return
+    server.start()
     yield server
     server.stop()
 

@@ -66,6 +66,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+# Names the running SeaweedFS of a parent test run to a rerun as another user (who cannot start
+# the server's binary from root's environment); not SAGEPIPE_* or AWS_*, which tests clear.
+SEAWEED_ENDPOINT_VAR = "SYNC_TEST_SEAWEED_ENDPOINT"
+
+
 class SeaweedFS:
     """``weed mini`` with every port pinned on 127.0.0.1 and an S3 identities file."""
 

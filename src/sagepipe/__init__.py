@@ -20,6 +20,7 @@ from sagepipe.core.expressions import (
     ParameterInteger,
     ParameterString,
 )
+from sagepipe.core.functions import DelayedReturn, step
 from sagepipe.core.steps import (
     CacheConfig,
     ConditionStep,
@@ -51,6 +52,7 @@ __all__ = [
     "ConditionNot",
     "ConditionOr",
     "ConditionStep",
+    "DelayedReturn",
     "Estimator",
     "ExecutionVariables",
     "FailStep",
@@ -73,4 +75,5 @@ __all__ = [
     "TrainingInput",
     "TrainingStep",
     "__version__",
+    "step",
 ]

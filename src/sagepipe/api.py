@@ -25,7 +25,11 @@ class Pipeline(PipelineModel):
         """The definition and the upload plan of the code it references."""
         settings = settings or Settings.from_env()
         return compile_pipeline(
-            self, bucket=settings.bucket, role=settings.role_arn, base_dir=base_dir
+            self,
+            bucket=settings.bucket,
+            role=settings.role_arn,
+            base_dir=base_dir,
+            region=settings.region,
         )
 
     def to_definition(self, settings: Settings | None = None) -> Definition:

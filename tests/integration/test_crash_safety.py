@@ -23,7 +23,9 @@ import pytest
 
 from sagepipe.config import Settings
 from sagepipe.engine.history import ENGINE_EXITED, History
+from sagepipe.storage import open_store
 from tests.conftest import HAS_BWRAP
+from tests.servers import SEAWEED_ENDPOINT_VAR
 from tests.unprivileged import rerun_as_ordinary_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +80,15 @@ def _env(token: str) -> dict[str, str]:
 class Run:
     """A ``sagepipe run`` in its own session, stopped by PID when the test ends."""
 
-    def __init__(self, project: Path, second: str = "SLOW", sandbox: str = "process") -> None:
+    def __init__(
+        self,
+        project: Path,
+        second: str = "SLOW",
+        sandbox: str = "process",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.project = project
+        self.extra_env = extra_env or {}
         self.token = uuid.uuid4().hex
         text = PIPELINE.replace("SECOND", second).replace("%d", str(BIG_FILES))
         (project / "crash.py").write_text(text)
@@ -91,7 +100,7 @@ class Run:
         self.proc = subprocess.Popen(
             [*SAGEPIPE, "run", "crash.py", "--sandbox", sandbox],
             cwd=project,
-            env=_env(self.token),
+            env={**_env(self.token), **self.extra_env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -107,7 +116,7 @@ class Run:
         else:
             self.close()
             raise AssertionError("".join(seen))
-        self.settings = Settings.from_env(cwd=project, environ={})
+        self.settings = Settings.from_env(cwd=project, environ=self.extra_env)
         self.history = History(self.settings.history_path)
 
     def wait_for(self, predicate: object, what: str, timeout: float = 60) -> None:
@@ -130,7 +139,7 @@ class Run:
         return subprocess.run(
             [*SAGEPIPE, *args],
             cwd=self.project,
-            env=_env(self.token),
+            env={**_env(self.token), **self.extra_env},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -149,8 +158,10 @@ class Run:
 def start(project: Path) -> Iterator[object]:
     runs: list[Run] = []
 
-    def starter(second: str = "SLOW", sandbox: str = "process") -> Run:
-        runs.append(Run(project, second, sandbox))
+    def starter(
+        second: str = "SLOW", sandbox: str = "process", extra_env: dict[str, str] | None = None
+    ) -> Run:
+        runs.append(Run(project, second, sandbox, extra_env))
         return runs[-1]
 
     yield starter
@@ -166,6 +177,18 @@ def _processes_with(token: str) -> list[int]:
                 if token in (entry / "cmdline").read_bytes().decode(errors="replace"):
                     found.append(int(entry.name))
     return found
+
+
+def _survivors(token: str) -> str:
+    """The step processes still there: pid, state, parent, group and command line."""
+    lines = []
+    for pid in _processes_with(token):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2 :].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+            lines.append(f"{pid} state={fields[0]} ppid={fields[1]} pgid={fields[2]} {cmd}")
+    return "\n".join(lines)
 
 
 def _gone(token: str, timeout: float = 10) -> bool:
@@ -193,7 +216,7 @@ def test_a_killed_engine_is_marked_failed_by_the_next_command(start: object, san
     assert work.is_dir()
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.wait()
-    assert _gone(run.token), "the step's processes outlived the engine"
+    assert _gone(run.token), f"the step's processes outlived the engine:\n{_survivors(run.token)}"
     listed = run.command("executions", "list")
     assert listed.returncode == 0, listed.stderr
     record = History(run.settings.history_path).execution(run.id)
@@ -353,6 +376,57 @@ def test_executions_stop_from_another_terminal(start: object) -> None:
     assert again.returncode == 1 and "ended already" in again.stdout + again.stderr
 
 
-def test_the_same_holds_for_an_ordinary_user() -> None:
-    """Run this module again as uid 1000 (CI runs as root)."""
-    rerun_as_ordinary_user([__file__])
+def _s3_objects(run: Run) -> int:
+    """Objects under the slow step's outputs in the S3 store."""
+    store = open_store(run.settings)
+    prefix = f"s3://test-bucket/other/outputs/crash/{run.id}/slow/"
+    return sum(1 for info in store.list(prefix) if not info.is_folder)
+
+
+def _s3_run(start: object, seaweed: object) -> Run:
+    env = {**seaweed.env(), "SAGEPIPE_STORE": "s3"}  # type: ignore[attr-defined]
+    run: Run = start("BIG", extra_env=env)  # type: ignore[operator]
+    run.wait_for(lambda: _processes_with(run.token), "the big step")
+
+    def publishing() -> bool:
+        return not _processes_with(run.token) and 0 < _s3_objects(run) < BIG_FILES
+
+    run.wait_for(publishing, "publishing", timeout=120)
+    return run
+
+
+def test_a_kill_while_publishing_to_s3_leaves_nothing_after_the_next_command(
+    start: object, seaweed: object
+) -> None:
+    run = _s3_run(start, seaweed)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait()
+    # the history lists every object the step was about to write, before the first write
+    pending = run.history.unfinished_publications()
+    assert pending == [] or all(len(uris) == BIG_FILES for _, _, uris in pending)
+    listed = run.command("executions", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert _s3_objects(run) == 0
+    assert run.history.execution(run.id).status == "Failed"
+    assert run.history.unfinished_publications() == []
+    again = run.command("executions", "describe", run.id)
+    assert again.returncode == 0, again.stderr
+
+
+def test_sigterm_while_publishing_to_s3_removes_what_was_written(
+    start: object, seaweed: object
+) -> None:
+    run = _s3_run(start, seaweed)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    out, err = run.proc.communicate(timeout=60)
+    assert run.proc.returncode == 1, out + err
+    assert run.history.execution(run.id).status == "Stopped"
+    assert {s.name: s.status for s in run.history.steps(run.id)}["slow"] == "Stopped"
+    assert _s3_objects(run) == 0
+    assert run.history.unfinished_publications() == []
+
+
+def test_the_same_holds_for_an_ordinary_user(seaweed: object) -> None:
+    """Run this module again as uid 1000 (CI runs as root), against this run's SeaweedFS."""
+    endpoint = seaweed.endpoint  # type: ignore[attr-defined]
+    rerun_as_ordinary_user([__file__], {SEAWEED_ENDPOINT_VAR: endpoint})

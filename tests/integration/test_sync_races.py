@@ -21,10 +21,11 @@ from sagepipe.storage.s3 import S3Store
 from sagepipe.sync.plan import Options, Plan
 from sagepipe.sync.scan import Filters
 from sagepipe.sync.transfer import SyncReport, sync
+from tests.servers import SEAWEED_ENDPOINT_VAR
 from tests.unprivileged import rerun_as_ordinary_user
 
 UNPRIVILEGED_UID = 1000
-ENDPOINT_VAR = "SYNC_TEST_SEAWEED_ENDPOINT"  # conftest clears SAGEPIPE_* and AWS_*
+ENDPOINT_VAR = SEAWEED_ENDPOINT_VAR
 _N = iter(range(100_000))
 
 Target = tuple[ObjectStore, str, dict[str, str]]

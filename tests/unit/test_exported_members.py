@@ -13,6 +13,7 @@ EXPECTED = {
     "ConditionNot",
     "ConditionOr",
     "ConditionStep",
+    "DelayedReturn",
     "Estimator",
     "ExecutionVariables",
     "FailStep",
@@ -35,6 +36,7 @@ EXPECTED = {
     "TrainingInput",
     "TrainingStep",
     "__version__",
+    "step",
 }
 
 

@@ -12,10 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console
+from sagepipe.cli.consoles import console, err
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import Backend, BackendOpt
-from sagepipe.cli.run import print_sagemaker_steps, print_steps
+from sagepipe.cli.run import print_sagemaker_steps, print_steps, with_faults
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.core.status import is_terminal
@@ -36,9 +36,14 @@ StepArg = Annotated[str | None, typer.Argument(help="Only this step.")]
 
 
 def _history(s: Settings) -> History:
+    """The history, with executions whose engine is gone marked and their partial outputs gone."""
     from sagepipe.engine.history import History
+    from sagepipe.engine.publishing import roll_back_leftovers
+    from sagepipe.storage import open_store
 
-    return History(s.history_path)
+    history = History(s.history_path)
+    roll_back_leftovers(history, lambda: open_store(s))
+    return history
 
 
 def _clients(s: Settings) -> Clients:
@@ -159,7 +164,8 @@ def steps(
         for r in records
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
-    print_steps(entries, f"execution {record.id} ({record.status})", results, rss)
+    title = f"execution {record.id} ({record.status})"
+    print_steps(with_faults(entries, records), title, results, rss)
 
 
 @executions_app.command("result")
@@ -287,17 +293,41 @@ def _stop_local(s: Settings, execution: str, timeout: float = 60.0) -> None:
 
 
 @executions_app.command("retry")
-def retry(ctx: typer.Context, execution: ExecutionArg, backend: BackendOpt = Backend.local) -> None:
-    """Retry the failed steps of a failed execution (SageMaker)."""
+def retry(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    backend: BackendOpt = Backend.local,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream step logs.")] = False,
+) -> None:
+    """Retry a Failed or Stopped execution: the same execution runs its failed, stopped and
+    never reached steps again, keeping those that succeeded (RetryPipelineExecution)."""
     if backend is Backend.local:
-        raise UsageError(
-            "retry is a SageMaker operation (--backend sagemaker); rerun locally with "
-            "'sagepipe run': unchanged steps are cache hits when caching is on"
-        )
+        _retry_local(settings(ctx), execution, quiet)
+        return
     from sagepipe.cloud import executions as ex
 
     arn = ex.retry(_clients(settings(ctx)), _arn(execution))
     console.print(arn, highlight=False, markup=False)
+
+
+def _retry_local(s: Settings, execution: str, quiet: bool) -> None:
+    from sagepipe.cli.live import LiveView
+    from sagepipe.cli.run import follow_locally
+    from sagepipe.definition import load
+    from sagepipe.engine.factory import build_engine
+    from sagepipe.engine.rerun import check_retryable
+
+    record = _history(s).execution(execution)
+    check_retryable(record)  # before any environment is prepared
+    definition = load(record.definition)
+    view = LiveView(console, [(st.name, st.type) for st in definition.all_steps()], quiet=quiet)
+    engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
+    resumed = engine.resume(record.id)
+    err.print(
+        f"retrying execution [bold]{record.id}[/] of {escape(record.pipeline)} "
+        f"({engine.sandbox.name} sandbox, {s.store} store)"
+    )
+    follow_locally(engine, resumed, view, s)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,7 +38,11 @@ def load_pipeline(arg: str | None, settings: Settings, name: str | None = None) 
         return Loaded(name or path.stem, _load_json(path), None, path)
     pipeline = _from_module(path, settings)
     compiled = compile_pipeline(
-        pipeline, bucket=settings.bucket, role=settings.role_arn, base_dir=settings.project_root
+        pipeline,
+        bucket=settings.bucket,
+        role=settings.role_arn,
+        base_dir=settings.project_root,
+        region=settings.region,
     )
     return Loaded(name or pipeline.name, compiled.definition, compiled, path)
 
@@ -59,7 +63,9 @@ def _line(exc: BaseException) -> str:
 
 
 def _from_module(path: Path, settings: Settings) -> PipelineModel:
-    module_name = f"_sagepipe_user_{abs(hash(path.resolve()))}"
+    # A stable name (never put in sys.modules): function steps' payloads and display names
+    # carry it, and must not change between two compiles of the same file.
+    module_name = path.stem if path.stem.isidentifier() else "_sagepipe_pipeline"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PipelineError(f"cannot import {path}")

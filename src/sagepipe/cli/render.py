@@ -150,6 +150,9 @@ def steps_table(
         detail = s.get("FailureReason") or _meta(s)
         if s.get("CacheHitResult"):
             detail = f"cache hit ({s['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]})"
+        if s.get("SelectiveExecutionResult"):
+            source = s["SelectiveExecutionResult"]["SourcePipelineExecutionArn"]
+            detail = f"from reference {source.rsplit('/', 1)[-1]} (not run)"
         name = s["StepName"]
         style = STATUS_STYLE.get(s["StepStatus"], "")
         status = escape(s["StepStatus"])

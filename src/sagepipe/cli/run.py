@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,7 +16,7 @@ from rich.markup import escape
 from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
 from sagepipe.cli.consoles import console, err
-from sagepipe.cli.loader import Loaded, load_pipeline
+from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import (
     Backend,
     BackendOpt,
@@ -28,10 +29,71 @@ from sagepipe.cli.options import (
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.core.status import ExecutionStatus, is_terminal
+from sagepipe.errors import UsageError
 
 if TYPE_CHECKING:
     from sagepipe.cloud.client import Clients
+    from sagepipe.definition import Definition
+    from sagepipe.engine.engine import Engine, Run
     from sagepipe.engine.execution import LocalExecution, StepResults
+    from sagepipe.engine.history import History
+    from sagepipe.engine.rerun import Selection
+
+StepsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--steps",
+        help="Run only these steps (comma-separated); the steps they need come from --reference.",
+    ),
+]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="Run this step and every step after it.")
+]
+ReferenceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --steps/--from: the execution the other steps' results come from (default: "
+        "the newest that has them; on SageMaker the newest execution)."
+    ),
+]
+
+
+@dataclass(frozen=True)
+class StepChoice:
+    """``--steps``/``--from``/``--reference``: a selective execution when given."""
+
+    steps: tuple[str, ...] | None = None
+    from_step: str | None = None
+    reference: str | None = None
+
+    @classmethod
+    def parse(cls, steps: str | None, from_step: str | None, reference: str | None) -> StepChoice:
+        """Check the combination; ``--steps a,b`` becomes ``('a', 'b')``."""
+        if steps is not None and from_step is not None:
+            raise UsageError("give --steps or --from, not both")
+        if reference is not None and steps is None and from_step is None:
+            raise UsageError("--reference goes with --steps or --from")
+        names = None if steps is None else tuple(n.strip() for n in steps.split(",") if n.strip())
+        return cls(names, from_step, reference)
+
+    @property
+    def given(self) -> bool:
+        """Whether a selective execution was asked for."""
+        return self.steps is not None or self.from_step is not None
+
+    def selected(self, definition: Definition) -> frozenset[str]:
+        """The selected step names, checked against ``definition``."""
+        from sagepipe.engine.rerun import select_steps
+
+        return select_steps(definition, self.steps, self.from_step)
+
+    def plan(self, history: History, definition: Definition, pipeline: str) -> Selection:
+        """The local selection: selected steps and the reference the others come from."""
+        from sagepipe.engine.rerun import plan_selection
+
+        return plan_selection(
+            history, definition, pipeline, self.selected(definition), self.reference
+        )
 
 
 def run(
@@ -48,38 +110,66 @@ def run(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="sagemaker: print the execution ARN and return.")
     ] = False,
+    steps: StepsOpt = None,
+    from_step: FromOpt = None,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
     params = parse_pairs(parameter)
+    choice = StepChoice.parse(steps, from_step, reference)
     if backend is Backend.sagemaker:
-        run_on_sagemaker(settings(ctx), pipeline, params, no_wait)
+        run_on_sagemaker(settings(ctx), pipeline, params, no_wait, choice)
         return
     s = settings(ctx).with_overrides(
         sandbox=sandbox.value if sandbox else None, store=store.value if store else None
     )
-    run_locally(s, pipeline, params, max_parallel, quiet)
+    run_locally(s, pipeline, params, max_parallel, quiet, choice)
 
 
 def run_locally(
-    s: Settings, pipeline: str | None, params: dict[str, str], max_parallel: int | None, quiet: bool
+    s: Settings,
+    pipeline: str | None,
+    params: dict[str, str],
+    max_parallel: int | None,
+    quiet: bool,
+    choice: StepChoice | None = None,
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
-    from sagepipe.engine.execution import LocalExecution
     from sagepipe.engine.factory import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
     view = LiveView(console, steps, quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
+    selection = None
+    if choice is not None and choice.given:
+        selection = choice.plan(engine.history, loaded.definition, loaded.name)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
-    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel)
+    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel, selection)
     # Said before any step starts, so it is the first line whatever the steps log.
     err.print(
         f"execution [bold]{prepared.info.id}[/] of {escape(loaded.name)} "
         f"({engine.sandbox.name} sandbox, {s.store} store)"
     )
+    if selection is not None:
+        source = selection.reference.id if selection.reference else "none needed"
+        err.print(
+            f"selective: runs {', '.join(sorted(selection.selected))}; reference {source}",
+            highlight=False,
+            markup=False,
+        )
+        for note in selection.notes:
+            err.print(note, highlight=False, markup=False)
+    follow_locally(engine, prepared, view, s)
+
+
+def follow_locally(engine: Engine, prepared: Run, view: Any, s: Settings) -> None:
+    """Run a prepared (or resumed) execution with its live view, stop on a signal, then
+    print the steps and the outcome; exit 1 unless it Succeeded."""
+    from sagepipe.engine.execution import LocalExecution
+
     execution = LocalExecution(engine, prepared).start()
     with view, _stop_signals() as stop:
         while not is_terminal(execution.wait(0.1)):
@@ -88,7 +178,7 @@ def run_locally(
                 execution.stop()
                 execution.wait()
                 break
-    _finish(execution, loaded, s)
+    _finish(execution, prepared.info.pipeline, s)
 
 
 @contextmanager
@@ -112,7 +202,7 @@ def _stop_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
+def _finish(execution: LocalExecution, pipeline: str, s: Settings) -> None:
     from sagepipe.engine.execution import step_results
 
     desc = execution.describe()
@@ -122,16 +212,31 @@ def _finish(execution: LocalExecution, loaded: Loaded, s: Settings) -> None:
         for r in records
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
-    print_steps(execution.list_steps(), f"execution {execution.execution_id}", results, rss)
+    entries = with_faults(execution.list_steps(), records)
+    print_steps(entries, f"execution {execution.execution_id}", results, rss)
     status = desc["PipelineExecutionStatus"]
     print_status(status, desc.get("FailureReason"))
     console.print(
-        f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{loaded.name}/{execution.execution_id}/",
+        f"logs: s3://{s.bucket}/{LOGS_PREFIX}/{pipeline}/{execution.execution_id}/",
         highlight=False,
         markup=False,
     )
     if status != ExecutionStatus.SUCCEEDED:
         raise typer.Exit(1)
+
+
+def with_faults(entries: Sequence[Mapping[str, Any]], records: Sequence[Any]) -> list[Any]:
+    """Entries whose FailureReason also names the fault kind and the attempts, for the table."""
+    faults = {r.name: r.metadata.get("_fault") for r in records}
+    out: list[Any] = []
+    for entry in entries:
+        fault = faults.get(entry["StepName"])
+        if fault and entry.get("FailureReason"):
+            attempts = entry.get("AttemptCount", 1)
+            tries = f", {attempts} attempts" if attempts > 1 else ""
+            entry = {**entry, "FailureReason": f"[{fault}{tries}] {entry['FailureReason']}"}
+        out.append(entry)
+    return out
 
 
 def print_steps(
@@ -159,7 +264,11 @@ def print_status(status: str, reason: str | None) -> None:
 
 
 def run_on_sagemaker(
-    s: Settings, pipeline: str | None, params: dict[str, str], no_wait: bool
+    s: Settings,
+    pipeline: str | None,
+    params: dict[str, str],
+    no_wait: bool,
+    choice: StepChoice | None = None,
 ) -> None:
     """Start the deployed pipeline and watch it like a local run."""
     from sagepipe.cloud import executions as ex
@@ -168,8 +277,13 @@ def run_on_sagemaker(
 
     loaded = load_pipeline(pipeline, s)
     resolve_parameters(loaded.definition, params)  # wrong names or values fail before any cost
+    selected = choice.selected(loaded.definition) if choice and choice.given else None
     clients = Clients.from_settings(s)
-    arn = ex.start(clients, loaded.name, params)
+    selective = None
+    if selected is not None:
+        source = choice.reference if choice else None
+        selective = ex.selective_config(clients, loaded.name, sorted(selected), source)
+    arn = ex.start(clients, loaded.name, params, selective=selective)
     if no_wait:
         console.print(arn, highlight=False, markup=False)
         return

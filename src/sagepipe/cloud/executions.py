@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
 from sagepipe.core.status import is_terminal
+from sagepipe.errors import UsageError
 from sagepipe.storage.aws import aws_errors, is_not_found
 
 if TYPE_CHECKING:
@@ -28,9 +29,16 @@ LOG_GROUPS = {
 
 
 def start(
-    clients: Clients, name: str, parameters: Mapping[str, object], display_name: str | None = None
+    clients: Clients,
+    name: str,
+    parameters: Mapping[str, object],
+    display_name: str | None = None,
+    selective: Mapping[str, Any] | None = None,
 ) -> str:
-    """Start an execution; returns its ARN. Parameter values are sent as strings."""
+    """Start an execution; returns its ARN. Parameter values are sent as strings.
+
+    ``selective`` is a SelectiveExecutionConfig (see :func:`selective_config`).
+    """
     # Not StartPipelineExecutionRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {
         "PipelineName": name,
@@ -38,9 +46,30 @@ def start(
     }
     if display_name:
         request["PipelineExecutionDisplayName"] = display_name
+    if selective is not None:
+        request["SelectiveExecutionConfig"] = dict(selective)
     with aws_errors(f"start pipeline {name}", "sagemaker"):
         resp = clients.sagemaker.start_pipeline_execution(**request)
     return str(resp["PipelineExecutionArn"])
+
+
+def selective_config(
+    clients: Clients, name: str, steps: list[str], reference: str | None
+) -> dict[str, Any]:
+    """A SelectiveExecutionConfig running ``steps``; without ``reference``, the pipeline's
+    newest execution is the reference (as the SDK's ``reference_latest_execution``)."""
+    if reference is not None and not reference.startswith("arn:"):
+        raise UsageError(
+            f"--reference {reference!r}: on SageMaker give the execution's ARN "
+            "('sagepipe executions list --backend sagemaker' shows them)"
+        )
+    if reference is None:
+        newest = list_executions(clients, name, limit=1)
+        reference = newest[0]["PipelineExecutionArn"] if newest else None
+    config: dict[str, Any] = {"SelectedSteps": [{"StepName": step} for step in steps]}
+    if reference is not None:
+        config["SourcePipelineExecutionArn"] = reference
+    return config
 
 
 def describe(clients: Clients, arn: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from sagepipe.config import ROLE_ARN
 from sagepipe.definition import Definition
 from sagepipe.definition.cache import expire_seconds
 from sagepipe.definition.compile import DEFAULT_ROLE
+from sagepipe.definition.retry_policies import retry_policies
 from sagepipe.definition.service_limits import MAX_DEFINITION_BYTES
 from sagepipe.errors import DefinitionError
 
@@ -71,6 +72,10 @@ def check_for_service(
             )
         if step.type not in STEP_TYPES:
             problems.append(f"step '{step.name}': type {step.type!r} is not a SageMaker step type")
+        try:
+            retry_policies(step.name, step.retry_policies)
+        except DefinitionError as exc:
+            problems.append(str(exc))
         for policy in step.retry_policies or ():
             for kind in policy.get("ExceptionType", []):
                 if str(kind).startswith("SageMaker.") and step.type not in JOB_STEP_TYPES:

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sagepipe.core.expressions import Parameter
+from sagepipe.core.functions import upstream_function_steps
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
 from sagepipe.core.json_types import JSON
-from sagepipe.core.steps import ConditionStep, Step
+from sagepipe.core.steps import ConditionStep, Step, as_step
 from sagepipe.errors import PipelineError
 
 DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
@@ -36,7 +37,7 @@ class PipelineModel:
     bucket: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "steps", self._with_upstream_functions(self.steps))
         object.__setattr__(self, "parameters", tuple(self.parameters))
         if not NAME_RE.match(self.name) or len(self.name) > 256:
             raise PipelineError(
@@ -47,6 +48,29 @@ class PipelineModel:
         if dup:
             raise PipelineError(f"pipeline '{self.name}': parameters {dup} are declared twice")
         object.__setattr__(self, "_graph", self._build_graph())
+
+    def _with_upstream_functions(self, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        """The steps (a function's return standing for its step), then, as the SDK does, every
+        function step they read from that is listed nowhere, at the top level."""
+        out = [as_step(s) for s in steps]
+        listed = {id(s) for s in self._walk(out)}
+        queue = list(self._walk(out))
+        while queue:
+            for upstream in upstream_function_steps(queue.pop(0)):
+                if id(upstream) not in listed:
+                    listed.add(id(upstream))
+                    out.append(upstream)
+                    queue.append(upstream)
+        return tuple(out)
+
+    @staticmethod
+    def _walk(steps: list[Step]) -> Iterator[Step]:
+        stack = list(reversed(steps))
+        while stack:
+            step = stack.pop()
+            yield step
+            if isinstance(step, ConditionStep):
+                stack.extend(reversed((*step.if_steps, *step.else_steps)))
 
     def _build_graph(self) -> Graph:
         return build_graph(
@@ -63,12 +87,7 @@ class PipelineModel:
 
     def all_steps(self) -> Iterator[Step]:
         """Every step, condition branches included, parents before their branches."""
-        stack = list(reversed(self.steps))
-        while stack:
-            step = stack.pop()
-            yield step
-            if isinstance(step, ConditionStep):
-                stack.extend(reversed((*step.if_steps, *step.else_steps)))
+        return self._walk(list(self.steps))
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""

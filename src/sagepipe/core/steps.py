@@ -133,6 +133,24 @@ class MetricDefinition:
     regex: str
 
 
+class StepOutput(Expression):
+    """A value a step returns (a function step's ``DelayedReturn``).
+
+    Wherever a step is expected (a pipeline's steps, condition branches, ``depends_on``), its
+    output stands for the step that produces it, as in the SageMaker SDK.
+    """
+
+    @property
+    def step(self) -> Step:
+        """The step that produces this value."""
+        raise NotImplementedError
+
+
+def as_step(item: Step | StepOutput) -> Step:
+    """The step itself, or the step that produces a step output."""
+    return item.step if isinstance(item, StepOutput) else item
+
+
 @dataclass(frozen=True)
 class Step:
     """Fields every step has."""
@@ -140,7 +158,7 @@ class Step:
     name: str
     display_name: str | None = field(default=None, kw_only=True)
     description: str | None = field(default=None, kw_only=True)
-    depends_on: tuple[str | Step, ...] = field(default=(), kw_only=True)
+    depends_on: tuple[str | Step | StepOutput, ...] = field(default=(), kw_only=True)
     cache_config: CacheConfig | None = field(default=None, kw_only=True)
     retry_policies: tuple[RetryPolicy, ...] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = ""
@@ -157,7 +175,7 @@ class Step:
     @property
     def depends_on_names(self) -> tuple[str, ...]:
         """Names of the explicit upstream steps."""
-        return tuple(d if isinstance(d, str) else d.name for d in self.depends_on)
+        return tuple(d if isinstance(d, str) else as_step(d).name for d in self.depends_on)
 
     def expressions(self) -> JSON:
         """Every authored value that may hold an expression, as JSON (for reference scanning)."""
@@ -418,8 +436,9 @@ class ConditionStep(Step):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("conditions", "if_steps", "else_steps"):
-            _freeze(self, name)
+        _freeze(self, "conditions")
+        for name in ("if_steps", "else_steps"):  # a function step's return stands for it
+            object.__setattr__(self, name, tuple(as_step(s) for s in getattr(self, name)))
         if not self.conditions:
             raise PipelineError(f"condition step '{self.name}' has no conditions")
 

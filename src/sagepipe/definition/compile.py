@@ -19,6 +19,8 @@ from pathlib import Path
 
 from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
+from sagepipe.core.functions import FunctionStep
+from sagepipe.core.graph import scan
 from sagepipe.core.json_types import JSON
 from sagepipe.core.pipeline import PipelineModel
 from sagepipe.core.steps import (
@@ -32,6 +34,7 @@ from sagepipe.core.steps import (
     TrainingInput,
     TrainingStep,
 )
+from sagepipe.definition.functions import FunctionTarget, compile_function
 from sagepipe.definition.images import framework_image
 from sagepipe.definition.model import Definition, load
 from sagepipe.definition.service_limits import VERSION
@@ -39,6 +42,7 @@ from sagepipe.errors import PipelineError
 
 CODE_DIR = "/opt/ml/processing/input/code"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/sagepipe-local"
+DEFAULT_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class _Context:
     role: str
     base_dir: Path
     uploads: dict[str, Upload]
+    region: str = DEFAULT_REGION
+    functions: frozenset[str] = frozenset()
+    json_outputs: frozenset[str] = frozenset()
 
     def upload_file(self, path: str) -> str:
         source = (self.base_dir / path).resolve()
@@ -84,6 +91,10 @@ class _Context:
 
     def upload_bytes(self, filename: str, data: bytes) -> str:
         return self._add(filename, data, None)
+
+    def upload_object(self, uri: str, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        self.uploads.setdefault(uri, Upload(uri, digest, None, data))
 
     def _add(self, filename: str, data: bytes, source: Path | None) -> str:
         digest = hashlib.sha256(data).hexdigest()
@@ -112,6 +123,7 @@ def compile_pipeline(
     bucket: str,
     role: str | None = None,
     base_dir: Path | None = None,
+    region: str = DEFAULT_REGION,
 ) -> CompiledPipeline:
     """Compile ``pipeline`` to its definition and upload plan.
 
@@ -120,13 +132,18 @@ def compile_pipeline(
         bucket: the bucket code and default outputs live in (unless the pipeline names one).
         role: the execution role ARN written into job steps without their own role.
         base_dir: where relative script paths are resolved (default: the working directory).
+        region: the region function steps' jobs run in (their ``--region``).
     """
+    functions = frozenset(s.name for s in pipeline.all_steps() if isinstance(s, FunctionStep))
     ctx = _Context(
         pipeline,
         pipeline.bucket or bucket,
         role or DEFAULT_ROLE,
         base_dir or Path.cwd(),
         {},
+        region,
+        functions,
+        _read_functions(pipeline, functions),
     )
     data: dict[str, JSON] = {"Version": VERSION, "Metadata": {}}
     data["Parameters"] = [p.to_request() for p in pipeline.parameters]
@@ -141,9 +158,17 @@ def _step(ctx: _Context, step: Step) -> dict[str, JSON]:
     if builder is None:
         raise PipelineError(f"step '{step.name}': {type(step).__name__} cannot be compiled")
     out: dict[str, JSON] = {"Name": step.name, "Type": step.STEP_TYPE}
-    out["Arguments"] = builder(ctx, step)
-    if step.depends_on:
-        out["DependsOn"] = list(step.depends_on_names)
+    arguments = builder(ctx, step)
+    out["Arguments"] = arguments
+    # As the SDK does, a step reading a function step's return depends on it explicitly
+    # (a condition's branches read nothing by themselves).
+    reads = scan(arguments["Conditions"] if isinstance(step, ConditionStep) else arguments)
+    depends: list[JSON] = list(dict.fromkeys(step.depends_on_names))
+    for ref in reads.steps:
+        if ref.target in ctx.functions and ref.target not in depends:
+            depends.append(ref.target)
+    if depends:
+        out["DependsOn"] = depends
     if step.display_name is not None:
         out["DisplayName"] = step.display_name
     if step.description is not None:
@@ -155,6 +180,25 @@ def _step(ctx: _Context, step: Step) -> dict[str, JSON]:
     if isinstance(step, ProcessingStep) and step.property_files:
         out["PropertyFiles"] = [pf.to_request() for pf in step.property_files]
     return out
+
+
+def _read_functions(pipeline: PipelineModel, functions: frozenset[str]) -> frozenset[str]:
+    """Function steps whose return another step reads: their jobs also write results.json."""
+    read: set[str] = set()
+    for step in pipeline.all_steps():
+        read.update(r.target for r in step.node().refs.steps if r.target != step.name)
+    return frozenset(read & functions)
+
+
+def _function(ctx: _Context, step: Step) -> dict[str, JSON]:
+    assert isinstance(step, FunctionStep)
+    target = FunctionTarget(
+        ctx.bucket, ctx.pipeline.name, ctx.role, ctx.region, ctx.base_dir, ctx.json_outputs
+    )
+    compiled = compile_function(step, target)
+    for uri, data in compiled.objects.items():
+        ctx.upload_object(uri, data)
+    return compiled.arguments
 
 
 def _processing(ctx: _Context, step: Step) -> dict[str, JSON]:
@@ -393,6 +437,7 @@ def _register(ctx: _Context, step: Step) -> dict[str, JSON]:
 
 
 _BUILDERS: dict[type, Callable[[_Context, Step], dict[str, JSON]]] = {
+    FunctionStep: _function,
     ProcessingStep: _processing,
     TrainingStep: _training,
     ConditionStep: _condition,

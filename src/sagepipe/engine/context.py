@@ -92,6 +92,8 @@ class StepContext:
     processes: Processes
     warm: Any = None  # a prewarm.Warm started for this step, or None
     publication: Publication | None = None  # outputs staged, committed at once
+    # How the step's last process ended (jobs.JobResult): its exit code tells the fault kind.
+    job_result: Any = None
 
 
 @dataclass

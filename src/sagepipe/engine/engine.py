@@ -8,12 +8,14 @@ finish and starts nothing new; a stop kills every running process group.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import secrets
 import shutil
 import string
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,8 +26,9 @@ from typing import Any
 
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
-from sagepipe.definition import Definition, StepDef, resolve_parameters
+from sagepipe.definition import Definition, StepDef, load, resolve_parameters
 from sagepipe.definition.cache import cache_key, cache_since
+from sagepipe.definition.retry_policies import retry_policies
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,
@@ -44,6 +47,8 @@ from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.processing import run_processing
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
+from sagepipe.engine.rerun import Selection, apply_selection, check_retryable, restore_run
+from sagepipe.engine.retries import Attempts, error_fault, job_fault, mark_fault
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.transform import run_transform
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
@@ -86,6 +91,8 @@ class Run:
     failure: str | None = None
     warm: dict[str, Warm] = field(default_factory=dict)
     warmed: set[str] = field(default_factory=set)  # steps that ran on a warm start
+    failing: threading.Event = field(default_factory=threading.Event)  # a step has failed
+    attempts: dict[str, int] = field(default_factory=dict)  # attempts made before a retry
 
 
 class Engine:
@@ -118,17 +125,62 @@ class Engine:
         pipeline_name: str,
         parameters: Mapping[str, Any],
         max_parallel: int | None = None,
+        selection: Selection | None = None,
     ) -> Run:
-        """Check parameters and step types, record the execution, return its run state."""
-        unsupported = definition.unsupported_steps()
-        if unsupported:
-            names = ", ".join(f"'{s.name}' ({s.type})" for s in unsupported)
-            raise DefinitionError(
-                f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
-            )
+        """Check parameters and step types, record the execution, return its run state.
+
+        With ``selection`` only the selected steps run; the others they need are taken from
+        the selection's reference execution (engine/rerun.py).
+        """
+        _check_runnable(definition)
         values = resolve_parameters(definition, parameters)
         self._prepare_environments(definition, values)
-        execution_id = new_id()
+        parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
+        run = self._new_run(definition, pipeline_name, values, parallel, new_id(), time.time())
+        text = definition.dumps()
+        self.history.save_pipeline(pipeline_name, run.info.pipeline_arn, text)
+        self.history.create_execution(
+            run.info.id, pipeline_name, run.info.arn, values, text, parallel, self.sandbox.name
+        )
+        if selection is not None:
+            apply_selection(self.history, run, selection)
+            for step in selection.taken:
+                self._notify(step.name, "Succeeded", None)
+        return run
+
+    def resume(self, execution_id: str) -> Run:
+        """RetryPipelineExecution, locally: the same execution runs its failed, stopped and
+        never reached steps again; its succeeded steps stay and feed them.
+
+        Raises:
+            ExecutionError: the execution is not Failed or Stopped (or is resumed elsewhere).
+        """
+        record = self.history.execution(execution_id)
+        check_retryable(record)
+        definition = load(record.definition)
+        _check_runnable(definition)
+        self._prepare_environments(definition, record.parameters)
+        parallel = record.max_parallel or self.settings.max_parallel or os.cpu_count() or 1
+        run = self._new_run(
+            definition, record.pipeline, record.parameters, parallel, record.id, record.created
+        )
+        if not self.history.resume_execution(record.id):
+            check_retryable(self.history.execution(record.id))
+            raise ExecutionError(f"execution {record.id} is being retried already")
+        restore_run(run, self.history.steps(record.id), record.selective)
+        for name, status in run.status.items():
+            self._notify(name, status, None)
+        return run
+
+    def _new_run(
+        self,
+        definition: Definition,
+        pipeline_name: str,
+        values: Mapping[str, Any],
+        parallel: int,
+        execution_id: str,
+        started: float,
+    ) -> Run:
         region = self.settings.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:pipeline/{pipeline_name.lower()}"
         info = ExecutionInfo(
@@ -138,19 +190,18 @@ class Engine:
             pipeline_arn,
             region,
         )
-        now = datetime.now(UTC).isoformat()
+        now = datetime.fromtimestamp(started, UTC).isoformat()
         scope = Scope(
-            parameters=values,
+            parameters=dict(values),
             execution={
                 "PipelineExecutionId": execution_id,
                 "PipelineExecutionArn": info.arn,
                 "PipelineName": pipeline_name,
                 "PipelineArn": pipeline_arn,
                 "StartDateTime": now,
-                "CurrentDateTime": now,
+                "CurrentDateTime": datetime.now(UTC).isoformat(),
             },
         )
-        parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
         run = Run(info, definition, scope, parallel)
         scope.read_property_file = lambda step, name: self._property_file(run, step, name)
         scope.read_uri = self.store.get
@@ -158,11 +209,6 @@ class Engine:
             self.store.ensure_bucket(self.settings.bucket)
         except SagepipeError as exc:
             log.warning("bucket %s for step logs: %s", self.settings.bucket, exc)
-        text = definition.dumps()
-        self.history.save_pipeline(pipeline_name, pipeline_arn, text)
-        self.history.create_execution(
-            execution_id, pipeline_name, info.arn, values, text, parallel, self.sandbox.name
-        )
         return run
 
     def _prepare_environments(self, definition: Definition, values: Mapping[str, Any]) -> None:
@@ -266,11 +312,11 @@ class Engine:
                 run.skipped.update(s.name for s in not_taken)
         elif outcome.status == "Failed" and run.failure is None:
             run.failure = f"Step '{name}' failed with message: {outcome.failure_reason}"
+            run.failing.set()
 
     def _run_step(self, run: Run, name: str) -> StepOutcome:
         step = run.definition.step(name)
         info = run.info
-        job_name = f"pipelines-{info.id}-{name}-{new_id(10)}"[:63].rstrip("-")
         workspace = self._workspace(run, name)
         warm = run.warm.pop(name, None)
         log_path = self.settings.home / "logs" / info.id / f"{name}.log"
@@ -281,7 +327,8 @@ class Engine:
             arguments = _resolve_arguments(run.scope, step)
             key = cache_key(step.type, arguments)
             hit = self._cache_hit(run, step, key)
-            self.history.start_step(info.id, name, step.type, step.display_name, key)
+            attempt = run.attempts.get(name, 0) + 1
+            self.history.start_step(info.id, name, step.type, step.display_name, key, attempt)
             self._notify(name, "Executing", None)
             if hit is not None:
                 step_log.write(f"cache hit: reusing the run of execution {hit[0]}")
@@ -290,34 +337,8 @@ class Engine:
                     warm.discard()
                     warm = None
             else:
-                workspace.mkdir(parents=True, exist_ok=True)
-                ctx = StepContext(
-                    step,
-                    arguments,
-                    run.scope,
-                    info,
-                    job_name,
-                    workspace,
-                    self.store,
-                    self.sandbox,
-                    self.images,
-                    step_log,
-                    self.history,
-                    self.settings,
-                    run.processes,
-                    warm,
-                )
-                if warm is not None:
-                    run.warmed.add(name)
-                ctx.publication = Publication(
-                    workspace.parent / f".publish-{name}", run.processes.stopping
-                )
-                try:
-                    outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
-                finally:
-                    if warm is not None and warm.proc.poll() is None:
-                        warm.discard()  # the runner failed before handing it the command
-                    warm = None
+                given, warm = warm, None
+                outcome = self._attempts(run, step, arguments, step_log, given)
         except SagepipeError as exc:
             if warm is not None:
                 warm.discard()
@@ -346,6 +367,95 @@ class Engine:
         self._notify(name, outcome.status, outcome)
         return outcome
 
+    def _attempts(
+        self,
+        run: Run,
+        step: StepDef,
+        arguments: dict[str, Any],
+        step_log: StepLog,
+        warm: Warm | None,
+    ) -> StepOutcome:
+        """Run the step, and again as its RetryPolicies allow (engine/retries.py).
+
+        Each attempt is a new job (name, workspace, publication), as SageMaker starts a new
+        job per attempt; only the first may use the warm start.
+        """
+        info, name = run.info, step.name
+        first = run.attempts.get(name, 0) + 1
+        if first > 1:
+            step_log.write(f"attempt {first}: the execution was retried")
+
+        def attempt(number: int) -> tuple[StepOutcome, str]:
+            nonlocal warm
+            if number > first:
+                shutil.rmtree(self._workspace(run, name), ignore_errors=True)
+            given, warm = warm, None
+            return self._attempt(run, step, arguments, step_log, given)
+
+        attempts = Attempts(
+            retry_policies(name, step.retry_policies),
+            run.processes.stopping,
+            run.failing,
+            step_log.write,
+            lambda number: self.history.update_step(info.id, name, attempts=number),
+            first,
+        )
+        try:
+            outcome, fault = attempts.run(attempt)
+        finally:
+            if warm is not None:
+                warm.discard()
+        return mark_fault(outcome, fault)
+
+    def _attempt(
+        self,
+        run: Run,
+        step: StepDef,
+        arguments: dict[str, Any],
+        step_log: StepLog,
+        warm: Warm | None,
+    ) -> tuple[StepOutcome, str]:
+        """One attempt: a job of its own; returns its outcome and fault kind."""
+        workspace = self._workspace(run, step.name)
+        workspace.mkdir(parents=True, exist_ok=True)
+        job_name = f"pipelines-{run.info.id}-{step.name}-{new_id(10)}"[:63].rstrip("-")
+        ctx = StepContext(
+            step,
+            arguments,
+            run.scope,
+            run.info,
+            job_name,
+            workspace,
+            self.store,
+            self.sandbox,
+            self.images,
+            step_log,
+            self.history,
+            self.settings,
+            run.processes,
+            warm,
+        )
+        if warm is not None:
+            run.warmed.add(step.name)
+        publication = Publication(
+            workspace.parent / f".publish-{step.name}",
+            run.processes.stopping,
+            functools.partial(self._record_publishing, run.info.id, step.name),
+        )
+        ctx.publication = publication
+        try:
+            outcome = settle_publication(ctx, RUNNERS[step.type](ctx))
+        except SagepipeError as exc:
+            publication.discard()
+            step_log.write(f"error: {exc}")
+            return StepOutcome("Failed", failure_reason=str(exc)), error_fault(exc)
+        finally:
+            if warm is not None and warm.proc.poll() is None:
+                warm.discard()  # the runner failed before handing it the command
+        job = ctx.job_result
+        code = None if job is None else job.returncode
+        return outcome, job_fault(outcome, code, bool(job is not None and job.timed_out))
+
     def _cache_hit(
         self, run: Run, step: StepDef, key: str | None
     ) -> tuple[str, StepOutcome] | None:
@@ -359,6 +469,9 @@ class Engine:
         metadata = {k: v for k, v in record.metadata.items() if not k.startswith("_")}
         metadata["_cache_source"] = source
         return record.execution_id, StepOutcome("Succeeded", record.properties, metadata)
+
+    def _record_publishing(self, execution_id: str, name: str, plan: dict[str, Any]) -> None:
+        self.history.update_step(execution_id, name, publishing=plan)
 
     def _store_log(self, run: Run, name: str, path: Path) -> None:
         uri = f"s3://{self.settings.bucket}/{log_key(run.info.pipeline, run.info.id, name)}"
@@ -386,6 +499,18 @@ class Engine:
                 except ValueError as exc:
                     raise ExecutionError(f"property file {uri} is not JSON: {exc}") from None
         raise ExecutionError(f"step '{step_name}' has no output '{entry['OutputName']}'")
+
+
+def _check_runnable(definition: Definition) -> None:
+    """Every step has a local runner and valid RetryPolicies, or one line says which not."""
+    unsupported = definition.unsupported_steps()
+    if unsupported:
+        names = ", ".join(f"'{s.name}' ({s.type})" for s in unsupported)
+        raise DefinitionError(
+            f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
+        )
+    for step in definition.all_steps():
+        retry_policies(step.name, step.retry_policies)
 
 
 def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:

@@ -78,6 +78,8 @@ def describe_execution(record: ExecutionRecord) -> dict[str, Any]:
     }
     if record.failure_reason:
         out["FailureReason"] = record.failure_reason
+    if record.selective:
+        out["SelectiveExecutionConfig"] = record.selective
     return out
 
 
@@ -85,11 +87,9 @@ def describe_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
     """ListPipelineExecutionSteps entries, newest first as the service returns them."""
     out = []
     for s in sorted(steps, key=lambda r: (r.started or 0, r.name), reverse=True):
-        entry: dict[str, Any] = {
-            "StepName": s.name,
-            "StepStatus": s.status,
-            "AttemptCount": s.attempts,
-        }
+        entry: dict[str, Any] = {"StepName": s.name, "StepStatus": s.status}
+        if s.attempts:  # 0: taken from a reference execution, not run here
+            entry["AttemptCount"] = s.attempts
         if s.display_name:
             entry["StepDisplayName"] = s.display_name
         if s.started is not None:
@@ -103,6 +103,9 @@ def describe_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
             entry["Metadata"] = metadata
         if s.cache_source:
             entry["CacheHitResult"] = {"SourcePipelineExecutionArn": s.cache_source}
+        if s.metadata.get("_selective_source"):
+            source = s.metadata["_selective_source"]
+            entry["SelectiveExecutionResult"] = {"SourcePipelineExecutionArn": source}
         out.append(entry)
     return out
 

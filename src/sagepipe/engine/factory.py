@@ -10,6 +10,7 @@ from sagepipe.definition import CompiledPipeline, Definition
 from sagepipe.engine.engine import Engine, LineListener, StatusListener
 from sagepipe.engine.execution import LocalExecution
 from sagepipe.engine.history import History
+from sagepipe.engine.publishing import roll_back_leftovers
 from sagepipe.engine.sandbox import Sandbox, choose_sandbox
 from sagepipe.storage import ObjectStore, open_store, put_missing
 
@@ -25,11 +26,17 @@ def build_engine(
     on_line: LineListener | None = None,
     on_status: StatusListener | None = None,
 ) -> Engine:
-    """An Engine over the settings' store, history and sandbox."""
+    """An Engine over the settings' store, history and sandbox.
+
+    Outputs a killed engine had begun to publish to a remote store are removed here first.
+    """
+    store = open_store(settings)
+    history = History(settings.history_path)
+    roll_back_leftovers(history, lambda: store)
     return Engine(
         settings,
-        open_store(settings),
-        History(settings.history_path),
+        store,
+        history,
         sandbox or choose_sandbox(settings.sandbox),
         on_line=on_line,
         on_status=on_status,

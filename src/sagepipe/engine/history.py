@@ -47,6 +47,7 @@ _ADDED_COLUMNS = {
         ("engine_pid", "INTEGER"),
         ("engine_start", "INTEGER"),
         ("stop_requested", "INTEGER"),
+        ("selective", "TEXT"),  # SelectiveExecutionConfig of a selective execution (JSON)
     ),
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
@@ -87,6 +88,7 @@ class ExecutionRecord:
     parameters: dict[str, Any]
     definition: str
     max_parallel: int | None
+    selective: dict[str, Any] | None = None
 
 
 class History:
@@ -225,6 +227,56 @@ class History:
                 (status, time.time(), execution_id),
             )
 
+    def set_selective(self, execution_id: str, config: Mapping[str, Any]) -> None:
+        """Record the SelectiveExecutionConfig an execution runs under."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE executions SET selective=? WHERE id=?", (json.dumps(config), execution_id)
+            )
+
+    def resume_execution(self, execution_id: str) -> bool:
+        """Set a Failed or Stopped execution Executing again, run by this process.
+
+        Returns False when it is in another status (another process may have resumed it).
+        """
+        pid, started = this_process()
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE executions SET status='Executing', failure_reason=NULL, ended=NULL, "
+                "modified=?, engine_pid=?, engine_start=?, stop_requested=0 "
+                "WHERE id=? AND status IN ('Failed', 'Stopped')",
+                (time.time(), pid, started, execution_id),
+            )
+            return cursor.rowcount == 1
+
+    def take_step(self, execution_id: str, source: StepRecord, source_arn: str, log: str) -> None:
+        """Record step ``source`` of another execution as this one's, not run here (0 attempts)."""
+        now = time.time()
+        metadata = {k: v for k, v in source.metadata.items() if not k.startswith("_")}
+        metadata["_selective_source"] = source_arn
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
+                "started, ended, failure_reason, metadata, properties, cache_key, cache_source, "
+                "attempts, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    execution_id,
+                    source.name,
+                    source.type,
+                    source.display_name,
+                    source.status,
+                    now,
+                    now,
+                    None,
+                    json.dumps(metadata, default=str),
+                    json.dumps(source.properties, default=str),
+                    source.cache_key,
+                    None,
+                    0,
+                    log,
+                ),
+            )
+
     def request_stop(self, execution_id: str) -> None:
         """Ask the engine running ``execution_id`` (in any process) to stop it."""
         with self._tx() as db:
@@ -282,6 +334,23 @@ class History:
             shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
         return dead
 
+    def unfinished_publications(self) -> list[tuple[str, str, list[str], float]]:
+        """(execution, step, remote URIs, start) of publications an engine died in the middle of."""
+        rows = self._query(
+            "SELECT s.execution_id, s.name, s.publishing FROM steps s JOIN executions e "
+            "ON e.id = s.execution_id WHERE s.publishing IS NOT NULL AND e.status NOT IN (?, ?)",
+            _RUNNING,
+        )
+        found = []
+        for row in rows:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                plan = json.loads(row["publishing"])
+                uris = [str(u) for u in plan.get("remote", [])]
+                if uris:
+                    since = float(plan.get("since", 0.0))
+                    found.append((str(row["execution_id"]), str(row["name"]), uris, since))
+        return found
+
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
         rows = self._query(
@@ -316,8 +385,9 @@ class History:
         kind: str,
         display_name: str | None,
         cache_key: str | None,
+        attempt: int = 1,
     ) -> None:
-        """Record a step as Executing."""
+        """Record a step as Executing, at its ``attempt`` (more than 1 when retried)."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
@@ -336,7 +406,7 @@ class History:
                     "{}",
                     cache_key,
                     None,
-                    1,
+                    attempt,
                     None,
                 ),
             )
@@ -473,6 +543,7 @@ def _execution(row: sqlite3.Row) -> ExecutionRecord:
         parameters=json.loads(row["parameters"] or "{}"),
         definition=row["definition"],
         max_parallel=row["max_parallel"],
+        selective=json.loads(row["selective"]) if row["selective"] else None,
     )
 
 
@@ -490,5 +561,5 @@ def _step(row: sqlite3.Row) -> StepRecord:
         properties=json.loads(row["properties"] or "{}"),
         cache_key=row["cache_key"],
         cache_source=row["cache_source"],
-        attempts=row["attempts"] or 1,
+        attempts=1 if row["attempts"] is None else row["attempts"],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -17,7 +18,9 @@ from typing import IO, Any
 
 from sagepipe.config import Settings
 from sagepipe.engine.context import Processes, StepContext
+from sagepipe.engine.retries import CAPACITY_ERROR, JOB_INTERNAL_ERROR, LaunchFault
 from sagepipe.engine.sandbox import LaunchSpec, Limits, runtime_paths
+from sagepipe.errors import ConfigError
 from sagepipe.images import Environment
 
 KILL_GRACE_S = 5.0
@@ -98,10 +101,7 @@ def run_job(
 ) -> JobResult:
     """Launch ``spec`` in the context's sandbox (or start the warm process with ``go``) and wait."""
     procs = ctx.processes
-    if ctx.warm is not None and go is not None:
-        proc = ctx.warm.proc
-    else:
-        proc = ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
+    proc = ctx.warm.proc if ctx.warm is not None and go is not None else _launch(ctx, spec)
     waiter = _Waiter(proc)
     with procs.lock:
         procs.running[proc] = waiter.done
@@ -126,13 +126,34 @@ def run_job(
             procs.running.pop(proc, None)
     for t in readers:
         t.join()
-    return JobResult(
+    result = JobResult(
         waiter.returncode,
         failure_cause(errors),
         timed_out,
         procs.stopping.is_set(),
         waiter.peak_rss_kb,
     )
+    ctx.job_result = result
+    return result
+
+
+def _launch(ctx: StepContext, spec: LaunchSpec) -> subprocess.Popen[bytes]:
+    """Start the step's process; a sandbox that cannot start is a platform fault."""
+    try:
+        return ctx.sandbox.launch(spec, subprocess.PIPE, subprocess.PIPE)
+    except ConfigError as exc:
+        raise LaunchFault(
+            JOB_INTERNAL_ERROR, f"InternalServerError: the step's sandbox did not start: {exc}"
+        ) from None
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.ENOMEM):
+            raise LaunchFault(
+                CAPACITY_ERROR,
+                f"CapacityError: this machine could not start the step's process: {exc.strerror}",
+            ) from None
+        raise LaunchFault(
+            JOB_INTERNAL_ERROR, f"InternalServerError: the step's process did not start: {exc}"
+        ) from None
 
 
 class _Waiter:

@@ -15,7 +15,12 @@ from sagepipe.engine.context import StepContext, StepOutcome
 from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import JobResult, base_env, job_spec, run_job
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Limits, limits_for, out_of_memory_reason
-from sagepipe.engine.staging import OutputBudget, publish_output, stage_input
+from sagepipe.engine.staging import (
+    OutputBudget,
+    check_destination,
+    publish_output,
+    stage_input,
+)
 from sagepipe.errors import ExecutionError
 
 PROCESSING_ROOT = "/opt/ml/processing/"
@@ -72,6 +77,7 @@ def run_processing(ctx: StepContext) -> StepOutcome:
             stage_input(ctx.store, str(s3["S3Uri"]), host_path(ws, local), kind)
     outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
     for out in outputs:
+        check_destination(str(out["S3Output"]["S3Uri"]), str(out["S3Output"]["LocalPath"]))
         host_path(ws, out["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
     config = host_path(ws, "/opt/ml/config")
     config.mkdir(parents=True, exist_ok=True)

@@ -5,42 +5,83 @@ folder (``work/<execution>/.publish-<step>/``), not into the store. When every f
 the plan (staged file → stored file) is recorded in the history and carried out with renames.
 An engine killed while staging leaves nothing in the store (its work folder goes when the
 execution is marked Failed); one killed while committing leaves the plan, which whoever marks
-the execution Failed finishes. A remote store (S3) is still written object by object.
+the execution Failed finishes. A remote store (S3) offers no rename: there each output object is
+written in place, but only after the list of every object the step is about to write is
+recorded in the history. A step that fails or is stopped while publishing deletes what it wrote;
+an engine killed meanwhile leaves the list, and the next engine to start deletes those objects
+(``roll_back_leftovers``), so a step's outputs stay in the store only when all of them are there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sagepipe.errors import ExecutionError
+from sagepipe.errors import ExecutionError, SagepipeError
 
 if TYPE_CHECKING:
     from sagepipe.engine.context import StepContext, StepOutcome
+    from sagepipe.engine.history import History
+    from sagepipe.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+CLOCK_SLACK = 2.0  # seconds: S3's LastModified is whole seconds, from the server's clock
 
 
 class Publication:
     """The files and folder markers a step has staged for the store, in order."""
 
-    def __init__(self, folder: Path, stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        stopping: threading.Event | None = None,
+        record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.folder = folder
         self.stopping = stopping
         self.stopped = False
+        self.record = record
         self.files: list[tuple[str, str]] = []
         self.markers: list[str] = []
+        self.remote: list[str] = []  # every remote object the step is about to write
+        self.written: list[str] = []  # those written so far
+        self.since = time.time()
+
+    def intend_remote(self, uris: list[str]) -> None:
+        """Record the remote objects about to be written, before the first of them is."""
+        if not uris:
+            return
+        self.remote.extend(uris)
+        if self.record is not None:
+            self.record({"remote": list(self.remote), "since": self.since})
+
+    def wrote(self, uri: str) -> None:
+        """A remote object is written."""
+        self.written.append(uri)
+
+    def roll_back(self, store: ObjectStore) -> None:
+        """Delete the remote objects this step wrote; those it had not reached stay as they were."""
+        delete_all(store, self.written)
+        self.written.clear()
+
+    def check_stop(self) -> None:
+        """Raise when the run is stopping: a stop does not wait for a long publication."""
+        if self.stopping is not None and self.stopping.is_set():
+            self.stopped = True
+            raise ExecutionError("stopped while publishing the outputs")
 
     def stage(self, final: Path) -> Path:
         """Where to write the file that becomes ``final`` in the store when committed."""
-        if self.stopping is not None and self.stopping.is_set():
-            self.stopped = True  # a stop does not wait for the rest of a long publication
-            raise ExecutionError("stopped while publishing the outputs")
+        self.check_stop()
         self.folder.mkdir(parents=True, exist_ok=True)
         staged = self.folder / f"{len(self.files):06d}"
         self.files.append((str(staged), str(final)))
@@ -59,6 +100,43 @@ class Publication:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def delete_all(store: ObjectStore, uris: list[str]) -> None:
+    """Delete ``uris``, those already gone included; a failure is logged, not raised."""
+    for uri in uris:
+        try:
+            store.delete(uri)
+        except SagepipeError as exc:
+            log.warning("could not remove the partial output %s: %s", uri, exc)
+
+
+def roll_back_leftovers(history: History, open_store: Callable[[], ObjectStore]) -> int:
+    """Delete the remote outputs of steps whose engine died while publishing them.
+
+    The store is opened only when there is something to delete.
+    """
+    count = 0
+    leftovers = history.unfinished_publications()
+    store = open_store() if leftovers else None
+    for execution_id, step, uris, since in leftovers:
+        assert store is not None
+        written = [u for u in uris if _written_since(store, u, since)]
+        delete_all(store, written)
+        history.update_step(execution_id, step, publishing=None)
+        count += len(written)
+    return count
+
+
+def _written_since(store: ObjectStore, uri: str, since: float) -> bool:
+    """Whether ``uri`` was written at or after ``since``: an object the step had not reached
+    (one an earlier run left at a fixed destination) is kept. S3 times have 1 s resolution."""
+    try:
+        info = store.head(uri)
+    except SagepipeError as exc:
+        log.warning("could not check the partial output %s: %s", uri, exc)
+        return False
+    return info is not None and info.last_modified >= since - CLOCK_SLACK
+
+
 def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:
     """Commit what a succeeded step staged (recording the plan first), discard it otherwise."""
     from sagepipe.engine.context import StepOutcome
@@ -68,12 +146,18 @@ def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:
         return outcome
     if publication.stopped or (outcome.status == "Succeeded" and ctx.processes.stopping.is_set()):
         publication.discard()  # stopped while publishing: nothing reaches the store
+        _forget_remote(ctx, publication)
         return StepOutcome("Stopped", outcome.properties, outcome.metadata, "Stopped by user")
+    if outcome.status != "Succeeded":
+        publication.discard()
+        _forget_remote(ctx, publication)
+        return outcome
     try:
-        if outcome.status == "Succeeded" and (publication.files or publication.markers):
+        if publication.files or publication.markers:
             plan = publication.plan()
             ctx.history.update_step(ctx.execution.id, ctx.step.name, publishing=plan)
             commit(plan)
+        if publication.files or publication.markers or publication.remote:
             ctx.history.update_step(ctx.execution.id, ctx.step.name, publishing=None)
     except OSError as exc:
         reason = f"publishing the outputs: {exc.strerror}: {exc.filename}"
@@ -81,6 +165,13 @@ def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:
     finally:
         publication.discard()
     return outcome
+
+
+def _forget_remote(ctx: StepContext, publication: Publication) -> None:
+    """A step that did not succeed leaves none of its remote outputs behind."""
+    if publication.remote:
+        publication.roll_back(ctx.store)
+        ctx.history.update_step(ctx.execution.id, ctx.step.name, publishing=None)
 
 
 def commit(plan: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagepipe.bucket_layout import CODE_PREFIX, code_digest, in_code_prefix
 from sagepipe.engine.publishing import Publication
 from sagepipe.errors import ExecutionError, StorageError
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
@@ -83,8 +85,45 @@ def _place(store: ObjectStore, uri: str, target: Path) -> None:
                 copy_fd(src, out.fileno(), os.fstat(src).st_size)
         finally:
             os.close(src)
+    else:
+        store.get_file(uri, target)
+    verify_code_object(uri, target)
+
+
+def verify_code_object(uri: str, copy: Path) -> None:
+    """Refuse a content-addressed code object whose staged copy does not hash to its key.
+
+    Such an object was changed after it was uploaded (by hand, or by a step whose output
+    pointed there); running it would run code nobody compiled.
+    """
+    expected = code_digest(parse_uri(uri)[1])
+    if expected is None:
         return
-    store.get_file(uri, target)
+    digest = hashlib.sha256()
+    with open(copy, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ExecutionError(
+            f"code object {uri} does not match its content hash (its key says sha256 "
+            f"{expected[:12]}..., its content is {digest.hexdigest()[:12]}...): it changed after "
+            "upload; refusing to run it. Compile the pipeline again (`sagepipe run PIPELINE.py` "
+            "uploads it afresh) or delete the object"
+        )
+
+
+def check_destination(uri: str, shown_as: str) -> None:
+    """Refuse a step output bound for a pipeline's content-addressed code prefix."""
+    try:
+        key = parse_uri(uri)[1]
+    except StorageError:
+        return  # the store refuses a malformed URI with its own message
+    if in_code_prefix(key):
+        raise ExecutionError(
+            f"output {shown_as} points into the code prefix ({uri}): objects under "
+            f"{CODE_PREFIX}/<pipeline>/code/ hold compiled code addressed by its content and "
+            "no step may write there; choose another S3Uri"
+        )
 
 
 def copy_fd(src: int, dst: int, size: int) -> None:
@@ -204,8 +243,15 @@ def publish_output(
     With ``publication``, files bound for the local store are staged there instead, to be
     committed all at once when the step has published everything.
     """
+    check_destination(uri, shown_as)
     files, empty = output_files(src, shown_as)
+    for item in files:
+        check_destination(join_uri(uri, item.rel), f"{shown_as.rstrip('/')}/{item.rel}")
     budget = budget or OutputBudget()
+    if publication is not None:  # the whole list is in the history before the first write
+        targets = [join_uri(uri, item.rel) for item in files]
+        targets += [join_uri(uri, rel) + "/" for rel in empty]
+        publication.intend_remote([t for t in targets if store.local_path(t) is None])
     for item in files:
         target = join_uri(uri, item.rel)
         local = store.local_path(target)
@@ -224,6 +270,8 @@ def publish_output(
             publication.marker(local)
         else:
             store.put(marker, b"")
+            if publication is not None:
+                publication.wrote(marker)
     return len(files)
 
 
@@ -244,7 +292,11 @@ def _publish_fd(
     store: ObjectStore, fd: int, uri: str, local: Path | None, publication: Publication | None
 ) -> None:
     if local is None:  # a remote store reads the already-opened file
+        if publication is not None:
+            publication.check_stop()
         store.put_file(uri, Path(f"/proc/self/fd/{fd}"))
+        if publication is not None:
+            publication.wrote(uri)
         return
     if local.is_dir():
         raise StorageError(f"{uri}: a folder with this name exists in the store")

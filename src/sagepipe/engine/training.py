@@ -27,10 +27,12 @@ from sagepipe.engine.processing import failure_reason, host_path, resource_confi
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
 from sagepipe.engine.staging import (
     OutputBudget,
+    check_destination,
     output_files,
     publish_output,
     read_failure_file,
     stage_input,
+    verify_code_object,
 )
 from sagepipe.errors import ExecutionError
 from sagepipe.images import Environment
@@ -204,6 +206,7 @@ def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as tmp:
         archive = Path(tmp) / "sourcedir.tar.gz"
         ctx.store.get_file(uri, archive)
+        verify_code_object(uri, archive)
         with tarfile.open(archive) as tar:
             _extract(tar, dest, uri)
 
@@ -234,6 +237,7 @@ def run_training(
     ws = ctx.workspace
     started = time.time()
     hps = {str(k): str(v) for k, v in (args.get("HyperParameters") or {}).items()}
+    check_destination(str(args["OutputDataConfig"]["S3OutputPath"]), "OutputDataConfig")
     for channel in args.get("InputDataConfig", []):
         if channel["ChannelName"] in skip:
             continue

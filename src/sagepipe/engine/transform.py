@@ -24,7 +24,12 @@ from sagepipe.engine.environments import describe
 from sagepipe.engine.jobs import base_env, job_spec, run_job
 from sagepipe.engine.processing import failure_reason, host_path
 from sagepipe.engine.sandbox import CONTAINER_ROOT, limits_for
-from sagepipe.engine.staging import publish_output, read_failure_file, stage_input
+from sagepipe.engine.staging import (
+    check_destination,
+    publish_output,
+    read_failure_file,
+    stage_input,
+)
 from sagepipe.errors import ExecutionError
 
 PROGRAM = "batch_transform.py"
@@ -203,6 +208,7 @@ def run_transform(ctx: StepContext) -> StepOutcome:
     problems = transform_problems(args)
     if problems:
         raise ExecutionError("; ".join(problems))
+    check_destination(str(args["TransformOutput"]["S3OutputPath"]), "TransformOutput")
     model = find_model(ctx, str(args.get("ModelName", "")))
     container = _container(ctx, model)
     image = str(container["Image"])

@@ -186,9 +186,10 @@ def _holds(info: ObjectInfo, item: Blob) -> bool:
     """Whether a present object has ``item``'s bytes (judged by a plain MD5 ETag).
 
     Content-addressed code keys are trusted only when their content still matches: an object
-    changed by hand or by another writer is uploaded again.
+    changed by hand or by another writer is uploaded again. A multipart or encrypted ETag says
+    nothing about the content, so such an object is uploaded again too (code files are small).
     """
     etag = info.etag
     if len(etag) != 32 or "-" in etag:
-        return True  # multipart or encrypted ETags say nothing about the content
+        return False
     return hashlib.md5(item.read(), usedforsecurity=False).hexdigest() == etag

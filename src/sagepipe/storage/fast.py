@@ -9,18 +9,30 @@ through boto3, which reports errors properly.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
 
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
     from urllib3 import BaseHTTPResponse
+
+
+class _PayloadConfig:
+    """What botocore's S3 signer reads from a client config: sign no payload hash."""
+
+    s3 = {"payload_signing_enabled": False}
+
+
+_UNSIGNED_PAYLOAD = _PayloadConfig()
 
 
 class RawUnavailable(Exception):
@@ -74,6 +86,8 @@ class RawS3:
             if self._credentials is None:
                 raise RawUnavailable("no credentials")  # boto3 reports it properly
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
+        if body and "Content-MD5" in headers:  # the signed MD5 protects the body; no SHA-256
+            request.context["client_config"] = _UNSIGNED_PAYLOAD
         S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         try:
             resp = self.http.request(
@@ -171,6 +185,57 @@ class RawS3:
         except (KeyError, ValueError) as exc:
             raise RawUnavailable("no Content-Length") from exc
 
+    def create_multipart(self, bucket: str, key: str, extra: dict[str, str]) -> str:
+        """Start a multipart upload (``extra``: x-amz-meta-* headers); returns its UploadId."""
+        resp = self._send("POST", self._url(bucket, key, {"uploads": ""}), dict(extra))
+        upload_id = _xml_text(resp.data, "UploadId")
+        if not upload_id:
+            raise RawUnavailable("no UploadId in the answer")
+        return upload_id
+
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, content_md5: str
+    ) -> str:
+        """PUT one part; the server checks Content-MD5. Returns the part's ETag (quoted)."""
+        query = {"partNumber": str(number), "uploadId": upload_id}
+        resp = self._send("PUT", self._url(bucket, key, query), {"Content-MD5": content_md5}, data)
+        etag = str(resp.headers.get("ETag", ""))
+        if not etag:
+            raise RawUnavailable("no ETag for the part")
+        return etag
+
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        etags: list[str],
+        extra: dict[str, str],
+    ) -> None:
+        """Join the parts (``extra``: If-Match / If-None-Match). S3 may answer 200 with an
+        error in the body: that is an error here too."""
+        parts = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+            for n, etag in enumerate(etags, 1)
+        )
+        body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
+        digest = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        headers = {"Content-MD5": digest, "Content-Type": "application/xml", **extra}
+        resp = self._send("POST", self._url(bucket, key, {"uploadId": upload_id}), headers, body)
+        try:
+            root = ET.fromstring(resp.data)
+        except ET.ParseError as exc:
+            raise RawUnavailable(f"unreadable answer: {exc}") from exc
+        if root.tag.rpartition("}")[2] == "Error":
+            code = root.findtext("Code") or "unknown"
+            if code == "PreconditionFailed":
+                raise ConditionFailedError("the object changed since it was listed")
+            raise RawUnavailable(f"CompleteMultipartUpload: {code}")
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abandon a multipart upload (its parts are deleted)."""
+        self._send("DELETE", self._url(bucket, key, {"uploadId": upload_id}), {})
+
     def put(
         self,
         bucket: str,
@@ -187,3 +252,15 @@ class RawS3:
         headers = {"Content-MD5": content_md5, **(extra or {})}
         resp = self._send("PUT", self._url(bucket, key), headers, data)
         return str(resp.headers.get("ETag", "")).strip('"')
+
+
+def _xml_text(data: bytes, name: str) -> str:
+    """The text of the first element called ``name`` (any namespace) in an XML answer."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise RawUnavailable(f"unreadable answer: {exc}") from exc
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == name:
+            return element.text or ""
+    return ""

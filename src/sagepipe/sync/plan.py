@@ -8,6 +8,7 @@ destination, file/folder clashes and case-only clashes are refused.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,12 +83,15 @@ def _same_content(
     return local is not None and local == r.etag
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _name_problem(rel: str) -> str | None:
     try:
         safe_key(rel.rstrip("/") or ".")
     except UnsafeKeyError as exc:
         return str(exc)
-    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+    if _CONTROL.search(rel):
         return f"key {rel!r} contains control characters; refused"
     return None
 

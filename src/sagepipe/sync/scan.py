@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,8 @@ class Filters:
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
 
     def __post_init__(self) -> None:
-        self._exclude = pathspec.GitIgnoreSpec.from_lines(self.exclude)
-        self._include = pathspec.GitIgnoreSpec.from_lines(self.include) if self.include else None
+        self._exclude = _matcher(self.exclude)
+        self._include = _matcher(self.include) if self.include else None
         self._folders: dict[str, bool] = {}
 
     def _folder_excluded(self, folder: str) -> bool:
@@ -95,7 +96,7 @@ class Filters:
         hit = self._folders.get(folder)
         if hit is None:
             up = folder.rpartition("/")[0]
-            hit = bool(up and self._folder_excluded(up)) or self._exclude.match_file(folder + "/")
+            hit = bool(up and self._folder_excluded(up)) or self._exclude(folder + "/")
             self._folders[folder] = hit
         return hit
 
@@ -116,11 +117,35 @@ class Filters:
         parent = rel.rstrip("/").rpartition("/")[0]
         if parent and self._folder_excluded(parent):
             return False
-        if self._exclude.match_file(rel):
+        if self._exclude(rel):
             return False
         if self._include is not None and not rel.endswith("/"):
-            return self._include.match_file(rel)
+            return self._include(rel)
         return True
+
+
+def _matcher(lines: list[str]) -> Callable[[str], bool]:
+    """Whether a relative path matches ``lines`` (gitignore semantics).
+
+    Without a ``!`` re-include, the last matching pattern is always an exclusion, so "does any
+    pattern match" decides: the patterns' expressions joined into one are matched once per
+    path, not one by one (10,000 files: about 1.4 s -> 0.03 s).
+    """
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    patterns = [p for p in spec.patterns if p.include is not None]
+    regexes = [getattr(p, "regex", None) for p in patterns]
+    if any(not p.include for p in patterns) or not all(isinstance(r, re.Pattern) for r in regexes):
+        return spec.match_file
+    if not patterns:
+        return lambda _rel: False
+    joined = "|".join(
+        f"(?:{_NAMED_GROUP.sub('(?:', r.pattern)})" for r in regexes if isinstance(r, re.Pattern)
+    )
+    combined = re.compile(joined)
+    return lambda rel: combined.match(rel) is not None
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pytest
 
 from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
+from sagepipe.storage.base import ConditionFailedError
 from sagepipe.storage.fast import RawS3, RawUnavailable
 from sagepipe.storage.s3 import PART_SIZE, S3Store, _credentials, s3_client
 from tests.servers import SeaweedFS
@@ -41,7 +42,7 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    do_GET = do_PUT = do_HEAD = _answer
+    do_GET = do_PUT = do_HEAD = do_POST = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -113,6 +114,92 @@ def test_a_multipart_download_falls_back_for_the_part_size(
     assert etag.endswith("-2")
     _store(settings, _closed_port()).get_file(f"s3://{bucket}/big.bin", tmp_path / "big2.bin")
     assert (tmp_path / "big2.bin").stat().st_size == big.stat().st_size
+
+
+def test_a_multipart_upload_over_the_lean_path(settings: Settings, tmp_path: Path) -> None:
+    """Parts, the join, the conditions and the object's mode metadata, without boto3."""
+    assert settings.endpoint_url
+    store = _store(settings, settings.endpoint_url)
+    bucket = f"fast-{next(_COUNTER)}"
+    store.ensure_bucket(bucket)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * ((2 * PART_SIZE + 4096) // 256))
+    uri = f"s3://{bucket}/big.bin"
+    store = _store(settings, settings.endpoint_url)  # a fresh one: ensure_bucket used boto3
+    etag = store.put_file(uri, big, if_none_match=True, mode=0o755)
+    assert store._client is None  # boto3 never loaded
+    assert etag.endswith("-3") and store.head(uri) is not None
+    store.get_file(uri, tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    with pytest.raises(ConditionFailedError):  # the key exists now
+        store.put_file(uri, big, if_none_match=True)
+    with pytest.raises(ConditionFailedError):  # it is not the object the plan saw
+        store.put_file(uri, big, if_match="0" * 32)
+    assert store.put_file(uri, big, if_match=etag) == etag
+    uploads = store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert uploads == []  # refused uploads were aborted, not left behind
+
+
+def test_a_multipart_upload_falls_back_on_garbage(
+    settings: Settings, tmp_path: Path, garbage_server: str
+) -> None:
+    store = _store(settings, garbage_server)
+    bucket = f"fast-{next(_COUNTER)}"
+    store.ensure_bucket(bucket)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"y" * (PART_SIZE + 10))
+    assert store.put_file(f"s3://{bucket}/big.bin", big).endswith("-2")
+    assert (
+        store.client.head_object(Bucket=bucket, Key="big.bin")["ContentLength"]
+        == big.stat().st_size
+    )
+
+
+class _ErrorInBody(http.server.BaseHTTPRequestHandler):
+    """Answers 200 to every request; the join's answer is an S3 error document."""
+
+    def _answer(self) -> None:
+        if self.command == "POST" and "uploadId=" in self.path:
+            body = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+        elif self.command == "POST":
+            body = b"<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>"
+        else:
+            body = b""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("ETag", '"abc"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_join_answered_200_with_an_error_is_no_success(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ErrorInBody)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        from botocore.credentials import Credentials
+
+        raw = RawS3(
+            f"http://127.0.0.1:{server.server_address[1]}",
+            "us-east-1",
+            lambda: Credentials("a", "b"),
+            True,
+        )
+        upload = raw.create_multipart("b", "k", {})
+        assert upload == "u1"
+        part = raw.upload_part("b", "k", upload, 1, b"data", "jXd/OF09/siBXSD3SWAm3A==")
+        with pytest.raises(RawUnavailable, match="InternalError"):
+            raw.complete_multipart("b", "k", upload, [part], {})
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_no_credentials_go_to_boto3_for_the_message(

@@ -74,8 +74,10 @@ ETC_FILES = (
 HOSTNAME = "algo-1"
 BASH = "/bin/bash"
 SLIRP_TIMEOUT_S = 10.0
-# --die-with-parent holds when the engine runs as root; for an ordinary user, entering the user
-# namespace clears the parent-death signal, so a watchdog kills bwrap (and its namespace) instead.
+# --die-with-parent holds when the engine runs as root. For an ordinary user, entering the user
+# namespace clears the parent-death signal of the sandbox's init, so a watchdog kills the step
+# instead; bwrap then runs without --die-with-parent, or bwrap itself would die with the engine
+# before the watchdog could find the init it leaves behind (in a session of its own).
 WATCHDOG_NEEDED = os.geteuid() != 0
 
 
@@ -160,7 +162,10 @@ class BwrapSandbox:
         first process a shell that says it is ready once bwrap has set the namespaces up, waits
         until its network is connected, applies the limits and becomes the step's command.
         """
-        args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
+        args = [self.bwrap, *NAMESPACES]
+        if not WATCHDOG_NEEDED:
+            args.append("--die-with-parent")
+        args.append("--new-session")
         args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
         if not spec.network or handshake is not None:
             args.append("--unshare-net")

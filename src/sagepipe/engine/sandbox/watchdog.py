@@ -1,11 +1,17 @@
-"""Kills a step's process group when the engine that started it dies (the process sandbox).
+"""Kills a step's processes when the engine that started it dies.
 
-bwrap has ``--die-with-parent``; the process sandbox has no namespace to collapse, so this
-small program, run as a file next to each step, holds the read end of a pipe whose write end
-only the engine holds. End of file without a word means the engine is gone: the step's whole
-process group is killed. It exits on its own once the step's first process has ended.
+The process sandbox has no namespace to collapse, and for an ordinary user bwrap's
+``--die-with-parent`` reaches only bwrap itself: entering the user namespace clears the
+parent-death signal of the sandbox's init, which sits in a session of its own. So this small
+program, run as a file next to each step, holds the read end of a pipe whose write end only the
+engine holds. End of file without a word means the engine is gone: the step's process group and
+every process it has seen descend from the step's first process are killed (killing a sandbox's
+init ends its whole PID namespace). It also clears up after a first process that ends (or is
+killed) before the rest, as a container's processes end with its main one, and then exits.
 
-Standard library only: it runs as ``python -I -S watchdog.py PGID``, never imported.
+Each seen process is remembered with its start time, so a PID the system has since reused for
+another process is never killed. Standard library only: it runs as
+``python -I -S watchdog.py PGID``, never imported.
 """
 
 from __future__ import annotations
@@ -17,25 +23,76 @@ import signal
 import sys
 
 POLL_S = 0.5
+FIRST_POLLS = 20  # the first polls come quickly: a sandbox's init appears just after the start
+FIRST_POLL_S = 0.05
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
-        return False
-    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] != b"Z"
+        return None
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z"
+
+
+def _started(pid: int) -> bytes | None:
+    """When ``pid`` started (clock ticks since boot): tells a process from a reused PID."""
+    fields = _stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def _descendants(root: int) -> dict[int, bytes]:
+    """``root``'s descendants with their start times."""
+    children: dict[int, list[tuple[int, bytes]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fields = _stat(int(name))
+        if fields is not None and len(fields) > 19:
+            children.setdefault(int(fields[1]), []).append((int(name), fields[19]))
+    found: dict[int, bytes] = {}
+    todo = [root]
+    while todo:
+        for pid, started in children.get(todo.pop(), []):
+            if pid not in found:
+                found[pid] = started
+                todo.append(pid)
+    return found
+
+
+def kill_all(pgid: int, seen: dict[int, bytes]) -> None:
+    """SIGKILL the group, the first process's descendants and every process seen before."""
+    seen = {**seen, **_descendants(pgid)}
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+    for pid, started in seen.items():
+        if _started(pid) == started:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def watch(pgid: int, fd: int = 0) -> None:
-    """Kill process group ``pgid`` when ``fd`` reaches end of file; return when it is over."""
-    while _alive(pgid):
-        ready, _, _ = select.select([fd], [], [], POLL_S)
+    """Kill the step of process group ``pgid`` when ``fd`` reaches end of file, then return."""
+    seen: dict[int, bytes] = {}
+    polls = 0
+    while True:
+        polls += 1
+        wait = FIRST_POLL_S if polls <= FIRST_POLLS else POLL_S
+        ready, _, _ = select.select([fd], [], [], wait)
         if ready and not os.read(fd, 1):
-            with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
+            kill_all(pgid, seen)
             return
+        if not _alive(pgid):
+            kill_all(pgid, seen)
+            return
+        seen.update(_descendants(pgid))
 
 
 if __name__ == "__main__":
