@@ -138,3 +138,25 @@ def test_a_definition_whose_payloads_are_in_s3_runs_with_store_s3(
     assert shown.stdout == "'big 9.0 (hello x4) from prepared'\n", shown.stderr
     local = sp(project, "executions", "result", exec_id, "Celebrate")
     assert local.returncode == 1 and "its return value is gone" in local.stderr
+
+
+def test_a_selective_execution_of_one_function_reads_the_reference_s_returns(
+    chain_run: tuple[Path, str],
+) -> None:
+    project, exec_id = chain_run
+    res = sp(
+        project,
+        "run",
+        str(SDK / "functions_v2_chain.json"),
+        "--steps",
+        "Celebrate",
+        "--reference",
+        exec_id,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    again = _execution_id(res.stderr)
+    assert again != exec_id
+    shown = sp(project, "executions", "result", again, "Celebrate")
+    assert shown.stdout == "'big 9.0 (HELLO X4) from prepared'\n", shown.stderr
+    summarise = sp(project, "executions", "result", again, "Summarise")
+    assert summarise.stdout == "{'total': 9.0, 'message': 'HELLO X4'}\n", summarise.stderr
