@@ -113,7 +113,12 @@ def describe(
     else:
         from sagepipe.engine.execution import describe_execution
 
-        desc = describe_execution(_history(s).execution(execution))
+        history = _history(s)
+        record = history.execution(execution)
+        desc = describe_execution(record)
+        decisions = history.cache_decisions(record.id)
+        if decisions:  # sagepipe's own: why each step hit or missed the cache
+            desc["CacheDecisions"] = {name: decisions[name] for name in sorted(decisions)}
     sys.stdout.write(render.to_json(desc) + "\n")
 
 
@@ -158,7 +163,8 @@ def steps(
         for r in records
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
-    print_steps(entries, f"execution {record.id} ({record.status})", results, rss)
+    decisions = history.cache_decisions(record.id)
+    print_steps(entries, f"execution {record.id} ({record.status})", results, rss, decisions)
 
 
 def logs(

@@ -25,7 +25,7 @@ from typing import Any
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef, resolve_parameters
-from sagepipe.definition.cache import cache_key, cache_since
+from sagepipe.engine.caching import CacheDecision, CachePolicy, decide
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,
@@ -86,6 +86,7 @@ class Run:
     failure: str | None = None
     warm: dict[str, Warm] = field(default_factory=dict)
     warmed: set[str] = field(default_factory=set)  # steps that ran on a warm start
+    cache: CachePolicy = field(default_factory=CachePolicy)  # --refresh, --no-cache
 
 
 class Engine:
@@ -279,13 +280,12 @@ class Engine:
         key: str | None = None
         try:
             arguments = _resolve_arguments(run.scope, step)
-            key = cache_key(step.type, arguments)
-            hit = self._cache_hit(run, step, key)
+            cached = self._cache_hit(run, step, arguments, step_log)
+            key = cached.key
             self.history.start_step(info.id, name, step.type, step.display_name, key)
             self._notify(name, "Executing", None)
-            if hit is not None:
-                step_log.write(f"cache hit: reusing the run of execution {hit[0]}")
-                outcome = hit[1]
+            if cached.outcome is not None:
+                outcome = cached.outcome
                 if warm is not None:
                     warm.discard()
                     warm = None
@@ -347,18 +347,24 @@ class Engine:
         return outcome
 
     def _cache_hit(
-        self, run: Run, step: StepDef, key: str | None
-    ) -> tuple[str, StepOutcome] | None:
-        since = cache_since(step.cache_config)
-        if key is None or since is None:
-            return None
-        record = self.history.cache_hit(run.info.pipeline, step.name, key, since)
-        if record is None:
-            return None
-        source = self.history.execution(record.execution_id).arn
-        metadata = {k: v for k, v in record.metadata.items() if not k.startswith("_")}
-        metadata["_cache_source"] = source
-        return record.execution_id, StepOutcome("Succeeded", record.properties, metadata)
+        self, run: Run, step: StepDef, arguments: Mapping[str, Any], step_log: StepLog
+    ) -> CacheDecision:
+        """The step's cache decision (engine/caching.py), said in its log; a hit carries the
+        outcome it reuses."""
+        decision = decide(
+            self.history,
+            self.store,
+            (run.info.pipeline, run.info.id),
+            step,
+            arguments,
+            run.scope.parameters,
+            run.cache,
+        )
+        if decision.result:
+            step_log.write(f"cache {decision.summary()}")
+        for warning in decision.warnings:
+            step_log.write(f"warning: {warning}")
+        return decision
 
     def _store_log(self, run: Run, name: str, path: Path) -> None:
         uri = f"s3://{self.settings.bucket}/{log_key(run.info.pipeline, run.info.id, name)}"
