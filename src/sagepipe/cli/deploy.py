@@ -90,6 +90,17 @@ def _print_dry_run(result: DeployResult, name: str) -> None:
         mark = "[dim]n/a[/]" if p.hit is None else "[green]hit[/]" if p.hit else "[yellow]miss[/]"
         table.add_row(escape(p.step), mark, escape(p.reason))
     console.print(table)
+    for p in result.predictions:
+        if p.data_changed:
+            named = ", ".join(p.data_changed[:5])
+            more = f" and {len(p.data_changed) - 5} more" if len(p.data_changed) > 5 else ""
+            console.print(
+                f"[red]warning[/]: SageMaker would serve {escape(p.step)} from its cache although "
+                f"its input data changed after the last successful execution started: "
+                f"{escape(named)}{more} (its cache key is the arguments, not the data; turn "
+                "the step's caching off or change an argument to rerun it)",
+                highlight=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from sagepipe.cli.consoles import console
 from sagepipe.cli.state import settings
-from sagepipe.engine.sandbox import sandbox_report
 
 
 def doctor_command(
@@ -18,6 +17,8 @@ def doctor_command(
     sandbox: Annotated[str | None, typer.Option(help="auto, bwrap or process.")] = None,
 ) -> None:
     """Say which sandbox steps run in here and which container guarantees hold."""
+    from sagepipe.engine.sandbox import sandbox_report
+
     report = sandbox_report(settings(ctx).with_overrides(sandbox=sandbox).sandbox)
     console.print(f"sandbox: [bold]{report.sandbox}[/] (engine runs as {report.user})")
     table = Table("guarantee", "holds", "how")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 executions_app = typer.Typer(
     help="Inspect executions (local by default; --backend sagemaker for SageMaker's).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 ExecutionArg = Annotated[
     str, typer.Argument(help="Execution id (a unique prefix is enough) or, on SageMaker, its ARN.")

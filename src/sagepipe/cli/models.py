@@ -19,7 +19,9 @@ from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.errors import ExecutionError, UsageError
 
-models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The local model registry.", no_args_is_help=True, rich_markup_mode=None
+)
 MODEL_FILE = "model.joblib"
 # The example app's image (app/sagemaker_pipeline.py): its models load on this environment.
 APP_IMAGE = "sagemaker-scikit-learn:1.2-1-cpu-py3"

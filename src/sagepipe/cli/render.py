@@ -6,13 +6,15 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from sagepipe.core.status import StepStatus
-from sagepipe.definition import Definition
+
+if TYPE_CHECKING:
+    from sagepipe.definition import Definition
 
 STATUS_STYLE: dict[str, str] = {
     StepStatus.SUCCEEDED: "green",

@@ -131,6 +131,16 @@ class CacheRecords:
             for r in rows
         ]
 
+    def has_cache_source(self, pipeline: str, name: str, since: float) -> bool:
+        """Whether some Succeeded run of step ``name`` since ``since`` did the work."""
+        rows = self._query(
+            "SELECT 1 FROM steps s JOIN executions e ON e.id = s.execution_id WHERE "
+            "e.pipeline=? AND s.name=? AND s.status='Succeeded' AND s.cache_source IS NULL "
+            "AND s.started>=? LIMIT 1",
+            (pipeline, name, since),
+        )
+        return bool(rows)
+
     def save_step_inputs(self, execution_id: str, name: str, prints: Iterable[Fingerprint]) -> None:
         """Record the fingerprints of the objects a step read."""
         with self._tx() as db:

@@ -115,6 +115,30 @@ def decide(
     return decision
 
 
+def likely_hit(
+    history: History,
+    execution: tuple[str, str],
+    step: StepDef,
+    upstream: Iterable[str],
+    policy: CachePolicy,
+) -> bool:
+    """Whether ``step`` will probably be a cache hit (so starting its process early is waste):
+    it caches, an earlier run can serve it, and no step it reads from ran in this execution."""
+    if policy.disabled or step.name in policy.refresh or cache_fields(step.type, {}) is None:
+        return False
+    try:
+        since = cache_since(step.cache_config)
+    except DefinitionError:
+        return False
+    if since is None:
+        return False
+    pipeline, execution_id = execution
+    decided = history.cache_decisions(execution_id)
+    if any(decided.get(u, {}).get("Result") in ("miss", "off") for u in upstream):
+        return False
+    return history.has_cache_source(pipeline, step.name, since)
+
+
 def _decide(
     history: History,
     store: ObjectStore,

@@ -25,7 +25,7 @@ from typing import Any
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef, resolve_parameters
-from sagepipe.engine.caching import CacheDecision, CachePolicy, decide
+from sagepipe.engine.caching import CacheDecision, CachePolicy, decide, likely_hit
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,
@@ -234,6 +234,8 @@ class Engine:
             step = run.definition.step(name)
             if not self.prewarmer.eligible(step):
                 continue
+            if likely_hit(self.history, (run.info.pipeline, run.info.id), step, ups, run.cache):
+                continue  # a hit starts no process
             warm = self.prewarmer.start(step, self._workspace(run, name))
             if warm is not None:
                 run.warm[name] = warm
