@@ -27,9 +27,7 @@ def test_run_shows_and_stores_each_decision(app_project: Path) -> None:
     first = sp(app_project, "run", "-q")
     assert first.returncode == 0, first.stderr
     assert " cache " in first.stdout or "┃ cache" in first.stdout
-    assert {d["Reason"] for d in describe(app_project, first.stderr).values()} == {
-        "no earlier run"
-    }
+    assert {d["Reason"] for d in describe(app_project, first.stderr).values()} == {"no earlier run"}
     source = execution_id(first.stderr)
 
     second = sp(app_project, "run", "-q", "--refresh", "train", "-p", "TestFraction=0.25")
