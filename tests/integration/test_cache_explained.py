@@ -27,6 +27,7 @@ from sagepipe.engine.history import History
 from sagepipe.errors import UsageError
 from sagepipe.storage import LocalStore
 from tests.integration.helpers import run, sandbox
+from tests.unprivileged import rerun_as_ordinary_user
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 PROC = Processor(image_uri=IMAGE)
@@ -85,6 +86,15 @@ def run_with(settings: Settings, pipeline: Pipeline, policy: CachePolicy) -> Loc
     execution = LocalExecution(engine, prepared).start()
     execution.wait(300)
     return execution
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings; as an ordinary user (root's image cache is not theirs), steps run
+    on the host interpreter."""
+    if os.geteuid() == 0:
+        return settings
+    return settings.with_overrides(images={"sagemaker-scikit-learn": "host"})
 
 
 @pytest.fixture
@@ -262,3 +272,8 @@ def test_a_symlinked_input_object_is_never_read(
 
 def statuses_of(execution: LocalExecution) -> dict[str, str]:
     return {s["StepName"]: s["StepStatus"] for s in execution.list_steps()}
+
+
+def test_the_same_holds_for_an_ordinary_user() -> None:
+    """Run this module again as uid 1000 (CI runs as root): fingerprints, links, warnings."""
+    rerun_as_ordinary_user([__file__])
