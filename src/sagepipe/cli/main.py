@@ -82,6 +82,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         return 130
     except typer.TyperException as exc:  # click's usage errors: bad options or arguments
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+            sys.stdout.write(exc.format_message().rstrip("\n") + "\n")
             return 0
         where = getattr(getattr(exc, "ctx", None), "command_path", "sagepipe")
         _error(f"{exc.format_message()} (see '{where} --help')", debug)

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS step_inputs (
     PRIMARY KEY (execution_id, name, uri));
 CREATE TABLE IF NOT EXISTS object_hashes (
     uri TEXT PRIMARY KEY, size INTEGER, etag TEXT, mtime REAL, hash TEXT);
+CREATE INDEX IF NOT EXISTS steps_name ON steps(name, started);
 """
 
 
