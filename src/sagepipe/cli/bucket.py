@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape
 from sagepipe.cli.options import StoreKind, StoreOpt
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings, check_bucket_name

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, new_table
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, ParameterOpt, PipelineArg, RoleOpt, parse_pairs
 from sagepipe.cli.state import settings
@@ -83,7 +81,7 @@ def _print_dry_run(result: DeployResult, name: str) -> None:
         console.print(f"would upload {uri}", highlight=False, markup=False)
     for uri in result.already_present:
         console.print(f"present      {uri}", highlight=False, markup=False)
-    table = Table(title="predicted cache results of the next execution")
+    table = new_table(title="predicted cache results of the next execution")
     for col in ("step", "cache", "why"):
         table.add_column(col)
     for p in result.predictions:

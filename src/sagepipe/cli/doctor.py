@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console
+from sagepipe.cli.consoles import console, escape, new_table
 from sagepipe.cli.state import settings
 
 
@@ -21,7 +19,7 @@ def doctor_command(
 
     report = sandbox_report(settings(ctx).with_overrides(sandbox=sandbox).sandbox)
     console.print(f"sandbox: [bold]{report.sandbox}[/] (engine runs as {report.user})")
-    table = Table("guarantee", "holds", "how")
+    table = new_table("guarantee", "holds", "how")
     for item in report.guarantees:
         table.add_row(
             item.name, "[green]yes[/]" if item.holds else "[red]no[/]", escape(item.detail)

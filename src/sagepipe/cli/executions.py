@@ -7,11 +7,9 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console
+from sagepipe.cli.consoles import console, escape, new_table
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import Backend, BackendOpt
 from sagepipe.cli.run import print_sagemaker_steps, print_steps
@@ -69,7 +67,7 @@ def list_executions(
     if backend is Backend.sagemaker:
         _list_sagemaker(s, pipeline)
         return
-    table = Table(title="executions")
+    table = new_table(title="executions")
     for col in ("id", "pipeline", "status", "started", "duration"):
         table.add_column(col)
     for e in _history(s).executions(pipeline):
@@ -89,7 +87,7 @@ def _list_sagemaker(s: Settings, pipeline: str | None) -> None:
         name = load_pipeline(pipeline, s).name
     else:
         name = pipeline
-    table = Table(title=f"executions of {escape(name)} on SageMaker")
+    table = new_table(title=f"executions of {escape(name)} on SageMaker")
     for col in ("execution", "status", "started"):
         table.add_column(col)
     for e in ex.list_executions(_clients(s), name):

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.status import Status
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, new_table
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 
 if TYPE_CHECKING:  # the images layer loads when an images command runs, not for `--help`
+    from rich.status import Status
+
     from sagepipe.images import Environment, ImageSpec, Interpreter
 
 images_app = typer.Typer(
@@ -88,7 +88,7 @@ def list_images(
     s = settings(ctx)
     cache = _cache_dir(s)
     interpreters = find_interpreters(uv_bin=uv_bin())
-    table = Table("image", "Python", "key packages", "here", "size", "path", box=None)
+    table = new_table("image", "Python", "key packages", "here", "size", "path", box=None)
     for spec in _specs(s, None, include_large):
         env = choose_cached(spec, cache)
         name = spec.name + (" (large)" if spec.large else "") + (" (yours)" if spec.user else "")
@@ -165,7 +165,7 @@ def doctor(ctx: typer.Context) -> None:
     console.print(f"uv package cache: {uv_cache}", highlight=False)
     console.print(f"environments: {_cache_dir(s) / 'envs'}", highlight=False)
     interpreters = find_interpreters(uv_bin=uv)
-    table = Table("Python", "path", "found by", box=None)
+    table = new_table("Python", "path", "found by", box=None)
     for interpreter in interpreters:
         table.add_row(interpreter.full, str(interpreter.path), interpreter.origin)
     console.print(table)

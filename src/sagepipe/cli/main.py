@@ -11,10 +11,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run
-from sagepipe.cli.consoles import err
+from sagepipe.cli.consoles import err, escape, real_console
 from sagepipe.cli.doctor import doctor_command
 from sagepipe.cli.state import CliState
 from sagepipe.errors import SagepipeError
@@ -40,7 +39,9 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False, markup=False)],
+        handlers=[
+            RichHandler(console=real_console(err), show_path=False, show_time=False, markup=False)
+        ],
         force=True,
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):

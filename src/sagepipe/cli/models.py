@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, new_table
 from sagepipe.cli.options import StoreOpt, output_file
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
@@ -35,7 +33,7 @@ def list_models(
     """Model versions registered by local executions."""
     from sagepipe.engine.history import History
 
-    table = Table(title="models")
+    table = new_table(title="models")
     for col in ("group", "version", "approval", "model data", "execution"):
         table.add_column(col)
     for m in History(settings(ctx).history_path).models(group):

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings

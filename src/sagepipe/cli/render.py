@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-from rich.table import Table
-
+from sagepipe.cli.consoles import escape, new_table
 from sagepipe.core.status import StepStatus
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from sagepipe.definition import Definition
 
 STATUS_STYLE: dict[str, str] = {
@@ -141,7 +141,7 @@ def steps_table(
     """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory,
     each step's final metrics and its cache decision (``cache``: step -> the decision's JSON).
     Every text from a step or the service is escaped."""
-    table = Table(title=escape(title))
+    table = new_table(title=escape(title))
     columns = ["step", "status", "elapsed"] + (["peak RSS"] if peak_rss_kb else [])
     columns += ["metrics"] if metrics and any(metrics.values()) else []
     columns += (["cache"] if cache else []) + ["detail"]

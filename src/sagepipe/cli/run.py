@@ -10,11 +10,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, real_console
 from sagepipe.cli.loader import Loaded, load_pipeline
 from sagepipe.cli.options import (
     Backend,
@@ -97,7 +96,7 @@ def run_locally(
     loaded = load_pipeline(pipeline, s)
     policy = CachePolicy.build(loaded.definition, *cache)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
-    view = LiveView(console, steps, quiet=quiet)
+    view = LiveView(real_console(console), steps, quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
