@@ -6,7 +6,10 @@ run is then a cache hit for every cached step); then the commands below take tur
 times each, and the median of each is compared with `python -c pass` on the same
 interpreter. Targets: cached rerun <= 15x, `--help` <= 8x.
 
-    python bench/startup.py [--runs 15]
+    python bench/startup.py [--runs 15] [--baseline DIR]
+
+``--baseline DIR`` (a ``src`` folder of another revision, e.g. from ``git archive REV src``)
+adds the same two commands run on that code, in the same turns.
 """
 
 from __future__ import annotations
@@ -45,57 +48,91 @@ def project(scratch: Path) -> tuple[Path, dict[str, str]]:
     return root, env
 
 
+def once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the process and its children) of one run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
 def measure(
     commands: dict[str, list[str]], cwd: Path, env: dict[str, str], runs: int
-) -> dict[str, float]:
-    """Median wall seconds of each command, the commands taking turns run by run."""
-    samples: dict[str, list[float]] = {name: [] for name in commands}
+) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds of each command, the commands taking turns run by run."""
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for argv in commands.values():  # one warm-up each: the page cache, .pyc files
-        subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
+        once(argv, cwd, env)
     for _ in range(runs):
         for name, argv in commands.items():
-            started = time.perf_counter()
-            subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
-            samples[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            wall, cpu = once(argv, cwd, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in commands}
+
+
+def sagepipe(src: Path | None, *args: str) -> list[str]:
+    """``sagepipe ARGS`` on this checkout's code, or on the code under ``src``."""
+    path = "" if src is None else f"sys.path.insert(0, {str(src)!r}); "
+    code = f"import sys; {path}from sagepipe.cli.main import entry; entry()"
+    return [PYTHON, "-c", code, *args]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--baseline", type=Path, help="a src folder of another revision")
+    parser.add_argument("--baseline-name", help="how the table names the baseline revision")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sagepipe-bench-startup-") as tmp:
         root, env = project(Path(tmp))
         commands = {
             "python -c pass": [PYTHON, "-c", "pass"],
             "python -c 'import sagepipe.cli.main'": [PYTHON, "-c", "import sagepipe.cli.main"],
-            "sagepipe --help": [SAGEPIPE, "--help"],
-            "sagepipe run (every step cached)": [SAGEPIPE, "run", "-q"],
+            "sagepipe --help": sagepipe(None, "--help"),
+            "sagepipe run (every step cached)": sagepipe(None, "run", "-q"),
         }
+        if args.baseline is not None:
+            base = args.baseline.resolve()
+            commands["baseline: sagepipe --help"] = sagepipe(base, "--help")
+            commands["baseline: sagepipe run (every step cached)"] = sagepipe(base, "run", "-q")
         medians = measure(commands, root, env, args.runs)
-    bare = medians["python -c pass"]
+    bare_wall, bare_cpu = medians["python -c pass"]
     rows = []
-    for name, seconds in medians.items():
+    for name, (wall, cpu) in medians.items():
         target = TARGETS.get(name)
-        ratio = seconds / bare
+        ratio, cpu_ratio = wall / bare_wall, cpu / bare_cpu
         verdict = "" if target is None else ("met" if ratio <= target else "missed")
         rows.append(
             [
                 name,
-                f"{seconds * 1000:.1f}",
+                f"{wall * 1000:.1f}",
                 f"{ratio:.1f}x",
+                f"{cpu * 1000:.0f}",
+                f"{cpu_ratio:.1f}x",
                 "" if target is None else f"<= {target:.0f}x",
                 verdict,
             ]
         )
-    body = table(["command", "median (ms)", "vs python -c pass", "target", ""], rows)
+    headers = ["command", "wall (ms)", "wall vs bare", "CPU (ms)", "CPU vs bare", "target", ""]
+    body = table(headers, rows)
     load = os.getloadavg()[0]
     note = (
         f"Median of {args.runs} runs each, the commands taking turns, after one warm-up; the "
         f"example app in a fresh project, run once before (every cached step then hits); "
-        f"`python -c pass` on the same interpreter is the baseline. Load average at the end: "
-        f"{load:.1f}."
+        f"`python -c pass` on the same interpreter is the baseline (bare). CPU is user + "
+        f"system time of the process and its children, which a busy machine inflates less "
+        f"than wall time; the targets are on wall time. Load average at the end: {load:.1f}."
     )
+    if args.baseline is not None:
+        note += f" Baseline: {args.baseline_name or args.baseline}, in the same turns."
     print(body)
     print(note)
     record("startup: --help and a fully cached rerun", f"{note}\n\n{body}")

@@ -182,6 +182,8 @@ def test_refresh_reruns_only_that_step(
     compiled = compile_pipeline(p, bucket=settings.bucket)
     with pytest.raises(UsageError, match="--refresh nope: no such step; steps are: a, b, c"):
         CachePolicy.build(compiled.definition, ["a,nope"], False)
+    both = CachePolicy.build(compiled.definition, ["a, b", "c"], False)
+    assert both.refresh == {"a", "b", "c"} and not both.disabled
     policy = CachePolicy.build(compiled.definition, ["a"], False)
     second = run_with(settings, p, policy)
     got = decisions(settings, second)
