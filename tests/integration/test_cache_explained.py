@@ -279,3 +279,13 @@ def statuses_of(execution: LocalExecution) -> dict[str, str]:
 def test_the_same_holds_for_an_ordinary_user() -> None:
     """Run this module again as uid 1000 (CI runs as root): fingerprints, links, warnings."""
     rerun_as_ordinary_user([__file__])
+
+
+def test_a_malformed_expire_after_fails_the_step_naming_it(
+    settings: Settings, store: LocalStore, tmp_path: Path
+) -> None:
+    step = copy_step("a", script(tmp_path), cache_config=CacheConfig(True, "30 days"))
+    execution = run(settings, Pipeline("p", steps=[step]), "process")
+    (entry,) = execution.list_steps()
+    assert entry["StepStatus"] == "Failed"
+    assert "ExpireAfter '30 days' is not an ISO 8601 duration" in entry["FailureReason"]
