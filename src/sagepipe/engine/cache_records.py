@@ -160,19 +160,23 @@ class CacheRecords:
             return None
         return {r["uri"]: Fingerprint(*tuple(r)) for r in rows}
 
-    def object_hash(self, uri: str, size: int, etag: str, mtime: float) -> str | None:
-        """The content hash known for this version of ``uri`` (same size, ETag and mtime)."""
-        rows = self._query(
-            "SELECT hash FROM object_hashes WHERE uri=? AND size=? AND etag=? AND mtime=?",
-            (uri, size, etag, mtime),
-        )
-        return str(rows[0]["hash"]) if rows else None
-
-    def save_object_hash(self, fingerprint: Fingerprint) -> None:
-        """Keep the content hash of this version of an object."""
-        f = fingerprint
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO object_hashes VALUES (?,?,?,?,?)",
-                (f.uri, f.size, f.etag, f.mtime, f.hash),
+    def known_hashes(self, uris: Iterable[str]) -> dict[str, Fingerprint]:
+        """The last hashed version of each of ``uris`` that has one."""
+        wanted = list(dict.fromkeys(uris))
+        out: dict[str, Fingerprint] = {}
+        for i in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[i : i + 500]
+            rows = self._query(
+                "SELECT uri, size, etag, mtime, hash FROM object_hashes WHERE uri IN "
+                f"({','.join('?' * len(chunk))})",
+                tuple(chunk),
             )
+            out.update({r["uri"]: Fingerprint(*tuple(r)) for r in rows})
+        return out
+
+    def save_object_hashes(self, prints: Iterable[Fingerprint]) -> None:
+        """Keep the content hash of these versions of objects."""
+        rows = [(f.uri, f.size, f.etag, f.mtime, f.hash) for f in prints]
+        if rows:
+            with self._tx() as db:
+                db.executemany("INSERT OR REPLACE INTO object_hashes VALUES (?,?,?,?,?)", rows)

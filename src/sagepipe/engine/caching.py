@@ -238,24 +238,33 @@ def fingerprints(
     store: ObjectStore, history: History, inputs: Iterable[tuple[str, str]]
 ) -> list[Fingerprint]:
     """The fingerprint of every object the ``(uri, data type)`` inputs name now."""
-    out: dict[str, Fingerprint] = {}
+    found: dict[str, ObjectInfo] = {}
     for uri, data_type in inputs:
         for info in objects_of(store, uri, data_type):
-            if info.uri not in out:
-                out[info.uri] = fingerprint(store, history, info)
-    return list(out.values())
+            found.setdefault(info.uri, info)
+    return list(hashed(store, history, found.values()).values())
 
 
-def fingerprint(store: ObjectStore, history: History, info: ObjectInfo) -> Fingerprint:
-    """``info``'s fingerprint; its content is read only when this version was never hashed."""
-    known = history.object_hash(info.uri, info.size, info.etag, info.last_modified)
-    if known is not None:
-        return Fingerprint(info.uri, info.size, info.etag, info.last_modified, known)
-    digest = content_hash(store, info)
-    found = Fingerprint(info.uri, info.size, info.etag, info.last_modified, digest)
-    if digest:
-        history.save_object_hash(found)
-    return found
+def hashed(
+    store: ObjectStore, history: History, infos: Iterable[ObjectInfo]
+) -> dict[str, Fingerprint]:
+    """Each object's fingerprint; only a version never hashed before is read (one lookup and
+    one write in the history for all of them)."""
+    infos = list(infos)
+    known = history.known_hashes(i.uri for i in infos)
+    out: dict[str, Fingerprint] = {}
+    new: list[Fingerprint] = []
+    for info in infos:
+        was = known.get(info.uri)
+        if was is not None and was.same_version(info.size, info.etag, info.last_modified):
+            out[info.uri] = was
+            continue
+        digest = content_hash(store, info)
+        out[info.uri] = Fingerprint(info.uri, info.size, info.etag, info.last_modified, digest)
+        if digest:
+            new.append(out[info.uri])
+    history.save_object_hashes(new)
+    return out
 
 
 def content_hash(store: ObjectStore, info: ObjectInfo) -> str:
@@ -298,17 +307,22 @@ def data_changes(
     size, ETag or mtime moved is hashed (once per version) and compared by content.
     """
     out: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, ObjectInfo] = {}
     for uri, data_type in inputs:
         for info in objects_of(store, uri, data_type):
-            seen.add(info.uri)
-            old = recorded.get(info.uri)
-            if old is None:
-                out.append(f"{info.uri} (added)")
-            elif not old.same_version(info.size, info.etag, info.last_modified):
-                now = fingerprint(store, history, info)
-                if not now.hash or now.hash != old.hash:
-                    out.append(f"{info.uri} (changed)")
+            seen.setdefault(info.uri, info)
+    moved = [
+        info
+        for uri, info in seen.items()
+        if uri in recorded
+        and not recorded[uri].same_version(info.size, info.etag, info.last_modified)
+    ]
+    now = hashed(store, history, moved)
+    for uri in seen:
+        if uri not in recorded:
+            out.append(f"{uri} (added)")
+        elif uri in now and (not now[uri].hash or now[uri].hash != recorded[uri].hash):
+            out.append(f"{uri} (changed)")
     out += [f"{uri} (deleted)" for uri in recorded if uri not in seen]
     return out
 

@@ -92,3 +92,17 @@ def test_added_and_deleted_objects(parts: tuple[CountingStore, History]) -> None
         "s3://bucket/data/part-1.csv (added)",
         f"{URI} (deleted)",
     ]
+
+
+def test_many_objects_are_looked_up_in_chunks(parts: tuple[CountingStore, History]) -> None:
+    store, history = parts
+    for i in range(1, 1201):  # more than one chunk of bound parameters
+        store.inner.put(f"s3://bucket/many/part-{i:04d}.csv", str(i).encode())
+    inputs = [("s3://bucket/many/", "S3Prefix")]
+    first = fingerprints(store, history, inputs)
+    assert len(first) == 1200 and len(store.reads) == 1200
+    store.reads.clear()
+    recorded = {f.uri: f for f in first}
+    assert fingerprints(store, history, inputs) == first
+    assert data_changes(store, history, recorded, inputs) == []
+    assert store.reads == []
