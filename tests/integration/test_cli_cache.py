@@ -71,3 +71,12 @@ def test_run_shows_and_stores_each_decision(app_project: Path) -> None:
     assert fifth.returncode == 0, fifth.stderr
     reasons = {d["Reason"] for d in describe(app_project, fifth.stderr).values()}
     assert reasons == {"cache disabled for this run (--no-cache)"}
+
+
+def test_refresh_and_no_cache_are_for_local_runs(app_project: Path) -> None:
+    done = sp(app_project, "run", "--backend", "sagemaker", "--no-cache")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: --refresh and --no-cache apply to local runs; on SageMaker, turn caching off "
+        "in the step's CacheConfig"
+    ]
