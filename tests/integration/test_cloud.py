@@ -110,6 +110,18 @@ def test_dry_run_predicts_cache_hits_and_misses(
         assert f"{step}" in table
     predicted = table.split("predicted cache results")[1]
     assert predicted.count("│ hit ") == 7 and "miss" not in predicted
+    assert "warning" not in predicted
+    # New data at the same URI: SageMaker would still serve read_data from its cache.
+    time.sleep(1.1)  # S3 keeps LastModified to the second
+    data = "other/data/raw/penguins.csv"
+    s3(moto_env).put_object(Bucket="deploy-bucket", Key=data, Body=b"species\nAdelie\n")
+    assert run_cli(["deploy", "--dry-run"]) == 0
+    warned = " ".join(capsys.readouterr().out.split("predicted cache results")[1].split())
+    assert (
+        "warning: SageMaker would serve read_data from its cache although its input data "
+        f"changed after the last successful execution started: s3://deploy-bucket/{data}"
+    ) in warned
+    assert warned.count("warning:") == 1  # the other steps read read_data's outputs
     script = Path("app/src/normalize_data.py")
     script.write_text(script.read_text() + "\n# edited\n")
     assert run_cli(["deploy", "--dry-run"]) == 0
@@ -117,7 +129,7 @@ def test_dry_run_predicts_cache_hits_and_misses(
     rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.count("│") >= 3}
     for step in ("read_data", "clean_data", "prepare_data"):
         assert "hit" in rows[step], rows[step]
-    assert "changed: ProcessingInputs" in rows["normalize_data"]
+    assert "changed: script normalize_data.py changed" in rows["normalize_data"]
     assert "upstream step normalize_data will run" in rows["train"]
     assert "miss" in rows["evaluate"]
 

@@ -34,7 +34,9 @@ UNPRIVILEGED_UID = 1000
 BIG_FILES = 800
 PIPELINE = """
 import os
-from sagepipe import CacheConfig, Pipeline, ProcessingOutput, ProcessingStep, Processor
+from sagepipe import (
+    CacheConfig, Pipeline, ProcessingInput, ProcessingOutput, ProcessingStep, Processor
+)
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 TOKEN = os.environ["CRASH_TOKEN"]
@@ -62,6 +64,7 @@ fast = ProcessingStep(
 second = ProcessingStep(
     "slow",
     processor=Processor(image_uri=IMAGE, command=("python3", "-c", SECOND)),
+    inputs=INPUTS,
     outputs=[ProcessingOutput("/opt/ml/processing/o", output_name="o")],
     depends_on=[fast],
 )
@@ -86,11 +89,13 @@ class Run:
         second: str = "SLOW",
         sandbox: str = "process",
         extra_env: dict[str, str] | None = None,
+        inputs: str = "[]",
     ) -> None:
         self.project = project
         self.extra_env = extra_env or {}
         self.token = uuid.uuid4().hex
         text = PIPELINE.replace("SECOND", second).replace("%d", str(BIG_FILES))
+        text = text.replace("INPUTS", inputs)
         (project / "crash.py").write_text(text)
         if os.geteuid() != 0 and "images" not in (project / "pyproject.toml").read_text():
             # an ordinary user cannot read root's Pythons or uv cache to build the image's
@@ -159,9 +164,12 @@ def start(project: Path) -> Iterator[object]:
     runs: list[Run] = []
 
     def starter(
-        second: str = "SLOW", sandbox: str = "process", extra_env: dict[str, str] | None = None
+        second: str = "SLOW",
+        sandbox: str = "process",
+        extra_env: dict[str, str] | None = None,
+        inputs: str = "[]",
     ) -> Run:
-        runs.append(Run(project, second, sandbox, extra_env))
+        runs.append(Run(project, second, sandbox, extra_env, inputs))
         return runs[-1]
 
     yield starter
@@ -374,6 +382,51 @@ def test_executions_stop_from_another_terminal(start: object) -> None:
     assert _gone(run.token)
     again = run.command("executions", "stop", run.id)
     assert again.returncode == 1 and "ended already" in again.stdout + again.stderr
+
+
+STAGED_FILES = 3000
+STAGED_INPUT = "[ProcessingInput('s3://test-bucket/in/', '/opt/ml/processing/input/data')]"
+
+
+def _staging_run(start: object, project: Path) -> Run:
+    """A run killed while it stages the slow step's 3,000 input files."""
+    folder = project / ".sagepipe" / "s3" / "test-bucket" / "in"
+    folder.mkdir(parents=True)
+    block = os.urandom(64 << 10)
+    for i in range(STAGED_FILES):
+        (folder / f"part-{i:05d}.bin").write_bytes(block)
+    run: Run = start(inputs=STAGED_INPUT)  # type: ignore[operator]
+    staged = run.settings.home / "work" / run.id / "slow" / "processing" / "input"
+
+    def staging() -> bool:
+        return 0 < _files(staged) < STAGED_FILES
+
+    run.wait_for(staging, "staging", timeout=120)
+    return run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_signal_while_staging_leaves_a_truthful_history(
+    start: object, project: Path, signum: int
+) -> None:
+    run = _staging_run(start, project)
+    os.kill(run.proc.pid, signum)
+    out, err = run.proc.communicate(timeout=60)
+    listed = run.command("executions", "list")
+    assert listed.returncode == 0, listed.stderr
+    record = History(run.settings.history_path).execution(run.id)
+    steps = {s.name: s.status for s in run.history.steps(run.id)}
+    if signum == signal.SIGKILL:
+        assert (record.status, record.failure_reason) == ("Failed", ENGINE_EXITED)
+        assert steps == {"fast": "Succeeded", "slow": "Failed"}
+    else:
+        assert run.proc.returncode == 1, out + err
+        assert record.status == "Stopped"
+        assert steps["slow"] == "Stopped"
+    assert _gone(run.token), f"a step process outlived the engine:\n{_survivors(run.token)}"
+    assert not (run.settings.home / "work" / run.id).exists()
+    outputs = run.settings.home / "s3" / "test-bucket" / "other" / "outputs" / "crash" / run.id
+    assert _files(outputs / "slow") == 0
 
 
 def _s3_objects(run: Run) -> int:

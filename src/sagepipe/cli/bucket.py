@@ -7,19 +7,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape
 from sagepipe.cli.options import StoreKind, StoreOpt
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings, check_bucket_name
 from sagepipe.errors import ConfigError, UsageError
-from sagepipe.storage import ObjectStore, open_store, parse_uri
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the store loads when a bucket command runs, not for `--help`
+    from sagepipe.storage import ObjectStore
     from sagepipe.sync.transfer import SyncReport
 
-bucket_app = typer.Typer(help="Manage the bucket: layout, pull, push.", no_args_is_help=True)
+bucket_app = typer.Typer(
+    help="Manage the bucket: layout, pull, push.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 class Prefer(StrEnum):
@@ -42,7 +43,7 @@ def put(
     """Upload one local file to an s3:// URI."""
     if not source.is_file():
         raise UsageError(f"{source} is not a file")
-    bucket, key = parse_uri(uri)
+    bucket, key = _parse_uri(uri)
     if not key or key.endswith("/"):
         raise UsageError(f"{uri!r} names no object; give s3://bucket/key")
     target = _store(settings(ctx), store)
@@ -64,7 +65,7 @@ def _bucket(s: Settings, bucket: str | None) -> str:
 
 
 def _store(s: Settings, store: StoreKind | None) -> ObjectStore:
-    return open_store(s, store.value if store else None)
+    return _open_store(s, store.value if store else None)
 
 
 @bucket_app.command("init")
@@ -85,7 +86,7 @@ def init(
 
     s = settings(ctx)
     name = _bucket(s, bucket)
-    result = init_bucket(open_store(s, _store_kind(s, store)), name, s.bucket_folders)
+    result = init_bucket(_open_store(s, _store_kind(s, store)), name, s.bucket_folders)
     state = "created" if result.bucket_created else "exists"
     console.print(f"bucket {name}: {state}")
     for key in result.created:
@@ -105,7 +106,7 @@ def ls(
     s = settings(ctx)
     name = _bucket(s, bucket)
     total = 0
-    for info in open_store(s, _store_kind(s, store)).list(f"s3://{name}/{prefix}"):
+    for info in _open_store(s, _store_kind(s, store)).list(f"s3://{name}/{prefix}"):
         console.print(f"{info.size:>12,}  {info.key}", highlight=False, markup=False)
         total += 1
     err.print(f"{total} objects")
@@ -147,7 +148,7 @@ def _transfer(
     if direction == "push" and not folder.exists():
         raise UsageError(f"{folder}: no such folder")
     name = _bucket(s, bucket)
-    target = open_store(s, _store_kind(s, store))
+    target = _open_store(s, _store_kind(s, store))
     options = Options(
         delete=delete,
         max_delete=max_delete,
@@ -338,3 +339,15 @@ def push(
         prefer,
         mirror,
     )
+
+
+def _open_store(s: Settings, kind: str | None = None) -> ObjectStore:
+    from sagepipe.storage import open_store
+
+    return open_store(s, kind)
+
+
+def _parse_uri(uri: str) -> tuple[str, str]:
+    from sagepipe.storage import parse_uri
+
+    return parse_uri(uri)

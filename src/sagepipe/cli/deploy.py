@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, new_table
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, ParameterOpt, PipelineArg, RoleOpt, parse_pairs
 from sagepipe.cli.state import settings
@@ -83,13 +81,24 @@ def _print_dry_run(result: DeployResult, name: str) -> None:
         console.print(f"would upload {uri}", highlight=False, markup=False)
     for uri in result.already_present:
         console.print(f"present      {uri}", highlight=False, markup=False)
-    table = Table(title="predicted cache results of the next execution")
+    table = new_table(title="predicted cache results of the next execution")
     for col in ("step", "cache", "why"):
         table.add_column(col)
     for p in result.predictions:
         mark = "[dim]n/a[/]" if p.hit is None else "[green]hit[/]" if p.hit else "[yellow]miss[/]"
         table.add_row(escape(p.step), mark, escape(p.reason))
     console.print(table)
+    for p in result.predictions:
+        if p.data_changed:
+            named = ", ".join(p.data_changed[:5])
+            more = f" and {len(p.data_changed) - 5} more" if len(p.data_changed) > 5 else ""
+            console.print(
+                f"[red]warning[/]: SageMaker would serve {escape(p.step)} from its cache although "
+                f"its input data changed after the last successful execution started: "
+                f"{escape(named)}{more} (its cache key is the arguments, not the data; turn "
+                "the step's caching off or change an argument to rerun it)",
+                highlight=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console
+from sagepipe.cli.consoles import console, escape, new_table
 from sagepipe.cli.state import settings
-from sagepipe.engine.sandbox import sandbox_report
 
 
 def doctor_command(
@@ -18,9 +15,11 @@ def doctor_command(
     sandbox: Annotated[str | None, typer.Option(help="auto, bwrap or process.")] = None,
 ) -> None:
     """Say which sandbox steps run in here and which container guarantees hold."""
+    from sagepipe.engine.sandbox import sandbox_report
+
     report = sandbox_report(settings(ctx).with_overrides(sandbox=sandbox).sandbox)
     console.print(f"sandbox: [bold]{report.sandbox}[/] (engine runs as {report.user})")
-    table = Table("guarantee", "holds", "how")
+    table = new_table("guarantee", "holds", "how")
     for item in report.guarantees:
         table.add_row(
             item.name, "[green]yes[/]" if item.holds else "[red]no[/]", escape(item.detail)

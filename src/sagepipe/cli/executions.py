@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, new_table
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import Backend, BackendOpt
 from sagepipe.cli.run import print_sagemaker_steps, print_steps, with_faults
@@ -28,6 +26,7 @@ if TYPE_CHECKING:
 executions_app = typer.Typer(
     help="Inspect executions (local by default; --backend sagemaker for SageMaker's).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 ExecutionArg = Annotated[
     str, typer.Argument(help="Execution id (a unique prefix is enough) or, on SageMaker, its ARN.")
@@ -74,7 +73,7 @@ def list_executions(
     if backend is Backend.sagemaker:
         _list_sagemaker(s, pipeline)
         return
-    table = Table(title="executions")
+    table = new_table(title="executions")
     for col in ("id", "pipeline", "status", "started", "duration"):
         table.add_column(col)
     for e in _history(s).executions(pipeline):
@@ -94,7 +93,7 @@ def _list_sagemaker(s: Settings, pipeline: str | None) -> None:
         name = load_pipeline(pipeline, s).name
     else:
         name = pipeline
-    table = Table(title=f"executions of {escape(name)} on SageMaker")
+    table = new_table(title=f"executions of {escape(name)} on SageMaker")
     for col in ("execution", "status", "started"):
         table.add_column(col)
     for e in ex.list_executions(_clients(s), name):
@@ -119,7 +118,12 @@ def describe(
     else:
         from sagepipe.engine.execution import describe_execution
 
-        desc = describe_execution(_history(s).execution(execution))
+        history = _history(s)
+        record = history.execution(execution)
+        desc = describe_execution(record)
+        decisions = history.cache_decisions(record.id)
+        if decisions:  # sagepipe's own: why each step hit or missed the cache
+            desc["CacheDecisions"] = {name: decisions[name] for name in sorted(decisions)}
     sys.stdout.write(render.to_json(desc) + "\n")
 
 
@@ -164,8 +168,9 @@ def steps(
         for r in records
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
+    decisions = history.cache_decisions(record.id)
     title = f"execution {record.id} ({record.status})"
-    print_steps(with_faults(entries, records), title, results, rss)
+    print_steps(with_faults(entries, records), title, results, rss, decisions)
 
 
 @executions_app.command("result")

@@ -5,30 +5,23 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.status import Status
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, new_table
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.images import (
-    Environment,
-    ImageSpec,
-    Interpreter,
-    choose_cached,
-    choose_interpreter,
-    ensure_environment,
-    find_interpreters,
-    load_catalogue,
-    resolve,
-    uv_bin,
-)
+
+if TYPE_CHECKING:  # the images layer loads when an images command runs, not for `--help`
+    from rich.status import Status
+
+    from sagepipe.images import Environment, ImageSpec, Interpreter
 
 images_app = typer.Typer(
-    help="SageMaker images and the local environments standing for them.", no_args_is_help=True
+    help="SageMaker images and the local environments standing for them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 KEY_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "xgboost", "torch", "tensorflow-cpu")
 
@@ -39,6 +32,8 @@ def _cache_dir(s: Settings) -> Path:
 
 def _specs(s: Settings, images: list[str] | None, include_large: bool) -> list[ImageSpec]:
     """The specs named (ImageUris or ``repository:version``), else every known one."""
+    from sagepipe.images import load_catalogue, resolve
+
     if images:
         return [resolve(i, s.images, project_root=s.project_root) for i in images]
     specs = [
@@ -65,6 +60,8 @@ def _packages(spec: ImageSpec, env: Environment | None) -> str:
 
 def here(spec: ImageSpec, env: Environment | None, interpreters: list[Interpreter]) -> str:
     """Exact or approximated here, and why; predicted from the interpreters when not built."""
+    from sagepipe.images import choose_interpreter
+
     if spec.kind != "env":
         return f"{spec.kind} (unfaithful: not the image's Python or packages)"
     if env is not None:
@@ -86,10 +83,12 @@ def list_images(
     ] = True,
 ) -> None:
     """Each image: its Python, key packages, exact or approximated here, size and path."""
+    from sagepipe.images import choose_cached, find_interpreters, uv_bin
+
     s = settings(ctx)
     cache = _cache_dir(s)
     interpreters = find_interpreters(uv_bin=uv_bin())
-    table = Table("image", "Python", "key packages", "here", "size", "path", box=None)
+    table = new_table("image", "Python", "key packages", "here", "size", "path", box=None)
     for spec in _specs(s, None, include_large):
         env = choose_cached(spec, cache)
         name = spec.name + (" (large)" if spec.large else "") + (" (yours)" if spec.user else "")
@@ -122,6 +121,8 @@ def build(
     rebuild: Annotated[bool, typer.Option(help="Build again even when cached.")] = False,
 ) -> None:
     """Build the environments of IMAGES (once; later runs reuse them)."""
+    from sagepipe.images import ensure_environment
+
     s = settings(ctx)
     cache = _cache_dir(s)
     specs = [spec for spec in _specs(s, images, include_large=False) if spec.kind == "env"]
@@ -154,6 +155,8 @@ def build(
 @images_app.command("doctor")
 def doctor(ctx: typer.Context) -> None:
     """The uv in use, the caches, and the Python interpreters found for the catalogue."""
+    from sagepipe.images import choose_interpreter, find_interpreters, load_catalogue, uv_bin
+
     s = settings(ctx)
     uv = uv_bin()
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
@@ -162,7 +165,7 @@ def doctor(ctx: typer.Context) -> None:
     console.print(f"uv package cache: {uv_cache}", highlight=False)
     console.print(f"environments: {_cache_dir(s) / 'envs'}", highlight=False)
     interpreters = find_interpreters(uv_bin=uv)
-    table = Table("Python", "path", "found by", box=None)
+    table = new_table("Python", "path", "found by", box=None)
     for interpreter in interpreters:
         table.add_row(interpreter.full, str(interpreter.path), interpreter.origin)
     console.print(table)

@@ -8,11 +8,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
-from sagepipe.core.pipeline import PipelineModel
-from sagepipe.definition import CompiledPipeline, Definition, compile_pipeline, load
 from sagepipe.errors import DefinitionError, PipelineError, SagepipeError, UsageError
+
+if TYPE_CHECKING:  # imported when a pipeline is loaded: `--help` does without them
+    from sagepipe.core.pipeline import PipelineModel
+    from sagepipe.definition import CompiledPipeline, Definition
 
 DEFAULT_PIPELINE = "app/sagemaker_pipeline.py"
 
@@ -36,6 +39,8 @@ def load_pipeline(arg: str | None, settings: Settings, name: str | None = None) 
         raise UsageError(f"{str(path)!r}: expected a .py pipeline module or a .json definition")
     if path.suffix == ".json":
         return Loaded(name or path.stem, _load_json(path), None, path)
+    from sagepipe.definition import compile_pipeline
+
     pipeline = _from_module(path, settings)
     compiled = compile_pipeline(
         pipeline,
@@ -48,6 +53,8 @@ def load_pipeline(arg: str | None, settings: Settings, name: str | None = None) 
 
 
 def _load_json(path: Path) -> Definition:
+    from sagepipe.definition import load
+
     try:
         return load(path)
     except SagepipeError:
@@ -91,6 +98,8 @@ def _from_module(path: Path, settings: Settings) -> PipelineModel:
 
 
 def _pipeline_of(module: ModuleType, path: Path, settings: Settings) -> PipelineModel:
+    from sagepipe.core.pipeline import PipelineModel
+
     candidate: object = getattr(module, "pipeline", None)
     factory = getattr(module, "get_pipeline", None)
     if candidate is None and callable(factory):

@@ -11,10 +11,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run
-from sagepipe.cli.consoles import err
+from sagepipe.cli.consoles import err, escape, real_console
 from sagepipe.cli.doctor import doctor_command
 from sagepipe.cli.state import CliState
 from sagepipe.errors import SagepipeError
@@ -24,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: rich's help formatter costs more than the command
 )
 
 
@@ -39,7 +39,9 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False, markup=False)],
+        handlers=[
+            RichHandler(console=real_console(err), show_path=False, show_time=False, markup=False)
+        ],
         force=True,
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
@@ -81,6 +83,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         return 130
     except typer.TyperException as exc:  # click's usage errors: bad options or arguments
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+            sys.stdout.write(exc.format_message().rstrip("\n") + "\n")
             return 0
         where = getattr(getattr(exc, "ctx", None), "command_path", "sagepipe")
         _error(f"{exc.format_message()} (see '{where} --help')", debug)

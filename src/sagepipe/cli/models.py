@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, new_table
 from sagepipe.cli.options import StoreOpt, output_file
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.errors import ExecutionError, UsageError
 
-models_app = typer.Typer(help="The local model registry.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The local model registry.", no_args_is_help=True, rich_markup_mode=None
+)
 MODEL_FILE = "model.joblib"
 # The example app's image (app/sagemaker_pipeline.py): its models load on this environment.
 APP_IMAGE = "sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -33,7 +33,7 @@ def list_models(
     """Model versions registered by local executions."""
     from sagepipe.engine.history import History
 
-    table = Table(title="models")
+    table = new_table(title="models")
     for col in ("group", "version", "approval", "model data", "execution"):
         table.add_column(col)
     for m in History(settings(ctx).history_path).models(group):

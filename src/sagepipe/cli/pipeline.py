@@ -5,21 +5,21 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
-from sagepipe.definition import Definition, StepDef
-from sagepipe.definition.service_limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
-from sagepipe.images import Interpreter
+
+if TYPE_CHECKING:
+    from sagepipe.definition import Definition, StepDef
+    from sagepipe.images import Interpreter
 
 
 class GraphFormat(StrEnum):
@@ -128,7 +128,7 @@ def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]
             problems.append(
                 (
                     step.name,
-                    f"{step.type} steps run only on SageMaker; locally: {', '.join(SUPPORTED_LOCALLY)}",
+                    f"{step.type} steps run only on SageMaker; locally: {', '.join(_supported())}",
                 )
             )
             continue
@@ -198,3 +198,9 @@ def register(app: typer.Typer) -> None:
     app.command()(definition)
     app.command()(validate)
     app.command()(graph)
+
+
+def _supported() -> tuple[str, ...]:
+    from sagepipe.definition.service_limits import SUPPORTED_LOCALLY
+
+    return SUPPORTED_LOCALLY

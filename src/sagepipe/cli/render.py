@@ -6,13 +6,15 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-from rich.table import Table
-
+from sagepipe.cli.consoles import escape, new_table
 from sagepipe.core.status import StepStatus
-from sagepipe.definition import Definition
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from sagepipe.definition import Definition
 
 STATUS_STYLE: dict[str, str] = {
     StepStatus.SUCCEEDED: "green",
@@ -134,12 +136,15 @@ def steps_table(
     title: str,
     peak_rss_kb: Mapping[str, int] | None = None,
     metrics: Mapping[str, Mapping[str, object]] | None = None,
+    cache: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Table:
-    """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory and
-    each step's final metrics. Every text from a step or the service is escaped."""
-    table = Table(title=escape(title))
+    """ListPipelineExecutionSteps entries as a table (oldest first), with local peak memory,
+    each step's final metrics and its cache decision (``cache``: step -> the decision's JSON).
+    Every text from a step or the service is escaped."""
+    table = new_table(title=escape(title))
     columns = ["step", "status", "elapsed"] + (["peak RSS"] if peak_rss_kb else [])
-    columns += (["metrics"] if metrics and any(metrics.values()) else []) + ["detail"]
+    columns += ["metrics"] if metrics and any(metrics.values()) else []
+    columns += (["cache"] if cache else []) + ["detail"]
     for col in columns:
         table.add_column(col, justify="right" if col == "peak RSS" else "left")
     for s in sorted(
@@ -148,7 +153,7 @@ def steps_table(
         start, end = s.get("StartTime"), s.get("EndTime")
         elapsed = f"{(end - start).total_seconds():.2f}s" if start and end else ""
         detail = s.get("FailureReason") or _meta(s)
-        if s.get("CacheHitResult"):
+        if s.get("CacheHitResult") and not cache:
             detail = f"cache hit ({s['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]})"
         if s.get("SelectiveExecutionResult"):
             source = s["SelectiveExecutionResult"]["SourcePipelineExecutionArn"]
@@ -162,8 +167,22 @@ def steps_table(
             cells.append(f"{kb / 1024:.0f} MiB" if kb else "")
         if "metrics" in columns:
             cells.append(escape(format_metrics((metrics or {}).get(name, {}))))
+        if "cache" in columns:
+            cells.append(cache_cell((cache or {}).get(name)))
         table.add_row(*cells, escape(str(detail)))
     return table
+
+
+def cache_cell(decision: Mapping[str, Any] | None) -> str:
+    """A cache decision as table markup: the result in colour, the reason, any warning."""
+    if not decision or not decision.get("Result"):
+        return ""
+    result = str(decision["Result"])
+    style = {"hit": "green", "miss": "yellow"}.get(result, "dim")
+    text = f"[{style}]{escape(result)}[/]: {escape(str(decision.get('Reason', '')))}"
+    for warning in decision.get("Warnings") or ():
+        text += f"\n[red]warning[/]: {escape(str(warning))}"
+    return text
 
 
 def format_metrics(metrics: Mapping[str, object]) -> str:

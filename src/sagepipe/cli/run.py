@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape, real_console
 from sagepipe.cli.loader import load_pipeline
 from sagepipe.cli.options import (
     Backend,
@@ -113,17 +112,33 @@ def run(
     steps: StepsOpt = None,
     from_step: FromOpt = None,
     reference: ReferenceOpt = None,
+    refresh: Annotated[
+        list[str],
+        typer.Option(
+            "--refresh",
+            metavar="STEP",
+            help="Rerun STEP even on a cache hit; repeatable or a comma list.",
+        ),
+    ] = [],  # noqa: B006
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="No cache hits in this run: every step runs.")
+    ] = False,
 ) -> None:
     """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
     params = parse_pairs(parameter)
     choice = StepChoice.parse(steps, from_step, reference)
     if backend is Backend.sagemaker:
+        if refresh or no_cache:
+            raise UsageError(
+                "--refresh and --no-cache apply to local runs; on SageMaker, turn caching off "
+                "in the step's CacheConfig"
+            )
         run_on_sagemaker(settings(ctx), pipeline, params, no_wait, choice)
         return
     s = settings(ctx).with_overrides(
         sandbox=sandbox.value if sandbox else None, store=store.value if store else None
     )
-    run_locally(s, pipeline, params, max_parallel, quiet, choice)
+    run_locally(s, pipeline, params, max_parallel, quiet, choice, (refresh, no_cache))
 
 
 def run_locally(
@@ -133,14 +148,20 @@ def run_locally(
     max_parallel: int | None,
     quiet: bool,
     choice: StepChoice | None = None,
+    cache: tuple[list[str], bool] = ([], False),
 ) -> None:
-    """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
+    """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded.
+
+    ``cache`` is (steps to refresh, no cache at all).
+    """
     from sagepipe.cli.live import LiveView
+    from sagepipe.engine.caching import CachePolicy
     from sagepipe.engine.factory import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
+    policy = CachePolicy.build(loaded.definition, *cache)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
-    view = LiveView(console, steps, quiet=quiet)
+    view = LiveView(real_console(console), steps, quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
     selection = None
     if choice is not None and choice.given:
@@ -148,6 +169,7 @@ def run_locally(
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
     prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel, selection)
+    prepared.cache = policy
     # Said before any step starts, so it is the first line whatever the steps log.
     err.print(
         f"execution [bold]{prepared.info.id}[/] of {escape(loaded.name)} "
@@ -212,8 +234,11 @@ def _finish(execution: LocalExecution, pipeline: str, s: Settings) -> None:
         for r in records
     }
     rss = {r.name: int(r.metadata.get("_peak_rss_kb", 0)) for r in records}
+    decisions = execution.history.cache_decisions(execution.execution_id)
+    title = f"execution {execution.execution_id}"
     entries = with_faults(execution.list_steps(), records)
-    print_steps(entries, f"execution {execution.execution_id}", results, rss)
+    print_steps(entries, title, results, rss, decisions)
+    print_cache_warnings(decisions)
     status = desc["PipelineExecutionStatus"]
     print_status(status, desc.get("FailureReason"))
     console.print(
@@ -244,16 +269,25 @@ def print_steps(
     title: str,
     results: dict[str, StepResults],
     rss: dict[str, int] | None = None,
+    cache: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """The steps table with metrics, then each model artifact and property file."""
+    """The steps table with metrics and cache decisions, then each model artifact and
+    property file."""
     metrics = {name: r.metrics for name, r in results.items()}
-    console.print(render.steps_table(steps, title, rss, metrics))
+    console.print(render.steps_table(steps, title, rss, metrics, cache))
     for name, r in results.items():
         if r.model:
             console.print(f"model ({name}): {r.model}", highlight=False, markup=False)
         for file_name, value in r.property_files.items():
             text = value if isinstance(value, str) else json.dumps(value)
             console.print(f"{name}/{file_name}: {text[:300]}", highlight=False, markup=False)
+
+
+def print_cache_warnings(decisions: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each cache hit whose input data changed since the run it reuses, on stderr."""
+    for name, decision in decisions.items():
+        for warning in decision.get("Warnings") or ():
+            err.print(f"[red]warning[/] ({escape(name)}): {escape(str(warning))}", highlight=False)
 
 
 def print_status(status: str, reason: str | None) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
-from sagepipe.cloud.predict import Prediction, predict
+from sagepipe.cloud.predict import Prediction, predict, resolved_inputs
 from sagepipe.cloud.service_checks import check_for_service
 from sagepipe.config import Settings
 from sagepipe.core.json_types import JSON
@@ -78,7 +78,7 @@ def deploy(
         problems=problems,
     )
     if dry_run:
-        result.predictions = predict_next(clients, name, definition, parameters or {})
+        result.predictions = predict_next(clients, name, definition, parameters or {}, store)
         return result
     # Not CreatePipelineRequestTypeDef: it requires ClientRequestToken, which boto3 fills.
     request: dict[str, Any] = {"PipelineName": name, "RoleArn": role_arn}
@@ -112,13 +112,54 @@ def deploy(
 
 
 def predict_next(
-    clients: Clients, name: str, definition: Definition, parameters: Mapping[str, JSON]
+    clients: Clients,
+    name: str,
+    definition: Definition,
+    parameters: Mapping[str, JSON],
+    store: ObjectStore | None = None,
 ) -> list[Prediction]:
-    """Cache predictions against the last Succeeded execution of ``name`` on SageMaker."""
+    """Cache predictions against the last Succeeded execution of ``name`` on SageMaker.
+
+    With ``store``, each predicted hit whose input objects were modified after that
+    execution started names them: SageMaker keys its cache on the arguments, not the data.
+    """
     new_params = resolve_parameters(definition, parameters)
     last = _last_succeeded(clients, name)
     if last is None:
         return predict(definition, new_params, None, {}, None)
+    predictions = _predict_against(clients, definition, new_params, last)
+    if store is None:
+        return predictions
+    return [
+        replace(p, data_changed=_modified_since(store, definition, p.step, new_params, last[1]))
+        if p.hit
+        else p
+        for p in predictions
+    ]
+
+
+def _modified_since(
+    store: ObjectStore, definition: Definition, step: str, params: Mapping[str, Any], since: float
+) -> tuple[str, ...]:
+    """The input objects of ``step`` modified after ``since`` (as far as listing tells)."""
+    out: list[str] = []
+    for uri, kind in resolved_inputs(definition, step, params):
+        try:
+            found = [store.head(uri)] if kind == "ManifestFile" else list(store.list(uri))
+        except SagepipeError:
+            continue
+        out += [
+            o.uri for o in found if o is not None and not o.is_folder and o.last_modified > since
+        ]
+    return tuple(out)
+
+
+def _predict_against(
+    clients: Clients,
+    definition: Definition,
+    new_params: Mapping[str, Any],
+    last: tuple[str, float],
+) -> list[Prediction]:
     arn, created = last
     with aws_errors("describe the last execution's definition", "sagemaker"):
         text = clients.sagemaker.describe_pipeline_definition_for_execution(

@@ -16,7 +16,13 @@ from typing import Any
 
 from sagepipe.core.graph import scan
 from sagepipe.definition import Definition
-from sagepipe.definition.cache import cache_fields, expire_seconds
+from sagepipe.definition.cache import (
+    cache_fields,
+    describe_changes,
+    expire_seconds,
+    explain_miss,
+    step_inputs,
+)
 from sagepipe.errors import DefinitionError
 
 # Execution variables whose value differs on every run (the pipeline's name and ARN do not).
@@ -32,6 +38,17 @@ class Prediction:
     step: str
     hit: bool | None  # None: the step type never caches
     reason: str
+    data_changed: tuple[str, ...] = ()  # a hit's input objects modified since the last run
+
+
+def resolved_inputs(
+    definition: Definition, name: str, params: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(S3 URI, data type) of each input of step ``name`` known before the run (a URI that
+    reads another step's output is known only when that step has run)."""
+    step = definition.step(name)
+    arguments = _resolve(dict(step.arguments), params)
+    return [(uri, kind) for _, uri, kind in step_inputs(step.type, arguments)]
 
 
 def _resolve(value: Any, params: Mapping[str, Any]) -> Any:
@@ -89,8 +106,13 @@ def predict(
         mine = _resolve(fields, new_params)
         theirs = _resolve(cache_fields(previous.type, previous.arguments), old_params)
         if mine != theirs:
-            changed = sorted(k for k in mine if mine.get(k) != (theirs or {}).get(k))
-            out[name] = Prediction(name, False, f"changed: {', '.join(changed)}")
+            changes = explain_miss(
+                step.type, step.arguments, theirs or {}, mine, old_params, new_params
+            )
+            changed = describe_changes(changes) or ", ".join(
+                sorted(k for k in mine if mine.get(k) != (theirs or {}).get(k))
+            )
+            out[name] = Prediction(name, False, f"changed: {changed}")
             continue
         reads = _reads(mine)
         if "@execution" in reads:

@@ -27,8 +27,8 @@ from typing import Any
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef, load, resolve_parameters
-from sagepipe.definition.cache import cache_key, cache_since
 from sagepipe.definition.retry_policies import retry_policies
+from sagepipe.engine.caching import CacheDecision, CachePolicy, decide, likely_hit
 from sagepipe.engine.context import (
     ACCOUNT,
     ExecutionInfo,
@@ -93,6 +93,7 @@ class Run:
     warmed: set[str] = field(default_factory=set)  # steps that ran on a warm start
     failing: threading.Event = field(default_factory=threading.Event)  # a step has failed
     attempts: dict[str, int] = field(default_factory=dict)  # attempts made before a retry
+    cache: CachePolicy = field(default_factory=CachePolicy)  # --refresh, --no-cache
 
 
 class Engine:
@@ -279,6 +280,8 @@ class Engine:
             step = run.definition.step(name)
             if not self.prewarmer.eligible(step):
                 continue
+            if likely_hit(self.history, (run.info.pipeline, run.info.id), step, ups, run.cache):
+                continue  # a hit starts no process
             warm = self.prewarmer.start(step, self._workspace(run, name))
             if warm is not None:
                 run.warm[name] = warm
@@ -325,14 +328,13 @@ class Engine:
         key: str | None = None
         try:
             arguments = _resolve_arguments(run.scope, step)
-            key = cache_key(step.type, arguments)
-            hit = self._cache_hit(run, step, key)
+            cached = self._cache_hit(run, step, arguments, step_log)
+            key = cached.key
             attempt = run.attempts.get(name, 0) + 1
             self.history.start_step(info.id, name, step.type, step.display_name, key, attempt)
             self._notify(name, "Executing", None)
-            if hit is not None:
-                step_log.write(f"cache hit: reusing the run of execution {hit[0]}")
-                outcome = hit[1]
+            if cached.outcome is not None:
+                outcome = cached.outcome
                 if warm is not None:
                     warm.discard()
                     warm = None
@@ -457,18 +459,24 @@ class Engine:
         return outcome, job_fault(outcome, code, bool(job is not None and job.timed_out))
 
     def _cache_hit(
-        self, run: Run, step: StepDef, key: str | None
-    ) -> tuple[str, StepOutcome] | None:
-        since = cache_since(step.cache_config)
-        if key is None or since is None:
-            return None
-        record = self.history.cache_hit(run.info.pipeline, step.name, key, since)
-        if record is None:
-            return None
-        source = self.history.execution(record.execution_id).arn
-        metadata = {k: v for k, v in record.metadata.items() if not k.startswith("_")}
-        metadata["_cache_source"] = source
-        return record.execution_id, StepOutcome("Succeeded", record.properties, metadata)
+        self, run: Run, step: StepDef, arguments: Mapping[str, Any], step_log: StepLog
+    ) -> CacheDecision:
+        """The step's cache decision (engine/caching.py), said in its log; a hit carries the
+        outcome it reuses."""
+        decision = decide(
+            self.history,
+            self.store,
+            (run.info.pipeline, run.info.id),
+            step,
+            arguments,
+            run.scope.parameters,
+            run.cache,
+        )
+        if decision.result:
+            step_log.write(f"cache {decision.summary()}")
+        for warning in decision.warnings:
+            step_log.write(f"warning: {warning}")
+        return decision
 
     def _record_publishing(self, execution_id: str, name: str, plan: dict[str, Any]) -> None:
         self.history.update_step(execution_id, name, publishing=plan)

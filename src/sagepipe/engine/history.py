@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagepipe.engine.cache_records import CACHE_SCHEMA, CacheRecords
 from sagepipe.engine.liveness import is_alive, this_process
 from sagepipe.engine.publishing import commit
 from sagepipe.errors import ExecutionError, HistoryError
@@ -91,7 +92,7 @@ class ExecutionRecord:
     selective: dict[str, Any] | None = None
 
 
-class History:
+class History(CacheRecords):
     """The history database; one connection per instance, guarded by a lock."""
 
     def __init__(self, path: Path) -> None:
@@ -117,7 +118,7 @@ class History:
 
         def create() -> None:
             with self._tx() as db:
-                for stmt in SCHEMA.split(";"):
+                for stmt in (SCHEMA + CACHE_SCHEMA).split(";"):
                     if stmt.strip():
                         db.execute(stmt)
                 for table, columns in _ADDED_COLUMNS.items():
@@ -443,12 +444,14 @@ class History:
     ) -> StepRecord | None:
         """The newest Succeeded run of this step with this cache key, started after ``since``.
 
-        An execution whose engine exited mid-run is never a source: nothing vouches for what
-        it left in the store.
+        Only a run that did the work is a source (a hit names the run it reused, as on
+        SageMaker). An execution whose engine exited mid-run is never a source: nothing
+        vouches for what it left in the store.
         """
         rows = self._query(
             "SELECT s.* FROM steps s JOIN executions e ON e.id = s.execution_id "
             "WHERE e.pipeline=? AND s.name=? AND s.cache_key=? AND s.status='Succeeded' "
+            "AND s.cache_source IS NULL "
             "AND s.started>=? AND NOT (e.status='Failed' AND e.failure_reason IS ?) "
             "ORDER BY s.started DESC LIMIT 1",
             (pipeline, name, cache_key, since, ENGINE_EXITED),

@@ -101,10 +101,18 @@ def run_job(
 ) -> JobResult:
     """Launch ``spec`` in the context's sandbox (or start the warm process with ``go``) and wait."""
     procs = ctx.processes
+    if procs.stopping.is_set():  # stopped while the step staged its inputs: never start it
+        result = JobResult(-signal.SIGTERM, None, False, True)
+        ctx.job_result = result
+        return result
     proc = ctx.warm.proc if ctx.warm is not None and go is not None else _launch(ctx, spec)
     waiter = _Waiter(proc)
     with procs.lock:
         procs.running[proc] = waiter.done
+        # A stop between the check above and here found no process to stop: stop it now.
+        late = procs.stopping.is_set()
+    if late:
+        threading.Thread(target=kill_group, args=(proc, KILL_GRACE_S, waiter.done)).start()
     errors: deque[str] = deque(maxlen=50)
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, ctx, None), daemon=True),

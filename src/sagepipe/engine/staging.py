@@ -79,7 +79,15 @@ def _place(store: ObjectStore, uri: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     local = store.local_path(uri)
     if local is not None and local.is_file():
-        src = os.open(local, _OPEN_FLAGS)
+        try:
+            src = os.open(local, _OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise ExecutionError(
+                f"input {uri} is a symbolic link in the local store; inputs are read without "
+                "following links (put the file itself there)"
+            ) from None
         try:
             with open(target, "wb") as out:
                 copy_fd(src, out.fileno(), os.fstat(src).st_size)

@@ -60,7 +60,10 @@ def test_a_changed_parameter_misses_and_so_does_what_reads_the_step() -> None:
     d = definition()
     new = params(d, InputData="s3://other/raw")
     got = by_step(predict(d, new, d, params(d), DAY))
-    assert got["Preprocess"] == (False, "changed: ProcessingInputs")
+    assert got["Preprocess"] == (
+        False,
+        "changed: parameter InputData s3://sdk-fixtures/data/raw → s3://other/raw",
+    )
     assert got["Train"] == (False, "upstream step Preprocess will run")
 
 
@@ -74,7 +77,7 @@ def test_a_changed_field_is_named() -> None:
     old = definition()
     new = definition(lambda d: step(d, "Preprocess")["Arguments"]["Environment"].update(MODE="x"))
     got = by_step(predict(new, params(new), old, params(old), DAY))
-    assert got["Preprocess"] == (False, "changed: Environment")
+    assert got["Preprocess"] == (False, "changed: environment MODE fixture → x")
 
 
 def test_an_old_run_past_expire_after_misses() -> None:

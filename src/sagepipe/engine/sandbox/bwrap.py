@@ -137,12 +137,21 @@ class BwrapSandbox:
     def __init__(self, bwrap: str, slirp4netns: str | bool | None = True) -> None:
         self.bwrap = bwrap
         self.slirp = network_helper() if slirp4netns is True else slirp4netns or None
-        etc = Path(tempfile.mkdtemp(prefix="sagepipe-etc-"))
-        weakref.finalize(self, shutil.rmtree, etc, True)
-        etc.chmod(0o755)
-        self._system = system_binds(minimal_etc(etc / "etc"))
-        self._slirp_resolv = etc / "resolv.conf"
-        self._slirp_resolv.write_text(slirp_resolv_conf())
+        self._root: tuple[list[str], Path] | None = None
+        self._root_lock = threading.Lock()
+
+    def _step_root(self) -> tuple[list[str], Path]:
+        """The system binds and slirp's resolv.conf, made when the first step starts (a run
+        whose steps are all cache hits never copies /etc)."""
+        with self._root_lock:
+            if self._root is None:
+                etc = Path(tempfile.mkdtemp(prefix="sagepipe-etc-"))
+                weakref.finalize(self, shutil.rmtree, etc, True)
+                etc.chmod(0o755)
+                resolv = etc / "resolv.conf"
+                resolv.write_text(slirp_resolv_conf())
+                self._root = (system_binds(minimal_etc(etc / "etc")), resolv)
+            return self._root
 
     @property
     def network_mode(self) -> str:
@@ -169,9 +178,10 @@ class BwrapSandbox:
         args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
         if not spec.network or handshake is not None:
             args.append("--unshare-net")
-        args += self._system
+        system, slirp_resolv = self._step_root()
+        args += system
         if handshake is not None:  # the host's resolver may be on its loopback: ask slirp's
-            args += ["--ro-bind", str(self._slirp_resolv), "/etc/resolv.conf"]
+            args += ["--ro-bind", str(slirp_resolv), "/etc/resolv.conf"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
         for folder in spec.runtime:  # after /tmp: a runtime may live under /tmp
             args += ["--ro-bind", str(folder), str(folder)]
