@@ -178,6 +178,7 @@ def main() -> None:
                 **server.env(),
             }
             env["AWS_ENDPOINT_URL"] = server.endpoint
+            env.pop("PYTHONDONTWRITEBYTECODE", None)  # installed tools have their bytecode
             env["SAGEPIPE_HOME"] = str(base / "home")
             import boto3
 
