@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -140,6 +141,10 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}  # process group -> its watchdog
+_WATCHDOGS_LOCK = threading.Lock()
+
+
 def watch_group(pgid: int) -> None:
     """Start the watchdog that kills process group ``pgid`` if this process dies first."""
     try:
@@ -154,9 +159,27 @@ def watch_group(pgid: int) -> None:
         log.warning("no watchdog for step process %d: %s", pgid, exc)
         return
 
+    with _WATCHDOGS_LOCK:
+        _WATCHDOGS[pgid] = dog
+
     def reap() -> None:  # the watchdog ends with the step; the pipe's write end with it
         dog.wait()
-        if dog.stdin is not None:
-            dog.stdin.close()
+        with _WATCHDOGS_LOCK:
+            if _WATCHDOGS.get(pgid) is dog:
+                del _WATCHDOGS[pgid]
+            if dog.stdin is not None:
+                dog.stdin.close()
 
     threading.Thread(target=reap, name=f"sagepipe-watchdog-{pgid}", daemon=True).start()
+
+
+def also_watch(pgid: int, pid: int) -> None:
+    """Tell the watchdog of process group ``pgid`` to kill ``pid`` too (a sandbox's init that
+    sits in a session of its own)."""
+    with _WATCHDOGS_LOCK:
+        dog = _WATCHDOGS.get(pgid)
+        if dog is None or dog.stdin is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            dog.stdin.write(f"{pid}\n".encode())
+            dog.stdin.flush()

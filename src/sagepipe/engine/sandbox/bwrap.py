@@ -33,6 +33,7 @@ from sagepipe.engine.sandbox.base import (
     PROGRAMS,
     PROGRAMS_MOUNT,
     LaunchSpec,
+    also_watch,
     popen,
 )
 from sagepipe.engine.sandbox.limits import Limits
@@ -75,9 +76,10 @@ HOSTNAME = "algo-1"
 BASH = "/bin/bash"
 SLIRP_TIMEOUT_S = 10.0
 # --die-with-parent holds when the engine runs as root. For an ordinary user, entering the user
-# namespace clears the parent-death signal of the sandbox's init, so a watchdog kills the step
-# instead; bwrap then runs without --die-with-parent, or bwrap itself would die with the engine
-# before the watchdog could find the init it leaves behind (in a session of its own).
+# namespace clears the parent-death signal of the sandbox's init (in a session of its own), so
+# bwrap dies with the engine but its init lives on: a watchdog, told the init's PID as soon as
+# bwrap reports it, kills it instead. (--die-with-parent also makes the init end the namespace
+# when the step's first process exits, rather than wait for every process: it always stays.)
 WATCHDOG_NEEDED = os.geteuid() != 0
 
 
@@ -171,10 +173,7 @@ class BwrapSandbox:
         first process a shell that says it is ready once bwrap has set the namespaces up, waits
         until its network is connected, applies the limits and becomes the step's command.
         """
-        args = [self.bwrap, *NAMESPACES]
-        if not WATCHDOG_NEEDED:
-            args.append("--die-with-parent")
-        args.append("--new-session")
+        args = [self.bwrap, *NAMESPACES, "--die-with-parent", "--new-session"]
         args += ["--cap-drop", "ALL", "--hostname", HOSTNAME]
         if not spec.network or handshake is not None:
             args.append("--unshare-net")
@@ -224,23 +223,22 @@ class BwrapSandbox:
             return self._launch_with_slirp(spec, self.slirp, stdout, stderr, stdin)
         if spec.network:
             self._warn_host_network()
-        if spec.limits is None:
-            return popen(
-                self.command(spec), spec.env, None, stdout, stderr, stdin, watch=WATCHDOG_NEEDED
-            )
+        if spec.limits is None and not WATCHDOG_NEEDED:
+            return popen(self.command(spec), spec.env, None, stdout, stderr, stdin, watch=False)
         return self._launch_limited(spec, spec.limits, stdout, stderr, stdin)
 
     def _launch_limited(
         self,
         spec: LaunchSpec,
-        limits: Limits,
+        limits: Limits | None,
         stdout: int | IO[bytes],
         stderr: int | IO[bytes],
         stdin: int,
     ) -> subprocess.Popen[bytes]:
         """Start bwrap held before the step's command, set the limits on its init, release it.
 
-        The limits are inherited by every process of the step; no extra program runs.
+        The limits are inherited by every process of the step; no extra program runs. The
+        init's PID goes to the step's watchdog, where there is one.
         """
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
@@ -258,7 +256,11 @@ class BwrapSandbox:
             with os.fdopen(info_r, "rb") as fh:
                 info = fh.read()
             if info:  # nothing when bwrap failed before starting the step: it says why
-                set_limits(int(json.loads(info)["child-pid"]), limits)
+                child = int(json.loads(info)["child-pid"])
+                if WATCHDOG_NEEDED:
+                    also_watch(proc.pid, child)
+                if limits is not None:
+                    set_limits(child, limits)
         except (ValueError, KeyError, OSError) as exc:
             proc.kill()
             os.close(block_w)
@@ -306,6 +308,8 @@ class BwrapSandbox:
         try:
             with os.fdopen(info_r, "rb") as fh:
                 child = int(json.loads(fh.read())["child-pid"])
+            if WATCHDOG_NEEDED:
+                also_watch(proc.pid, child)
             with os.fdopen(ready_r, "rb") as fh:
                 if fh.read(1) != b"1":
                     raise ConfigError("the sandbox did not start")

@@ -4,9 +4,10 @@ The process sandbox has no namespace to collapse, and for an ordinary user bwrap
 ``--die-with-parent`` reaches only bwrap itself: entering the user namespace clears the
 parent-death signal of the sandbox's init, which sits in a session of its own. So this small
 program, run as a file next to each step, holds the read end of a pipe whose write end only the
-engine holds. End of file without a word means the engine is gone: the step's process group and
-every process it has seen descend from the step's first process are killed (killing a sandbox's
-init ends its whole PID namespace). It also clears up after a first process that ends (or is
+engine holds; the engine writes the PID of the sandbox's init on it as soon as bwrap reports it.
+End of file means the engine is gone: the step's process group, that init (killing it ends the
+whole PID namespace) and every process seen to descend from the step's first process are
+killed. It also clears up after a first process that ends (or is
 killed) before the rest, as a container's processes end with its main one, and then exits.
 
 Each seen process is remembered with its start time, so a PID the system has since reused for
@@ -79,16 +80,28 @@ def kill_all(pgid: int, seen: dict[int, bytes]) -> None:
 
 
 def watch(pgid: int, fd: int = 0) -> None:
-    """Kill the step of process group ``pgid`` when ``fd`` reaches end of file, then return."""
+    """Kill the step of process group ``pgid`` when ``fd`` reaches end of file, then return.
+
+    Lines read from ``fd`` name more processes to kill with the step (a sandbox's init).
+    """
     seen: dict[int, bytes] = {}
+    pending = b""
     polls = 0
     while True:
         polls += 1
         wait = FIRST_POLL_S if polls <= FIRST_POLLS else POLL_S
         ready, _, _ = select.select([fd], [], [], wait)
-        if ready and not os.read(fd, 1):
-            kill_all(pgid, seen)
-            return
+        if ready:
+            data = os.read(fd, 4096)
+            if not data:
+                kill_all(pgid, seen)
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                if line.strip().isdigit():
+                    started = _started(int(line))
+                    if started is not None:
+                        seen[int(line)] = started
         if not _alive(pgid):
             kill_all(pgid, seen)
             return
