@@ -17,7 +17,6 @@ from sagepipe.cli.options import BucketOpt, PipelineArg, RoleOpt, write_output
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.definition import Definition, StepDef
-from sagepipe.definition.service_limits import SUPPORTED_LOCALLY
 from sagepipe.errors import ConfigError, DefinitionError
 from sagepipe.images import Interpreter
 
@@ -117,19 +116,15 @@ def _hyperparameters(step: StepDef) -> dict[str, object]:
 
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
+    from sagepipe.engine.engine import RUNNERS
     from sagepipe.engine.environments import StepEnvironments, step_image
     from sagepipe.engine.transform import transform_problems
+    from sagepipe.engine.unsupported import unsupported_steps
 
     environments = StepEnvironments(s)
-    problems = []
+    problems = [(u.name, u.reason) for u in unsupported_steps(definition, RUNNERS)]
     for step in definition.all_steps():
-        if not step.runnable_locally:
-            problems.append(
-                (
-                    step.name,
-                    f"{step.type} steps run only on SageMaker; locally: {', '.join(SUPPORTED_LOCALLY)}",
-                )
-            )
+        if not step.runnable_locally or step.type not in RUNNERS:
             continue
         if step.type == "Transform":
             problems.extend((step.name, why) for why in transform_problems(dict(step.arguments)))

@@ -48,6 +48,14 @@ def run(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="sagemaker: print the execution ARN and return.")
     ] = False,
+    skip_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unsupported",
+            help="Run the steps that can run locally; the others, and the steps after them, "
+            "end NotRun.",
+        ),
+    ] = False,
 ) -> None:
     """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
     params = parse_pairs(parameter)
@@ -57,11 +65,16 @@ def run(
     s = settings(ctx).with_overrides(
         sandbox=sandbox.value if sandbox else None, store=store.value if store else None
     )
-    run_locally(s, pipeline, params, max_parallel, quiet)
+    run_locally(s, pipeline, params, max_parallel, quiet, skip_unsupported)
 
 
 def run_locally(
-    s: Settings, pipeline: str | None, params: dict[str, str], max_parallel: int | None, quiet: bool
+    s: Settings,
+    pipeline: str | None,
+    params: dict[str, str],
+    max_parallel: int | None,
+    quiet: bool,
+    skip_unsupported: bool = False,
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded."""
     from sagepipe.cli.live import LiveView
@@ -69,12 +82,15 @@ def run_locally(
     from sagepipe.engine.factory import build_engine, upload_code
 
     loaded = load_pipeline(pipeline, s)
+    _say_not_runnable(loaded, skip_unsupported)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
     view = LiveView(console, steps, quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
-    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel)
+    prepared = engine.prepare(
+        loaded.definition, loaded.name, params, max_parallel, skip_unsupported=skip_unsupported
+    )
     # Said before any step starts, so it is the first line whatever the steps log.
     err.print(
         f"execution [bold]{prepared.info.id}[/] of {escape(loaded.name)} "
@@ -89,6 +105,20 @@ def run_locally(
                 execution.wait()
                 break
     _finish(execution, loaded, s)
+
+
+def _say_not_runnable(loaded: Loaded, skip: bool) -> None:
+    """Before anything starts: each step that will not run here, and why (one line each).
+
+    Without ``--skip-unsupported`` the engine refuses the run in one line that names them.
+    """
+    from sagepipe.engine.engine import RUNNERS
+    from sagepipe.engine.unsupported import not_runnable
+
+    for step in not_runnable(loaded.definition, RUNNERS) if skip else []:
+        err.print(
+            f"not run: '{step.name}' ({step.type}): {step.reason}", highlight=False, markup=False
+        )
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from sagepipe.engine.publishing import settle as settle_publication
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.training import run_training
 from sagepipe.engine.transform import run_transform
+from sagepipe.engine.unsupported import NOT_RUN, ready_not_run, refusal, unsupported_steps
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
 
@@ -86,6 +87,7 @@ class Run:
     failure: str | None = None
     warm: dict[str, Warm] = field(default_factory=dict)
     warmed: set[str] = field(default_factory=set)  # steps that ran on a warm start
+    unsupported: dict[str, str] = field(default_factory=dict)  # step -> why it will not run
 
 
 class Engine:
@@ -118,14 +120,16 @@ class Engine:
         pipeline_name: str,
         parameters: Mapping[str, Any],
         max_parallel: int | None = None,
+        skip_unsupported: bool = False,
     ) -> Run:
-        """Check parameters and step types, record the execution, return its run state."""
-        unsupported = definition.unsupported_steps()
-        if unsupported:
-            names = ", ".join(f"'{s.name}' ({s.type})" for s in unsupported)
-            raise DefinitionError(
-                f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
-            )
+        """Check parameters and step types, record the execution, return its run state.
+
+        A step type with no local runner stops here unless ``skip_unsupported``: then that
+        step and those downstream of it end NotRun (see ``engine/unsupported.py``).
+        """
+        unsupported = unsupported_steps(definition, RUNNERS)
+        if unsupported and not skip_unsupported:
+            raise DefinitionError(refusal(unsupported))
         values = resolve_parameters(definition, parameters)
         self._prepare_environments(definition, values)
         execution_id = new_id()
@@ -152,6 +156,7 @@ class Engine:
         )
         parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
         run = Run(info, definition, scope, parallel)
+        run.unsupported = {s.name: s.reason for s in unsupported}
         scope.read_property_file = lambda step, name: self._property_file(run, step, name)
         scope.read_uri = self.store.get
         try:  # once per run: the step logs go there
@@ -192,6 +197,8 @@ class Engine:
                                 break
                             if name in run.status or name in run.skipped:
                                 continue
+                            if self._not_run(run, name):
+                                continue
                             if all(run.status.get(u) == "Succeeded" for u in graph.upstream[name]):
                                 run.status[name] = "Starting"
                                 futures[pool.submit(self._run_step, run, name)] = name
@@ -211,6 +218,23 @@ class Engine:
         status = self._final_status(run)
         self.history.finish_execution(run.info.id, status, run.failure)
         return status
+
+    def _not_run(self, run: Run, name: str) -> bool:
+        """Record a ready step that cannot run locally, or follows one, as NotRun."""
+        ups = run.definition.graph.upstream[name]
+        if not all(run.status.get(u) in ("Succeeded", NOT_RUN) for u in ups):
+            return False
+        why = ready_not_run(name, ups, run.status, run.unsupported)
+        if why is None:
+            return False
+        step = run.definition.step(name)
+        run.status[name] = NOT_RUN
+        self.history.start_step(run.info.id, name, step.type, step.display_name, None)
+        self.history.update_step(
+            run.info.id, name, status=NOT_RUN, ended=time.time(), failure_reason=why
+        )
+        self._notify(name, NOT_RUN, StepOutcome(NOT_RUN, failure_reason=why))
+        return True
 
     def _prewarm(self, run: Run, order: list[str]) -> None:
         """Start the steps about to become ready (every upstream running or done)."""
