@@ -155,3 +155,56 @@ def test_sdk_xgboost_pipeline_runs_end_to_end(
     want = env_predictions(environment(version, cache), model, features, pickled)
     got = store.get(f"s3://sdk-fixtures/xgboost/{name}/transform/test-features.csv.out").decode()
     assert got.splitlines() == want and len(want) == 180
+
+
+def test_sdk_repack_step_runs_its_shell_launcher_and_the_script_mode_model_transforms(
+    settings: Settings, cache: Path, tmp_path: Path
+) -> None:
+    """A Model with an entry point: the SDK's RepackModel training step (scikit-learn image,
+    ``sagemaker_program`` ``_repack_script_launcher.sh``) puts the model and ``code/`` into a new
+    archive; the created model serves with the inference script's ``model_fn``."""
+    seed_sdk_objects(settings)
+    definition = load(FIXTURES / "sdk" / "xgboost_repack.json")
+    repack = definition.step("AbaloneModel-RepackModel-0").arguments
+    assert repack["HyperParameters"]["sagemaker_program"] == '"_repack_script_launcher.sh"'
+    execution = run(settings, definition, SANDBOX, name="SdkXgboostRepack")
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
+    assert statuses(execution) == dict.fromkeys(
+        (
+            "Preprocess",
+            "TrainAbalone",
+            "AbaloneModel-RepackModel-0",
+            "AbaloneModel-CreateModel",
+            "AbaloneTransform",
+        ),
+        "Succeeded",
+    )
+    history = History(settings.history_path)
+    records = {r.name: r for r in history.steps(execution.execution_id)}
+    log = history.step_log(execution.execution_id, "AbaloneModel-RepackModel-0") or ""
+    assert (
+        "repacked model.tar.gz with ['_repack_model.py', '_repack_script_launcher.sh', 'inference.py']"
+        in log
+    )
+    store = LocalStore(settings.local_store_root)
+    repacked = records["AbaloneModel-RepackModel-0"].properties["ModelArtifacts"][
+        "S3ModelArtifacts"
+    ]
+    with tarfile.open(fileobj=io.BytesIO(store.get(repacked))) as tar:
+        names = set(tar.getnames())
+        member = tar.extractfile("xgboost-model")
+        assert member is not None
+        (tmp_path / "xgboost-model").write_bytes(member.read())
+    assert {"xgboost-model", "code/inference.py", "code/_repack_script_launcher.sh"} <= names
+    created = records["AbaloneModel-CreateModel"].properties["PrimaryContainer"]
+    assert created["ModelDataUrl"] == repacked
+    features = tmp_path / "test-features.csv"
+    outputs = records["Preprocess"].properties["ProcessingOutputConfig"]["Outputs"]
+    uri = next(o for o in outputs if o["OutputName"] == "transform")["S3Output"]["S3Uri"]
+    features.write_bytes(store.get(uri + "/test-features.csv"))
+    want = env_predictions(environment("1.7-1", cache), tmp_path / "xgboost-model", features, False)
+    got = store.get("s3://sdk-fixtures/xgboost/SdkXgboostRepack/transform/test-features.csv.out")
+    values = got.decode().splitlines()
+    assert len(values) == len(want) == 180
+    assert [float(v) for v in values] == pytest.approx([float(w) for w in want], rel=1e-6)
