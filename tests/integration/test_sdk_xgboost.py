@@ -1,7 +1,7 @@
-"""Abalone-style built-in XGBoost pipelines built by the official SDK v2 run unchanged, end to end.
+"""Abalone-style built-in XGBoost pipelines built by the official SDK run unchanged, end to end.
 
-``tests/fixtures/sdk/generate_xgboost.py`` built one definition per XGBoost image (1.0-1, 1.7-1,
-3.0-5) with ``image_uris.retrieve`` and saved what the SDK uploaded (scripts, synthetic raw data)
+``tests/fixtures/sdk/generate_xgboost.py`` (SDK v2) and ``generate_xgboost_v3.py`` (SDK 3.x)
+built one definition per XGBoost image (1.0-1, 1.7-1, 3.0-5) with ``image_uris.retrieve`` and saved what the SDK uploaded (scripts, synthetic raw data)
 under objects/. Each runs here as written: preprocessing on scikit-learn 1.2-1, the image's
 built-in algorithm, an evaluation on the XGBoost image that loads ``xgboost-model`` the way that
 image wrote it, a condition on the MSE (JsonGet of a PropertyFile), then model creation,
@@ -23,7 +23,7 @@ import pytest
 
 from sagepipe.config import Settings
 from sagepipe.definition import load
-from sagepipe.engine.history import History
+from sagepipe.engine.history import History, StepRecord
 from sagepipe.images import Environment, ensure_environment, resolve
 from sagepipe.storage import LocalStore
 from tests.conftest import FIXTURES, HAS_BWRAP
@@ -32,15 +32,12 @@ from tests.integration.helpers import run, seed_sdk_objects, statuses
 SANDBOX = "bwrap" if HAS_BWRAP else "process"
 ROUND = re.compile(r"^\[(\d+)\]\ttrain-rmse:(\d+\.\d+)\tvalidation-rmse:(\d+\.\d+)$")
 XGBOOST = {"1.0-1": "1.0.0", "1.7-1": "1.7.4", "3.0-5": "3.0.5"}
-STEPS = (
-    "Preprocess",
-    "TrainAbalone",
-    "EvaluateAbalone",
-    "CheckMse",
-    "AbaloneModel-CreateModel",
-    "AbaloneRegister-RegisterModel",
-    "AbaloneTransform",
-)
+STEPS = ("Preprocess", "TrainAbalone", "EvaluateAbalone", "CheckMse", "AbaloneTransform")
+# v2's ModelStep suffixes the step names with what it does; 3.x's keeps the name given
+MODEL_STEPS = {
+    "v2": ("AbaloneModel-CreateModel", "AbaloneRegister-RegisterModel"),
+    "v3": ("AbaloneModel", "AbaloneRegister"),
+}
 
 
 def environment(version: str, cache: Path) -> Environment:
@@ -84,17 +81,25 @@ def check_model_format(version: str, data: bytes) -> bool:
     return False
 
 
+def output_uri(record: StepRecord, name: str) -> str:
+    outputs = record.properties["ProcessingOutputConfig"]["Outputs"]
+    return str(next(o for o in outputs if o["OutputName"] == name)["S3Output"]["S3Uri"])
+
+
+@pytest.mark.parametrize("sdk", ["v2", "v3"])
 @pytest.mark.parametrize("version", list(XGBOOST))
 def test_sdk_xgboost_pipeline_runs_end_to_end(
-    settings: Settings, cache: Path, tmp_path: Path, version: str
+    settings: Settings, cache: Path, tmp_path: Path, version: str, sdk: str
 ) -> None:
     seed_sdk_objects(settings)
-    name = "SdkXgboost" + version.replace(".", "").replace("-", "")
-    definition = load(FIXTURES / "sdk" / f"xgboost_{version}.json")
+    tag = version.replace(".", "").replace("-", "")
+    name = f"SdkXgboost{tag}" if sdk == "v2" else f"SdkV3Xgboost{tag}"
+    fixture = f"xgboost_{version}.json" if sdk == "v2" else f"xgboost_v3_{version}.json"
+    definition = load(FIXTURES / "sdk" / fixture)
     execution = run(settings, definition, SANDBOX, name=name)
     desc = execution.describe()
     assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
-    assert statuses(execution) == dict.fromkeys(STEPS, "Succeeded")
+    assert statuses(execution) == dict.fromkeys((*STEPS, *MODEL_STEPS[sdk]), "Succeeded")
     history = History(settings.history_path)
     records = {r.name: r for r in history.steps(execution.execution_id)}
     store = LocalStore(settings.local_store_root)
@@ -123,8 +128,9 @@ def test_sdk_xgboost_pipeline_runs_end_to_end(
     pickled = check_model_format(version, model_bytes)
 
     # the evaluation script loaded it on that image's environment and wrote the PropertyFile
-    out = records["EvaluateAbalone"].properties["ProcessingOutputConfig"]["Outputs"][0]
-    report = json.loads(store.get(out["S3Output"]["S3Uri"] + "/evaluation.json"))
+    report = json.loads(
+        store.get(output_uri(records["EvaluateAbalone"], "evaluation") + "/evaluation.json")
+    )
     assert report["model"] == {
         "loaded_with": "pickle" if pickled else "save_model",
         "xgboost": XGBOOST[version],
@@ -143,12 +149,7 @@ def test_sdk_xgboost_pipeline_runs_end_to_end(
     # the transform: one line per test row, that environment's own prediction
     features = tmp_path / "test-features.csv"
     features.write_bytes(
-        store.get(
-            records["Preprocess"].properties["ProcessingOutputConfig"]["Outputs"][3]["S3Output"][
-                "S3Uri"
-            ]
-            + "/test-features.csv"
-        )
+        store.get(output_uri(records["Preprocess"], "transform") + "/test-features.csv")
     )
     model = tmp_path / "xgboost-model"
     model.write_bytes(model_bytes)
@@ -200,9 +201,9 @@ def test_sdk_repack_step_runs_its_shell_launcher_and_the_script_mode_model_trans
     created = records["AbaloneModel-CreateModel"].properties["PrimaryContainer"]
     assert created["ModelDataUrl"] == repacked
     features = tmp_path / "test-features.csv"
-    outputs = records["Preprocess"].properties["ProcessingOutputConfig"]["Outputs"]
-    uri = next(o for o in outputs if o["OutputName"] == "transform")["S3Output"]["S3Uri"]
-    features.write_bytes(store.get(uri + "/test-features.csv"))
+    features.write_bytes(
+        store.get(output_uri(records["Preprocess"], "transform") + "/test-features.csv")
+    )
     want = env_predictions(environment("1.7-1", cache), tmp_path / "xgboost-model", features, False)
     got = store.get("s3://sdk-fixtures/xgboost/SdkXgboostRepack/transform/test-features.csv.out")
     values = got.decode().splitlines()
