@@ -14,6 +14,7 @@ import io
 import json
 import pickle
 import re
+import signal
 import subprocess
 import tarfile
 import textwrap
@@ -28,6 +29,7 @@ from sagepipe.images import Environment, ensure_environment, resolve
 from sagepipe.storage import LocalStore
 from tests.conftest import FIXTURES, HAS_BWRAP
 from tests.integration.helpers import run, seed_sdk_objects, statuses
+from tests.integration.test_serve import Served, free_port
 
 SANDBOX = "bwrap" if HAS_BWRAP else "process"
 ROUND = re.compile(r"^\[(\d+)\]\ttrain-rmse:(\d+\.\d+)\tvalidation-rmse:(\d+\.\d+)$")
@@ -156,6 +158,21 @@ def test_sdk_xgboost_pipeline_runs_end_to_end(
     want = env_predictions(environment(version, cache), model, features, pickled)
     got = store.get(f"s3://sdk-fixtures/xgboost/{name}/transform/test-features.csv.out").decode()
     assert got.splitlines() == want and len(want) == 180
+
+    # served from the registry's record: the image it was registered with, the same predictions
+    served = Served(settings.project_root, artifact, "--port", str(free_port()))
+    try:
+        status, _, body = served.request(
+            "/invocations",
+            features.read_bytes(),
+            {"Content-Type": "text/csv", "Accept": "text/csv"},
+        )
+        assert status == 200 and body.splitlines() == want
+        assert served.stop(signal.SIGTERM)[0] == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.communicate()
 
 
 def test_sdk_repack_step_runs_its_shell_launcher_and_the_script_mode_model_transforms(
