@@ -167,7 +167,7 @@ def test_sdk_xgboost_pipeline_runs_end_to_end(
             features.read_bytes(),
             {"Content-Type": "text/csv", "Accept": "text/csv"},
         )
-        assert status == 200 and body.splitlines() == want
+        assert status == 200 and body.split(",") == want
         assert served.stop(signal.SIGTERM)[0] == 0
     finally:
         if served.proc.poll() is None:

@@ -9,6 +9,7 @@ checking that no process it started is left.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -167,11 +168,16 @@ def test_ping_and_csv_invocations_match_the_transform_then_sigterm_stops_it(
         "/invocations", data.encode(), {"Content-Type": "text/csv", "Accept": "text/csv"}
     )
     assert (status, kind) == (200, "text/csv")
-    assert body.splitlines() == want and len(want) == 40
+    assert body.split(",") == want and len(want) == 40  # an endpoint answers one CSV line
     one = served.request(
         "/invocations", data.splitlines()[0].encode(), {"Content-Type": "text/csv"}
     )
-    assert one[0] == 200 and one[2].splitlines() == want[:1]
+    assert one[:2] == (200, "text/csv") and one[2] == want[0]
+    status, kind, body = served.request(
+        "/invocations", data.encode(), {"Content-Type": "text/csv", "Accept": "application/json"}
+    )
+    assert (status, kind) == (200, "application/json")
+    assert [str(p["score"]) for p in json.loads(body)["predictions"]] == want
     status, _, body = served.request(
         "/invocations", b"{}", {"Content-Type": "application/x-parquet"}
     )

@@ -27,14 +27,25 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, List, Optional
 
 try:  # run as a file (as in a step), its own folder is sys.path[0]
-    from serving import ROOT_VARIABLE, InvocationError, ScriptMode, XGBoostAlgorithm
-except ImportError:  # imported as part of the package (tests)
-    from sagepipe.container.serving import (
+    from serving import (
+        JSON,
         ROOT_VARIABLE,
         InvocationError,
         ScriptMode,
         XGBoostAlgorithm,
+        media_type,
     )
+    from xgboost_selectable import VARIABLE as SELECTABLE
+except ImportError:  # imported as part of the package (tests)
+    from sagepipe.container.serving import (
+        JSON,
+        ROOT_VARIABLE,
+        InvocationError,
+        ScriptMode,
+        XGBoostAlgorithm,
+        media_type,
+    )
+    from sagepipe.container.xgboost_selectable import VARIABLE as SELECTABLE
 
 MAX_BODY = 6 * 1024 * 1024  # a real-time endpoint's payload limit (6 MB)
 REASONS = {
@@ -122,11 +133,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def response_type(model: Any, accept: str) -> str:
-    """The response's Content-Type: the Accept asked for, else the container's default."""
-    if accept and accept.strip() != "*/*":
-        return accept
-    default = "text/csv" if isinstance(model, XGBoostAlgorithm) else "application/json"
-    return os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or default
+    """The response's Content-Type, as the container sets it.
+
+    The XGBoost algorithm answers JSON when asked for it, else CSV (selectable inference output:
+    what was asked for); a script's output is what Accept asked for, else the default.
+    """
+    chosen = accept if accept and accept.strip() != "*/*" else ""
+    if isinstance(model, XGBoostAlgorithm):
+        default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "text/csv"
+        if SELECTABLE in os.environ:
+            return chosen or default
+        return JSON if media_type(chosen or default) == JSON else "text/csv"
+    return chosen or os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

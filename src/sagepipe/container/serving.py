@@ -180,7 +180,7 @@ class XGBoostAlgorithm:
             return ("\n".join(map(str, values)) + "\n").encode("utf-8")
         if chosen == JSON:
             return json.dumps({"predictions": [{"score": v} for v in values]}).encode("utf-8")
-        return encode(values, chosen)
+        return ",".join(map(str, values)).encode("utf-8")  # an endpoint's answer: one CSV line
 
     def _selected(self, predictions: Any, accept: str) -> bytes:
         try:

@@ -92,6 +92,7 @@ class ModelServer:
         self._listener: socket.socket | None = None
         self._folder_fd: int | None = None
         self._threads: list[threading.Thread] = []
+        self._last: list[str] = []  # the server's last output lines, for a failed start
 
     def start(self, port: int = DEFAULT_PORT) -> str:
         """Bind the port, stage the model, start its server; returns the URL once it answers."""
@@ -168,7 +169,6 @@ class ModelServer:
             limits_for(INSTANCE_TYPE),
         )
         self.proc = self.sandbox.launch(spec, subprocess.PIPE, subprocess.STDOUT)
-        self._last: list[str] = []
         pump = threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True)
         pump.start()
         self._threads.append(pump)
