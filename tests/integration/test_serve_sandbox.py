@@ -157,6 +157,50 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_killed_serve_leaves_no_server_and_its_workspace_goes_next_time(
+    host_project: Path, tmp_path: Path
+) -> None:
+    archive = model_archive(tmp_path)
+    proc = serve(host_project, str(archive), "--port", "0")
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("serving "), line
+    children = _descendants(proc.pid)
+    assert children
+    (stale,) = (host_project / ".sagepipe" / "serve").iterdir()
+    proc.kill()  # SIGKILL: no clean-up of its own
+    proc.communicate()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in children if _alive(p)], "the model server outlived serve"
+    assert stale.exists()
+    planted = host_project / ".sagepipe" / "serve" / "1-1-not-a-link"
+    planted.symlink_to(tmp_path)  # a link named like a workspace is never followed
+    again = serve(host_project, str(archive), "--port", "0")
+    assert again.stdout is not None
+    assert again.stdout.readline().startswith("serving ")
+    assert not stale.exists() and tmp_path.exists() and archive.exists()
+    again.send_signal(signal.SIGTERM)
+    again.communicate(timeout=60)
+    assert again.returncode == 0
+    assert [p.name for p in (host_project / ".sagepipe" / "serve").iterdir()] == [planted.name]
+
+
+def _descendants(pid: int) -> set[int]:
+    out, frontier = set(), [pid]
+    while frontier:
+        current = frontier.pop()
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                kids = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                out.update(int(k) for k in kids)
+                frontier.extend(int(k) for k in kids)
+        except OSError:
+            continue
+    return out
+
+
 @pytest.mark.parametrize(
     "member",
     [

@@ -4,7 +4,9 @@ The model runs as a transform's does: unpacked at ``/opt/ml/model`` of a private
 its image's environment, in the sandbox, served by the same code (``container/serving.py``)
 through ``container/model_server.py``. That program listens on a Unix socket in the workspace and
 has no network; this process listens on ``127.0.0.1:<port>`` only and forwards each connection
-to the socket. A stop kills the sandbox's process group and removes the workspace.
+to the socket. A stop kills the sandbox's process group and removes the workspace; a killed
+``serve`` leaves no server (the sandbox's watchdog ends it), and the next one removes the
+workspace it left.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sagepipe.config import Settings
 from sagepipe.engine.environments import StepEnvironments, describe
 from sagepipe.engine.history import History
 from sagepipe.engine.jobs import base_env, job_spec, kill_group
+from sagepipe.engine.liveness import is_alive, this_process
 from sagepipe.engine.processing import host_path
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
 from sagepipe.engine.transform import extract_model, framework
@@ -48,6 +51,18 @@ def registered_image(settings: Settings, model_uri: str) -> str | None:
         if model["model_data_url"] == model_uri and model.get("image"):
             return str(model["image"])
     return None
+
+
+def remove_stale(base: Path) -> None:
+    """Remove the workspaces of ``serve`` processes that are gone (killed, so never cleaned).
+
+    A workspace is named ``<pid>-<start time>-<random>`` after the process that made it.
+    """
+    for entry in base.iterdir():
+        pid, _, rest = entry.name.partition("-")
+        started = rest.partition("-")[0]
+        if pid.isdigit() and started.isdigit() and not is_alive(int(pid), int(started)):
+            shutil.rmtree(entry, ignore_errors=True)  # refuses a symlink: nothing is followed
 
 
 def listen(port: int) -> socket.socket:
@@ -111,7 +126,9 @@ class ModelServer:
     def _stage(self) -> None:
         base = self.settings.home / "serve"
         base.mkdir(parents=True, exist_ok=True)
-        ws = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
+        remove_stale(base)
+        pid, started = this_process()
+        ws = Path(tempfile.mkdtemp(prefix=f"{pid}-{started}-", dir=base))
         self.workspace = ws
         model_dir = host_path(ws, "/opt/ml/model")
         model_dir.mkdir(parents=True)
