@@ -92,7 +92,7 @@ def test_validate_reports_steps_not_runnable_locally(tmp_path: Path) -> None:
     res = sp(tmp_path, "validate", str(path))
     assert res.returncode == 1
     out = " ".join(res.stdout.split())
-    assert "step 'Notify': Lambda steps run only on SageMaker" in out
+    assert "step 'Notify': Lambda invokes an AWS Lambda function; it runs only on SageMaker" in out
     # the image has no local runtime: the message keeps the setting's name (no markup loss)
     assert "step 'GenericTrain': image" in out and "[tool.sagepipe.images]" in out
     assert res.stderr.strip() == "error: 2 steps cannot run here (listed above)"

@@ -86,7 +86,8 @@ class LiveView:
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                extra = f": {row.reason}" if row.reason and status == StepStatus.FAILED else ""
+                failed = status in (StepStatus.FAILED, StepStatus.NOT_RUN)
+                extra = f": {row.reason}" if row.reason and failed else ""
                 self.console.print(
                     f"{step:<{self.width}} : {status}{extra}", highlight=False, markup=False
                 )

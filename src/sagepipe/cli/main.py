@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run
+from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run, serve
 from sagepipe.cli.consoles import err, escape, real_console
 from sagepipe.cli.doctor import doctor_command
 from sagepipe.cli.state import CliState
@@ -54,6 +54,7 @@ run.register(app)
 executions.register(app)
 models.register(app)
 deploy.register(app)
+serve.register(app)
 app.add_typer(bucket.bucket_app, name="bucket")
 app.add_typer(images.images_app, name="images")
 app.command("doctor")(doctor_command)

@@ -118,19 +118,15 @@ def _hyperparameters(step: StepDef) -> dict[str, object]:
 def local_problems(definition: Definition, s: Settings) -> list[tuple[str, str]]:
     """(step, why) for every step the local engine cannot run with these settings."""
     from sagepipe.definition.function_payloads import is_function_step, python_mismatch
+    from sagepipe.engine.engine import RUNNERS
     from sagepipe.engine.environments import StepEnvironments, step_image
     from sagepipe.engine.transform import transform_problems
+    from sagepipe.engine.unsupported import unsupported_steps
 
     environments = StepEnvironments(s)
-    problems = []
+    problems = [(u.name, u.reason) for u in unsupported_steps(definition, RUNNERS)]
     for step in definition.all_steps():
-        if not step.runnable_locally:
-            problems.append(
-                (
-                    step.name,
-                    f"{step.type} steps run only on SageMaker; locally: {', '.join(_supported())}",
-                )
-            )
+        if not step.runnable_locally or step.type not in RUNNERS:
             continue
         if step.type == "Transform":
             problems.extend((step.name, why) for why in transform_problems(dict(step.arguments)))

@@ -23,6 +23,7 @@ STATUS_STYLE: dict[str, str] = {
     StepStatus.STARTING: "yellow",
     StepStatus.STOPPING: "magenta",
     StepStatus.STOPPED: "magenta",
+    StepStatus.NOT_RUN: "dim",
 }
 
 

@@ -123,6 +123,14 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="No cache hits in this run: every step runs.")
     ] = False,
+    skip_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unsupported",
+            help="Run the steps that can run locally; the others, and the steps after them, "
+            "end NotRun.",
+        ),
+    ] = False,
 ) -> None:
     """Run the pipeline (locally by default); exit 0 only when the execution Succeeded."""
     params = parse_pairs(parameter)
@@ -138,7 +146,9 @@ def run(
     s = settings(ctx).with_overrides(
         sandbox=sandbox.value if sandbox else None, store=store.value if store else None
     )
-    run_locally(s, pipeline, params, max_parallel, quiet, choice, (refresh, no_cache))
+    run_locally(
+        s, pipeline, params, max_parallel, quiet, choice, (refresh, no_cache), skip_unsupported
+    )
 
 
 def run_locally(
@@ -149,6 +159,7 @@ def run_locally(
     quiet: bool,
     choice: StepChoice | None = None,
     cache: tuple[list[str], bool] = ([], False),
+    skip_unsupported: bool = False,
 ) -> None:
     """Start a local execution, stream it, print the outcome; exit 1 unless it Succeeded.
 
@@ -160,6 +171,7 @@ def run_locally(
 
     loaded = load_pipeline(pipeline, s)
     policy = CachePolicy.build(loaded.definition, *cache)
+    _say_not_runnable(loaded, skip_unsupported)
     steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
     view = LiveView(real_console(console), steps, quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
@@ -168,7 +180,14 @@ def run_locally(
         selection = choice.plan(engine.history, loaded.definition, loaded.name)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
-    prepared = engine.prepare(loaded.definition, loaded.name, params, max_parallel, selection)
+    prepared = engine.prepare(
+        loaded.definition,
+        loaded.name,
+        params,
+        max_parallel,
+        selection,
+        skip_unsupported=skip_unsupported,
+    )
     prepared.cache = policy
     # Said before any step starts, so it is the first line whatever the steps log.
     err.print(
@@ -201,6 +220,20 @@ def follow_locally(engine: Engine, prepared: Run, view: Any, s: Settings) -> Non
                 execution.wait()
                 break
     _finish(execution, prepared.info.pipeline, s)
+
+
+def _say_not_runnable(loaded: Loaded, skip: bool) -> None:
+    """Before anything starts: each step that will not run here, and why (one line each).
+
+    Without ``--skip-unsupported`` the engine refuses the run in one line that names them.
+    """
+    from sagepipe.engine.engine import RUNNERS
+    from sagepipe.engine.unsupported import not_runnable
+
+    for step in not_runnable(loaded.definition, RUNNERS) if skip else []:
+        err.print(
+            f"not run: '{step.name}' ({step.type}): {step.reason}", highlight=False, markup=False
+        )
 
 
 @contextmanager

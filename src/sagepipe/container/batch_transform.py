@@ -223,9 +223,15 @@ def line_batches(stream: Any, max_bytes: int) -> Iterator[Tuple[bytes, int]]:
 
 
 def _maybe_blank(chunk: bytes) -> bool:
-    """Cheap test before the regex: could a line of ``chunk`` be empty or whitespace only?"""
-    return chunk[:1] in (b"\n", b" ", b"\t", b"\r") or any(
-        marker in chunk for marker in (b"\n\n", b"\n ", b"\n\t", b"\n\r")
+    """Cheap test before the regex: could a line of ``chunk`` be empty or whitespace only?
+
+    A two-byte search is slow where newlines are frequent: the one-byte searches for the
+    rarer whitespace go first, and the pairs are searched only when one is found.
+    """
+    if chunk[:1] in (b"\n", b" ", b"\t", b"\r") or b"\n\n" in chunk:
+        return True
+    return any(c in chunk for c in (b" ", b"\t", b"\r")) and any(
+        marker in chunk for marker in (b"\n ", b"\n\t", b"\n\r")
     )
 
 

@@ -29,14 +29,18 @@ class StepStatus(StrEnum):
     STOPPED = "Stopped"
     FAILED = "Failed"
     SUCCEEDED = "Succeeded"
+    # sagepipe's own: a step that cannot run locally, or one downstream of it, under
+    # ``run --skip-unsupported``. SageMaker never reports it.
+    NOT_RUN = "NotRun"
 
 
-# The statuses an execution or a step never leaves. The texts are the same for both enums.
-TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Stopped"})
+# The statuses an execution or a step never leaves. The texts are the same for both enums (only a
+# step is ever NotRun).
+TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Stopped", "NotRun"})
 
 
 def is_terminal(status: str) -> bool:
-    """Whether an execution or step in ``status`` has finished (Succeeded, Failed or Stopped)."""
+    """Whether an execution or step in ``status`` has finished (Succeeded, Failed, Stopped, NotRun)."""
     return status in TERMINAL
 
 

@@ -51,6 +51,7 @@ from sagepipe.engine.rerun import Selection, apply_selection, check_retryable, r
 from sagepipe.engine.retries import Attempts, error_fault, job_fault, mark_fault
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.transform import run_transform
+from sagepipe.engine.unsupported import NOT_RUN, ready_not_run, refusal, unsupported_steps
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
 
@@ -94,6 +95,7 @@ class Run:
     failing: threading.Event = field(default_factory=threading.Event)  # a step has failed
     attempts: dict[str, int] = field(default_factory=dict)  # attempts made before a retry
     cache: CachePolicy = field(default_factory=CachePolicy)  # --refresh, --no-cache
+    unsupported: dict[str, str] = field(default_factory=dict)  # step -> why it will not run
 
 
 class Engine:
@@ -127,17 +129,21 @@ class Engine:
         parameters: Mapping[str, Any],
         max_parallel: int | None = None,
         selection: Selection | None = None,
+        skip_unsupported: bool = False,
     ) -> Run:
         """Check parameters and step types, record the execution, return its run state.
 
         With ``selection`` only the selected steps run; the others they need are taken from
-        the selection's reference execution (engine/rerun.py).
+        the selection's reference execution (engine/rerun.py). A step type with no local
+        runner stops here unless ``skip_unsupported``: then that step and those downstream of
+        it end NotRun (see ``engine/unsupported.py``).
         """
-        _check_runnable(definition)
+        unsupported = _check_runnable(definition, skip_unsupported)
         values = resolve_parameters(definition, parameters)
         self._prepare_environments(definition, values)
         parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
         run = self._new_run(definition, pipeline_name, values, parallel, new_id(), time.time())
+        run.unsupported = {s.name: s.reason for s in unsupported}
         text = definition.dumps()
         self.history.save_pipeline(pipeline_name, run.info.pipeline_arn, text)
         self.history.create_execution(
@@ -239,6 +245,8 @@ class Engine:
                                 break
                             if name in run.status or name in run.skipped:
                                 continue
+                            if self._not_run(run, name):
+                                continue
                             if all(run.status.get(u) == "Succeeded" for u in graph.upstream[name]):
                                 run.status[name] = "Starting"
                                 futures[pool.submit(self._run_step, run, name)] = name
@@ -258,6 +266,23 @@ class Engine:
         status = self._final_status(run)
         self.history.finish_execution(run.info.id, status, run.failure)
         return status
+
+    def _not_run(self, run: Run, name: str) -> bool:
+        """Record a ready step that cannot run locally, or follows one, as NotRun."""
+        ups = run.definition.graph.upstream[name]
+        if not all(run.status.get(u) in ("Succeeded", NOT_RUN) for u in ups):
+            return False
+        why = ready_not_run(name, ups, run.status, run.unsupported)
+        if why is None:
+            return False
+        step = run.definition.step(name)
+        run.status[name] = NOT_RUN
+        self.history.start_step(run.info.id, name, step.type, step.display_name, None)
+        self.history.update_step(
+            run.info.id, name, status=NOT_RUN, ended=time.time(), failure_reason=why
+        )
+        self._notify(name, NOT_RUN, StepOutcome(NOT_RUN, failure_reason=why))
+        return True
 
     def _prewarm(self, run: Run, order: list[str]) -> None:
         """Start the steps about to become ready (every upstream running or done)."""
@@ -509,16 +534,15 @@ class Engine:
         raise ExecutionError(f"step '{step_name}' has no output '{entry['OutputName']}'")
 
 
-def _check_runnable(definition: Definition) -> None:
-    """Every step has a local runner and valid RetryPolicies, or one line says which not."""
-    unsupported = definition.unsupported_steps()
-    if unsupported:
-        names = ", ".join(f"'{s.name}' ({s.type})" for s in unsupported)
-        raise DefinitionError(
-            f"steps {names} cannot run locally; supported types: {', '.join(RUNNERS)}"
-        )
+def _check_runnable(definition: Definition, skip_unsupported: bool = False) -> list[Any]:
+    """Every step has a local runner (or ``skip_unsupported``) and valid RetryPolicies, or one
+    line says which not; returns the steps that will not run."""
+    unsupported = unsupported_steps(definition, RUNNERS)
+    if unsupported and not skip_unsupported:
+        raise DefinitionError(refusal(unsupported))
     for step in definition.all_steps():
         retry_policies(step.name, step.retry_policies)
+    return list(unsupported)
 
 
 def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:

@@ -191,8 +191,8 @@ def _command(ctx: StepContext, ws: Path, hps: dict[str, str]) -> Command:
             if not k.startswith("sagemaker_")
             for item in (f"--{k}", _arg(_decode(v)))
         ]
-        if program.endswith(".sh"):
-            return Command(["/bin/sh", program, *user], CODE_DIR, env, program, submit)
+        if not program.endswith(".py"):
+            return _shell_command(code, program, user, env, submit)
         return Command(env.argv(["python", program, *user]), CODE_DIR, env, program, submit)
     algorithm = algorithm_mode(image, hps)
     if algorithm is not None:
@@ -200,6 +200,20 @@ def _command(ctx: StepContext, ws: Path, hps: dict[str, str]) -> Command:
         argv = algorithm_command(algorithm, env.argv(["python"]), program_path)
         return Command(argv, CONTAINER_ROOT, env, algorithm=algorithm)
     return Command(env.argv(["python", "train"]), CONTAINER_ROOT, env)
+
+
+def _shell_command(
+    code: Path, program: str, user: list[str], env: Environment, submit: str
+) -> Command:
+    """An entry point that is not a ``.py`` file runs as the training toolkit runs a command:
+    made executable, then ``/bin/sh -c "./<program> <args>"`` in the code folder (its shebang
+    line, if any, picks the interpreter; a file without one runs in ``sh``)."""
+    path = code / program
+    if not path.resolve().is_relative_to(code.resolve()):
+        raise ExecutionError(f"sagemaker_program {program!r} points outside the source directory")
+    path.chmod(path.stat().st_mode | 0o755)
+    line = " ".join([f"./{program}", *user])  # joined unquoted, as the toolkit does
+    return Command(["/bin/sh", "-c", line], CODE_DIR, env, program, submit)
 
 
 def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:

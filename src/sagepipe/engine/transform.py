@@ -140,18 +140,23 @@ def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as tmp:
         archive = Path(tmp) / "archive.tar.gz"
         ctx.store.get_file(uri, archive)
-        try:
-            with tarfile.open(archive) as tar:
-                for member in tar.getmembers():
-                    name = os.path.normpath(member.name)
-                    if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
-                        raise ExecutionError(f"{uri}: archive member {member.name!r} is refused")
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(dest, filter="data")
-                else:
-                    tar.extractall(dest)  # every member was checked above
-        except tarfile.TarError as exc:
-            raise ExecutionError(f"{uri} is not a tar.gz archive: {exc}") from None
+        extract_model(archive, dest, uri)
+
+
+def extract_model(archive: Path, dest: Path, label: str) -> None:
+    """Extract a model.tar.gz's files and folders inside ``dest``; links and escapes refused."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                name = os.path.normpath(member.name)
+                if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+                    raise ExecutionError(f"{label}: archive member {member.name!r} is refused")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:
+                tar.extractall(dest)  # every member was checked above
+    except tarfile.TarError as exc:
+        raise ExecutionError(f"{label} is not a tar.gz archive: {exc}") from None
 
 
 def _stage(ctx: StepContext, container: dict[str, Any], env: dict[str, str]) -> str | None:

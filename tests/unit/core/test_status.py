@@ -22,6 +22,7 @@ def test_statuses_are_the_service_texts() -> None:
         "Stopped",
         "Failed",
         "Succeeded",
+        "NotRun",
     ]
 
 
@@ -33,7 +34,7 @@ def test_a_status_is_its_text_in_json_and_comparisons() -> None:
 
 
 def test_terminal_set() -> None:
-    assert frozenset({"Succeeded", "Failed", "Stopped"}) == TERMINAL
+    assert frozenset({"Succeeded", "Failed", "Stopped", "NotRun"}) == TERMINAL
     assert {s for s in ExecutionStatus if is_terminal(s)} == {
         ExecutionStatus.SUCCEEDED,
         ExecutionStatus.FAILED,
@@ -43,6 +44,7 @@ def test_terminal_set() -> None:
         StepStatus.SUCCEEDED,
         StepStatus.FAILED,
         StepStatus.STOPPED,
+        StepStatus.NOT_RUN,
     }
     assert not is_terminal("Executing")
     assert not is_terminal("Stopping")
