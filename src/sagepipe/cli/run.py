@@ -15,7 +15,7 @@ import typer
 from sagepipe.bucket_layout import LOGS_PREFIX
 from sagepipe.cli import render
 from sagepipe.cli.consoles import console, err, escape, real_console
-from sagepipe.cli.loader import load_pipeline
+from sagepipe.cli.loader import Loaded, load_pipeline
 from sagepipe.cli.options import (
     Backend,
     BackendOpt,
