@@ -79,7 +79,10 @@ def _from_module(path: Path, settings: Settings) -> PipelineModel:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))
     try:
-        spec.loader.exec_module(module)
+        # From the source, never a cached .pyc: an edit made within the second of the last
+        # import, keeping the file's size, would otherwise run (and pickle) the old code.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # the user's pipeline module, run as an import would
         return _pipeline_of(module, path, settings)
     except SagepipeError:
         raise

@@ -50,6 +50,7 @@ def get_pipeline():
 
 COMPILE = """
 import importlib.util, json, sys
+sys.dont_write_bytecode = True  # the module is rewritten within a second, at the same size
 from pathlib import Path
 from sagepipe.definition import compile_pipeline
 path = Path(sys.argv[1])
