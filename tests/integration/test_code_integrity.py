@@ -150,3 +150,41 @@ def test_an_output_into_a_code_prefix_is_refused(
     assert engine.store.get(victim) == HELLO.read_bytes()
     keys = [i.key for i in engine.store.list("s3://integrity/app/") if not i.is_folder]
     assert all("evil" not in engine.store.get(f"s3://integrity/{k}").decode() for k in keys)
+
+
+def _write_step(destination: str, code: str, rel: str) -> ProcessingStep:
+    return ProcessingStep(
+        "overwrite",
+        processor=Processor(image_uri=IMAGE, command=("python3", "-c", code)),
+        job_arguments=[rel],
+        outputs=[
+            ProcessingOutput("/opt/ml/processing/o", destination=destination, output_name="o")
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "destination",
+    ["s3://integrity/app//victim/code/", "s3://integrity/app/victim//code", "s3://integrity//app"],
+)
+def test_an_output_into_a_code_prefix_through_empty_segments_is_refused(
+    store_settings: Settings, destination: str
+) -> None:
+    """The local store joins ``app//victim`` as ``app/victim``: such a URI is the code prefix."""
+    victim = _code_uri("victim", HELLO)
+    engine = build_engine(store_settings, sandbox("process"))
+    engine.store.ensure_bucket("integrity")
+    engine.store.put(victim, HELLO.read_bytes())
+    rel = victim.removeprefix("s3://integrity/app/").split("/code/", 1)[1]
+    if destination.endswith("//app"):
+        rel = "victim/code/" + rel
+    code = (
+        "import os, sys; p = '/opt/ml/processing/o/' + sys.argv[1]; "
+        "os.makedirs(os.path.dirname(p), exist_ok=True); open(p, 'w').write('evil')"
+    )
+    step = _write_step(destination, code, rel)
+    compiled = compile_pipeline(Pipeline("attacker", steps=[step]), bucket="integrity")
+    execution = start_definition(engine, compiled.definition, "attacker", {})
+    assert execution.wait(120) == "Failed"
+    assert "points into the code prefix" in str(execution.describe()["FailureReason"])
+    assert engine.store.get(victim) == HELLO.read_bytes()
