@@ -188,3 +188,18 @@ def test_an_output_into_a_code_prefix_through_empty_segments_is_refused(
     assert execution.wait(120) == "Failed"
     assert "points into the code prefix" in str(execution.describe()["FailureReason"])
     assert engine.store.get(victim) == HELLO.read_bytes()
+
+
+def test_an_empty_folder_output_into_a_code_prefix_is_refused(store_settings: Settings) -> None:
+    """An empty folder is published as a folder marker: it may not land in a code prefix either
+    (in the local store a folder where a code file is to go blocks its upload)."""
+    engine = build_engine(store_settings, sandbox("process"))
+    engine.store.ensure_bucket("integrity")
+    digest = hashlib.sha256(HELLO.read_bytes()).hexdigest()
+    code = "import os, sys; os.makedirs('/opt/ml/processing/o/' + sys.argv[1])"
+    step = _write_step("s3://integrity/app", code, f"spared/code/{digest}/hello.py")
+    compiled = compile_pipeline(Pipeline("attacker", steps=[step]), bucket="integrity")
+    execution = start_definition(engine, compiled.definition, "attacker", {})
+    assert execution.wait(120) == "Failed"
+    assert "points into the code prefix" in str(execution.describe()["FailureReason"])
+    assert list(engine.store.list("s3://integrity/app/spared/")) == []

@@ -253,8 +253,8 @@ def publish_output(
     """
     check_destination(uri, shown_as)
     files, empty = output_files(src, shown_as)
-    for item in files:
-        check_destination(join_uri(uri, item.rel), f"{shown_as.rstrip('/')}/{item.rel}")
+    for rel in [item.rel for item in files] + empty:
+        check_destination(join_uri(uri, rel), f"{shown_as.rstrip('/')}/{rel}")
     budget = budget or OutputBudget()
     if publication is not None:  # the whole list is in the history before the first write
         targets = [join_uri(uri, item.rel) for item in files]
