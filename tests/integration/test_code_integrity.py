@@ -203,3 +203,28 @@ def test_an_empty_folder_output_into_a_code_prefix_is_refused(store_settings: Se
     assert execution.wait(120) == "Failed"
     assert "points into the code prefix" in str(execution.describe()["FailureReason"])
     assert list(engine.store.list("s3://integrity/app/spared/")) == []
+
+
+def test_a_link_planted_in_the_local_code_prefix_fails_the_step_in_one_line(
+    project: Path, image_cache: Path, tmp_path: Path
+) -> None:
+    """A symlink where a code object should be is never followed: the step fails saying so,
+    and nothing outside the store (here a file with the very bytes of the code) is read."""
+    settings = Settings.from_env(
+        cwd=project,
+        environ={"SAGEPIPE_CACHE_DIR": str(image_cache), "SAGEPIPE_BUCKET": "integrity"},
+    )
+    outside = tmp_path / "outside.py"
+    outside.write_bytes(HELLO.read_bytes())
+    pipeline = Pipeline("linked", steps=[_hello()])
+    engine = build_engine(settings, sandbox("process"))
+    compiled = compile_pipeline(pipeline, bucket="integrity", base_dir=SCRIPTS)
+    upload_code(compiled, engine.store)
+    local = engine.store.local_path(_code_uri("linked", HELLO))
+    assert local is not None
+    local.unlink()
+    local.symlink_to(outside)
+    execution = start_definition(engine, compiled.definition, "linked", {})
+    assert execution.wait(120) == "Failed"
+    reason = str(execution.describe()["FailureReason"])
+    assert "symbolic link" in reason and "internal error" not in reason, reason
