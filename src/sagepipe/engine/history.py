@@ -335,8 +335,11 @@ class History(CacheRecords):
             shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
         return dead
 
-    def unfinished_publications(self) -> list[tuple[str, str, list[str], float]]:
-        """(execution, step, remote URIs, start) of publications an engine died in the middle of."""
+    def unfinished_publications(
+        self,
+    ) -> list[tuple[str, str, list[str], float, dict[str, str] | None]]:
+        """(execution, step, remote URIs, start, ETags before the first write, when recorded)
+        of publications an engine died in the middle of."""
         rows = self._query(
             "SELECT s.execution_id, s.name, s.publishing FROM steps s JOIN executions e "
             "ON e.id = s.execution_id WHERE s.publishing IS NOT NULL AND e.status NOT IN (?, ?)",
@@ -349,7 +352,9 @@ class History(CacheRecords):
                 uris = [str(u) for u in plan.get("remote", [])]
                 if uris:
                     since = float(plan.get("since", 0.0))
-                    found.append((str(row["execution_id"]), str(row["name"]), uris, since))
+                    before = plan.get("before")
+                    etags = None if before is None else {str(k): str(v) for k, v in before.items()}
+                    found.append((str(row["execution_id"]), str(row["name"]), uris, since, etags))
         return found
 
     def execution(self, execution_id: str) -> ExecutionRecord:
