@@ -49,6 +49,7 @@ _ADDED_COLUMNS = {
         ("engine_start", "INTEGER"),
         ("stop_requested", "INTEGER"),
         ("selective", "TEXT"),  # SelectiveExecutionConfig of a selective execution (JSON)
+        ("store", "TEXT"),  # the store it ran on (local or s3): a retry runs on it again
     ),
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
@@ -90,6 +91,8 @@ class ExecutionRecord:
     definition: str
     max_parallel: int | None
     selective: dict[str, Any] | None = None
+    sandbox: str | None = None
+    store: str | None = None
 
 
 class History(CacheRecords):
@@ -184,6 +187,7 @@ class History(CacheRecords):
         definition: str,
         max_parallel: int,
         sandbox: str,
+        store: str | None = None,
     ) -> None:
         """Record a new execution in status Executing, run by this process."""
         now = time.time()
@@ -192,7 +196,7 @@ class History(CacheRecords):
             db.execute(
                 "INSERT INTO executions (id, pipeline, arn, status, failure_reason, created, "
                 "modified, ended, parameters, definition, sandbox, max_parallel, engine_pid, "
-                "engine_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "engine_start, store) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     execution_id,
                     pipeline,
@@ -208,6 +212,7 @@ class History(CacheRecords):
                     max_parallel,
                     pid,
                     started,
+                    store,
                 ),
             )
 
@@ -553,6 +558,8 @@ def _execution(row: sqlite3.Row) -> ExecutionRecord:
         definition=row["definition"],
         max_parallel=row["max_parallel"],
         selective=json.loads(row["selective"]) if row["selective"] else None,
+        sandbox=row["sandbox"],
+        store=row["store"],
     )
 
 
