@@ -39,8 +39,12 @@ def code_digest(key: str) -> str | None:
 
 
 def in_code_prefix(key: str) -> bool:
-    """Whether ``key`` (an object or a prefix) lies in a pipeline's content-addressed code."""
-    return bool(_CODE_FOLDER.match(key.lstrip("/")))
+    """Whether ``key`` (an object or a prefix) lies in a pipeline's content-addressed code.
+
+    Empty segments do not count: the local store (and a filer-backed S3 server) reads
+    ``app//p/code`` as ``app/p/code``.
+    """
+    return bool(_CODE_FOLDER.match("/".join(part for part in key.split("/") if part)))
 
 
 def log_key(pipeline: str, execution_id: str, step: str) -> str:

@@ -150,3 +150,81 @@ def test_an_output_into_a_code_prefix_is_refused(
     assert engine.store.get(victim) == HELLO.read_bytes()
     keys = [i.key for i in engine.store.list("s3://integrity/app/") if not i.is_folder]
     assert all("evil" not in engine.store.get(f"s3://integrity/{k}").decode() for k in keys)
+
+
+def _write_step(destination: str, code: str, rel: str) -> ProcessingStep:
+    return ProcessingStep(
+        "overwrite",
+        processor=Processor(image_uri=IMAGE, command=("python3", "-c", code)),
+        job_arguments=[rel],
+        outputs=[
+            ProcessingOutput("/opt/ml/processing/o", destination=destination, output_name="o")
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "destination",
+    ["s3://integrity/app//victim/code/", "s3://integrity/app/victim//code", "s3://integrity//app"],
+)
+def test_an_output_into_a_code_prefix_through_empty_segments_is_refused(
+    store_settings: Settings, destination: str
+) -> None:
+    """The local store joins ``app//victim`` as ``app/victim``: such a URI is the code prefix."""
+    victim = _code_uri("victim", HELLO)
+    engine = build_engine(store_settings, sandbox("process"))
+    engine.store.ensure_bucket("integrity")
+    engine.store.put(victim, HELLO.read_bytes())
+    rel = victim.removeprefix("s3://integrity/app/").split("/code/", 1)[1]
+    if destination.endswith("//app"):
+        rel = "victim/code/" + rel
+    code = (
+        "import os, sys; p = '/opt/ml/processing/o/' + sys.argv[1]; "
+        "os.makedirs(os.path.dirname(p), exist_ok=True); open(p, 'w').write('evil')"
+    )
+    step = _write_step(destination, code, rel)
+    compiled = compile_pipeline(Pipeline("attacker", steps=[step]), bucket="integrity")
+    execution = start_definition(engine, compiled.definition, "attacker", {})
+    assert execution.wait(120) == "Failed"
+    assert "points into the code prefix" in str(execution.describe()["FailureReason"])
+    assert engine.store.get(victim) == HELLO.read_bytes()
+
+
+def test_an_empty_folder_output_into_a_code_prefix_is_refused(store_settings: Settings) -> None:
+    """An empty folder is published as a folder marker: it may not land in a code prefix either
+    (in the local store a folder where a code file is to go blocks its upload)."""
+    engine = build_engine(store_settings, sandbox("process"))
+    engine.store.ensure_bucket("integrity")
+    digest = hashlib.sha256(HELLO.read_bytes()).hexdigest()
+    code = "import os, sys; os.makedirs('/opt/ml/processing/o/' + sys.argv[1])"
+    step = _write_step("s3://integrity/app", code, f"spared/code/{digest}/hello.py")
+    compiled = compile_pipeline(Pipeline("attacker", steps=[step]), bucket="integrity")
+    execution = start_definition(engine, compiled.definition, "attacker", {})
+    assert execution.wait(120) == "Failed"
+    assert "points into the code prefix" in str(execution.describe()["FailureReason"])
+    assert list(engine.store.list("s3://integrity/app/spared/")) == []
+
+
+def test_a_link_planted_in_the_local_code_prefix_fails_the_step_in_one_line(
+    project: Path, image_cache: Path, tmp_path: Path
+) -> None:
+    """A symlink where a code object should be is never followed: the step fails saying so,
+    and nothing outside the store (here a file with the very bytes of the code) is read."""
+    settings = Settings.from_env(
+        cwd=project,
+        environ={"SAGEPIPE_CACHE_DIR": str(image_cache), "SAGEPIPE_BUCKET": "integrity"},
+    )
+    outside = tmp_path / "outside.py"
+    outside.write_bytes(HELLO.read_bytes())
+    pipeline = Pipeline("linked", steps=[_hello()])
+    engine = build_engine(settings, sandbox("process"))
+    compiled = compile_pipeline(pipeline, bucket="integrity", base_dir=SCRIPTS)
+    upload_code(compiled, engine.store)
+    local = engine.store.local_path(_code_uri("linked", HELLO))
+    assert local is not None
+    local.unlink()
+    local.symlink_to(outside)
+    execution = start_definition(engine, compiled.definition, "linked", {})
+    assert execution.wait(120) == "Failed"
+    reason = str(execution.describe()["FailureReason"])
+    assert "symbolic link" in reason and "internal error" not in reason, reason

@@ -459,7 +459,7 @@ def test_a_kill_while_publishing_to_s3_leaves_nothing_after_the_next_command(
     run.proc.wait()
     # the history lists every object the step was about to write, before the first write
     pending = run.history.unfinished_publications()
-    assert pending == [] or all(len(uris) == BIG_FILES for _, _, uris in pending)
+    assert pending == [] or all(len(uris) == BIG_FILES for _, _, uris, _, _ in pending)
     listed = run.command("executions", "list")
     assert listed.returncode == 0, listed.stderr
     assert _s3_objects(run) == 0

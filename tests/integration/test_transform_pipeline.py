@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import io
 import json
 import shlex
@@ -442,3 +443,44 @@ def test_a_model_made_from_a_registered_package_is_served(abalone_settings: Sett
     desc = execution.describe()
     assert desc["PipelineExecutionStatus"] == "Succeeded", desc.get("FailureReason")
     assert store.get(f"s3://{BUCKET}/pkg/out/a.csv.out") == b"5.0\n14.0\n"
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+def test_a_models_code_under_a_changed_code_key_is_refused(abalone_settings: Settings) -> None:
+    """SAGEMAKER_SUBMIT_DIRECTORY at a content-addressed code key is verified like a training
+    step's source directory: an archive changed after upload does not serve."""
+    store = LocalStore(abalone_settings.local_store_root)
+    store.put(
+        f"s3://{BUCKET}/models/plain/model.tar.gz", _tar_gz({"weights.json": b"[1, 10, 100]"})
+    )
+    code = _tar_gz({"inference.py": textwrap.dedent(INFERENCE).encode()})
+    digest = hashlib.sha256(code).hexdigest()
+    submit = f"s3://{BUCKET}/app/Scorer/code/{digest}/sourcedir.tar.gz"
+    store.put(submit, _tar_gz({"inference.py": b"raise SystemExit('not the compiled code')\n"}))
+    store.put(f"s3://{BUCKET}/score/in/a.csv", b"1,2,3\n")
+    raw = abalone_definition()
+    model, transform = raw["Steps"][2], raw["Steps"][3]
+    model["Arguments"]["PrimaryContainer"] = {
+        "Image": SKLEARN_1_2_1,
+        "ModelDataUrl": f"s3://{BUCKET}/models/plain/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": submit},
+    }
+    args = transform["Arguments"]
+    del args["DataProcessing"]
+    args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/score/in"
+    args["TransformOutput"] = {"S3OutputPath": f"s3://{BUCKET}/score/out2"}
+    raw["Steps"] = [model, transform]
+    execution = run(abalone_settings, load(raw), "process", name="Scorer")
+    desc = execution.describe()
+    assert desc["PipelineExecutionStatus"] == "Failed"
+    assert "does not match its content hash" in str(desc["FailureReason"])
+    assert list(store.list(f"s3://{BUCKET}/score/out2/")) == []

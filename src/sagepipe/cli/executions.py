@@ -324,6 +324,8 @@ def _retry_local(s: Settings, execution: str, quiet: bool) -> None:
 
     record = _history(s).execution(execution)
     check_retryable(record)  # before any environment is prepared
+    # Where it ran: its succeeded steps' outputs are in that store.
+    s = s.with_overrides(store=record.store, sandbox=record.sandbox)
     definition = load(record.definition)
     view = LiveView(console, [(st.name, st.type) for st in definition.all_steps()], quiet=quiet)
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)

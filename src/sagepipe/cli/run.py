@@ -86,12 +86,14 @@ class StepChoice:
 
         return select_steps(definition, self.steps, self.from_step)
 
-    def plan(self, history: History, definition: Definition, pipeline: str) -> Selection:
+    def plan(
+        self, history: History, definition: Definition, pipeline: str, store: str
+    ) -> Selection:
         """The local selection: selected steps and the reference the others come from."""
         from sagepipe.engine.rerun import plan_selection
 
         return plan_selection(
-            history, definition, pipeline, self.selected(definition), self.reference
+            history, definition, pipeline, self.selected(definition), self.reference, store
         )
 
 
@@ -177,7 +179,7 @@ def run_locally(
     engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
     selection = None
     if choice is not None and choice.given:
-        selection = choice.plan(engine.history, loaded.definition, loaded.name)
+        selection = choice.plan(engine.history, loaded.definition, loaded.name, s.store)
     if loaded.compiled is not None:
         upload_code(loaded.compiled, engine.store)
     prepared = engine.prepare(

@@ -8,6 +8,7 @@ SageMaker's guide ("Retry Policy for Pipeline Steps") and the SDK fix the shape:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,14 @@ class RetryPolicy:
     expire_after_min: int | None = None
 
     def delay(self, retries_done: int) -> float:
-        """Seconds to wait before retry number ``retries_done + 1``."""
-        return float(self.interval_seconds) * self.backoff_rate**retries_done
+        """Seconds to wait before retry number ``retries_done + 1`` (inf past a float's range)."""
+        interval = float(self.interval_seconds)
+        if interval == 0:
+            return 0.0
+        try:
+            return interval * self.backoff_rate**retries_done
+        except OverflowError:
+            return math.inf
 
     def allows(self, retries_done: int, elapsed_s: float) -> bool:
         """Whether another retry may start, ``retries_done`` retries and ``elapsed_s`` seconds
@@ -108,6 +115,7 @@ def _number(
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or (integer and not isinstance(value, int))
+        or not math.isfinite(value)  # JSON as Python reads it allows NaN and Infinity
         or value < 0
     ):
         kind = "integer" if integer else "number"

@@ -147,7 +147,14 @@ class Engine:
         text = definition.dumps()
         self.history.save_pipeline(pipeline_name, run.info.pipeline_arn, text)
         self.history.create_execution(
-            run.info.id, pipeline_name, run.info.arn, values, text, parallel, self.sandbox.name
+            run.info.id,
+            pipeline_name,
+            run.info.arn,
+            values,
+            text,
+            parallel,
+            self.sandbox.name,
+            self.settings.store,
         )
         if selection is not None:
             apply_selection(self.history, run, selection)

@@ -49,6 +49,7 @@ _ADDED_COLUMNS = {
         ("engine_start", "INTEGER"),
         ("stop_requested", "INTEGER"),
         ("selective", "TEXT"),  # SelectiveExecutionConfig of a selective execution (JSON)
+        ("store", "TEXT"),  # the store it ran on (local or s3): a retry runs on it again
     ),
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
@@ -90,6 +91,8 @@ class ExecutionRecord:
     definition: str
     max_parallel: int | None
     selective: dict[str, Any] | None = None
+    sandbox: str | None = None
+    store: str | None = None
 
 
 class History(CacheRecords):
@@ -184,6 +187,7 @@ class History(CacheRecords):
         definition: str,
         max_parallel: int,
         sandbox: str,
+        store: str | None = None,
     ) -> None:
         """Record a new execution in status Executing, run by this process."""
         now = time.time()
@@ -192,7 +196,7 @@ class History(CacheRecords):
             db.execute(
                 "INSERT INTO executions (id, pipeline, arn, status, failure_reason, created, "
                 "modified, ended, parameters, definition, sandbox, max_parallel, engine_pid, "
-                "engine_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "engine_start, store) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     execution_id,
                     pipeline,
@@ -208,6 +212,7 @@ class History(CacheRecords):
                     max_parallel,
                     pid,
                     started,
+                    store,
                 ),
             )
 
@@ -335,8 +340,11 @@ class History(CacheRecords):
             shutil.rmtree(self.path.parent / "work" / execution_id, ignore_errors=True)
         return dead
 
-    def unfinished_publications(self) -> list[tuple[str, str, list[str], float]]:
-        """(execution, step, remote URIs, start) of publications an engine died in the middle of."""
+    def unfinished_publications(
+        self,
+    ) -> list[tuple[str, str, list[str], float, dict[str, str] | None]]:
+        """(execution, step, remote URIs, start, ETags before the first write, when recorded)
+        of publications an engine died in the middle of."""
         rows = self._query(
             "SELECT s.execution_id, s.name, s.publishing FROM steps s JOIN executions e "
             "ON e.id = s.execution_id WHERE s.publishing IS NOT NULL AND e.status NOT IN (?, ?)",
@@ -349,14 +357,17 @@ class History(CacheRecords):
                 uris = [str(u) for u in plan.get("remote", [])]
                 if uris:
                     since = float(plan.get("since", 0.0))
-                    found.append((str(row["execution_id"]), str(row["name"]), uris, since))
+                    before = plan.get("before")
+                    etags = None if before is None else {str(k): str(v) for k, v in before.items()}
+                    found.append((str(row["execution_id"]), str(row["name"]), uris, since, etags))
         return found
 
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
-        rows = self._query(
-            "SELECT * FROM executions WHERE id LIKE ? OR arn=? ORDER BY created DESC",
-            (execution_id + "%", execution_id),
+        rows = self._query(  # a plain prefix: '%' or '_' in a mistyped id is no pattern
+            "SELECT * FROM executions WHERE (?1 != '' AND substr(id, 1, length(?1)) = ?1) "
+            "OR arn=?1 ORDER BY created DESC",
+            (execution_id,),
         )
         if not rows:
             raise ExecutionError(
@@ -547,6 +558,8 @@ def _execution(row: sqlite3.Row) -> ExecutionRecord:
         definition=row["definition"],
         max_parallel=row["max_parallel"],
         selective=json.loads(row["selective"]) if row["selective"] else None,
+        sandbox=row["sandbox"],
+        store=row["store"],
     )
 
 

@@ -7,9 +7,10 @@ An engine killed while staging leaves nothing in the store (its work folder goes
 execution is marked Failed); one killed while committing leaves the plan, which whoever marks
 the execution Failed finishes. A remote store (S3) offers no rename: there each output object is
 written in place, but only after the list of every object the step is about to write is
-recorded in the history. A step that fails or is stopped while publishing deletes what it wrote;
-an engine killed meanwhile leaves the list, and the next engine to start deletes those objects
-(``roll_back_leftovers``), so a step's outputs stay in the store only when all of them are there.
+recorded in the history, with the ETags of those already there. A step that fails or is stopped
+while publishing deletes what it wrote; an engine killed meanwhile leaves the list, and the next
+engine to start deletes the objects of it that are new or changed (``roll_back_leftovers``), so
+a step's outputs stay in the store only when all of them are there.
 """
 
 from __future__ import annotations
@@ -53,16 +54,20 @@ class Publication:
         self.files: list[tuple[str, str]] = []
         self.markers: list[str] = []
         self.remote: list[str] = []  # every remote object the step is about to write
+        self.before: dict[str, str] = {}  # the ETags of those already there, before any write
         self.written: list[str] = []  # those written so far
         self.since = time.time()
 
-    def intend_remote(self, uris: list[str]) -> None:
-        """Record the remote objects about to be written, before the first of them is."""
+    def intend_remote(self, uris: list[str], before: Mapping[str, str] | None = None) -> None:
+        """Record the remote objects about to be written, before the first of them is, with
+        the ETags of those that exist already (``before``)."""
         if not uris:
             return
         self.remote.extend(uris)
+        self.before.update(before or {})
         if self.record is not None:
-            self.record({"remote": list(self.remote), "since": self.since})
+            plan = {"remote": list(self.remote), "since": self.since, "before": self.before}
+            self.record(plan)
 
     def wrote(self, uri: str) -> None:
         """A remote object is written."""
@@ -117,24 +122,32 @@ def roll_back_leftovers(history: History, open_store: Callable[[], ObjectStore])
     count = 0
     leftovers = history.unfinished_publications()
     store = open_store() if leftovers else None
-    for execution_id, step, uris, since in leftovers:
+    for execution_id, step, uris, since, before in leftovers:
         assert store is not None
-        written = [u for u in uris if _written_since(store, u, since)]
+        written = [u for u in uris if _written_since(store, u, since, before)]
         delete_all(store, written)
         history.update_step(execution_id, step, publishing=None)
         count += len(written)
     return count
 
 
-def _written_since(store: ObjectStore, uri: str, since: float) -> bool:
-    """Whether ``uri`` was written at or after ``since``: an object the step had not reached
-    (one an earlier run left at a fixed destination) is kept. S3 times have 1 s resolution."""
+def _written_since(
+    store: ObjectStore, uri: str, since: float, before: Mapping[str, str] | None
+) -> bool:
+    """Whether the step wrote ``uri``: an object the step had not reached (one an earlier run
+    left at a fixed destination) is kept. With the ETags recorded before the first write, an
+    object is the step's when it is new or its ETag changed; a plan without them goes by time
+    (S3 times have 1 s resolution and come from the server's clock)."""
     try:
         info = store.head(uri)
     except SagepipeError as exc:
         log.warning("could not check the partial output %s: %s", uri, exc)
         return False
-    return info is not None and info.last_modified >= since - CLOCK_SLACK
+    if info is None:
+        return False
+    if before is not None:
+        return before.get(uri) != info.etag
+    return info.last_modified >= since - CLOCK_SLACK
 
 
 def settle(ctx: StepContext, outcome: StepOutcome) -> StepOutcome:

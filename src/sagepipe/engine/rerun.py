@@ -113,12 +113,14 @@ def plan_selection(
     pipeline: str,
     selected: frozenset[str],
     reference: str | None,
+    store: str | None = None,
 ) -> Selection:
     """The reference the selection takes its other steps from, and those steps.
 
     Without ``reference``, the newest ended execution of ``pipeline`` that holds every step
     the selection needs, succeeded. Raises ExecutionError (one line) when there is none, or
-    when the given one is another pipeline's, still running, or lacks a needed step.
+    when the given one is another pipeline's, still running, ran on another store than
+    ``store`` (its outputs are not in this one), or lacks a needed step.
     """
     needed = {u for s in selected for u in definition.graph.upstream[s]} - selected
     if reference is not None:
@@ -132,7 +134,7 @@ def plan_selection(
             raise ExecutionError(
                 f"execution {record.id} is {record.status}; a reference must have ended"
             )
-        problem = _shortfall(history, definition, record, selected, needed)
+        problem = _shortfall(history, definition, record, selected, needed, store)
         if problem is not None:
             raise ExecutionError(f"reference {record.id}: {problem}")
         return _selection(history, definition, record, selected)
@@ -142,7 +144,7 @@ def plan_selection(
     for record in history.executions(pipeline, limit=500):
         if record.status not in ENDED:
             continue
-        problem = _shortfall(history, definition, record, selected, needed)
+        problem = _shortfall(history, definition, record, selected, needed, store)
         if problem is None:
             return _selection(history, definition, record, selected)
         first_problem = first_problem or f"the newest ended one, {record.id}: {problem}"
@@ -159,8 +161,11 @@ def _shortfall(
     record: ExecutionRecord,
     selected: frozenset[str],
     needed: set[str],
+    store: str | None = None,
 ) -> str | None:
     """Why ``record`` cannot be the reference, or None when it can."""
+    if needed and None not in (store, record.store) and record.store != store:
+        return f"it ran on the {record.store} store, not {store} (pass --store {record.store})"
     steps = {s.name: s for s in history.steps(record.id)}
     for name in sorted(needed):
         found = steps.get(name)

@@ -31,6 +31,7 @@ from sagepipe.engine.jobs import base_env, job_spec, kill_group
 from sagepipe.engine.liveness import is_alive, this_process
 from sagepipe.engine.processing import host_path
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
+from sagepipe.engine.staging import verify_code_object
 from sagepipe.engine.transform import extract_model, framework
 from sagepipe.errors import ExecutionError, UsageError
 from sagepipe.storage import ObjectStore
@@ -152,6 +153,7 @@ class ModelServer:
         if uri.startswith("s3://"):
             archive = self.workspace / ".model.tar.gz"
             self.store.get_file(uri, archive)
+            verify_code_object(uri, archive)
             extract_model(archive, dest, uri)
             archive.unlink()
         elif Path(uri).is_file():

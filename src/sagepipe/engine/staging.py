@@ -253,13 +253,16 @@ def publish_output(
     """
     check_destination(uri, shown_as)
     files, empty = output_files(src, shown_as)
-    for item in files:
-        check_destination(join_uri(uri, item.rel), f"{shown_as.rstrip('/')}/{item.rel}")
+    for rel in [item.rel for item in files] + empty:
+        check_destination(join_uri(uri, rel), f"{shown_as.rstrip('/')}/{rel}")
     budget = budget or OutputBudget()
     if publication is not None:  # the whole list is in the history before the first write
         targets = [join_uri(uri, item.rel) for item in files]
         targets += [join_uri(uri, rel) + "/" for rel in empty]
-        publication.intend_remote([t for t in targets if store.local_path(t) is None])
+        remote = [t for t in targets if store.local_path(t) is None]
+        folder = uri.rstrip("/") + "/"  # every target lies below it
+        there = {i.uri: i.etag for i in store.list(folder)} if remote else {}
+        publication.intend_remote(remote, {t: there[t] for t in remote if t in there})
     for item in files:
         target = join_uri(uri, item.rel)
         local = store.local_path(target)

@@ -29,6 +29,7 @@ from sagepipe.engine.staging import (
     publish_output,
     read_failure_file,
     stage_input,
+    verify_code_object,
 )
 from sagepipe.errors import ExecutionError
 
@@ -140,6 +141,7 @@ def _unpack(ctx: StepContext, uri: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=ctx.workspace.parent) as tmp:
         archive = Path(tmp) / "archive.tar.gz"
         ctx.store.get_file(uri, archive)
+        verify_code_object(uri, archive)
         extract_model(archive, dest, uri)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -54,6 +55,9 @@ def test_the_authoring_api_round_trips() -> None:
         ({"IntervalSeconds": 43201}, "IntervalSeconds is 43201; SageMaker allows at most 43200"),
         ({"ExpireAfterMin": 14401}, "at most 14400"),
         ({"BackoffRate": "2"}, "BackoffRate must be a non-negative number"),
+        ({"BackoffRate": float("nan")}, "BackoffRate must be a non-negative number, not nan"),
+        ({"BackoffRate": float("inf")}, "BackoffRate must be a non-negative number, not inf"),
+        ({"IntervalSeconds": float("nan")}, "IntervalSeconds must be a non-negative number"),
         ({"MaxAttempts": 1, "ExpireAfterMin": 1}, "give MaxAttempts or ExpireAfterMin, not both"),
     ],
 )
@@ -62,3 +66,17 @@ def test_mistakes_name_the_step_and_field(entry: dict[str, Any], message: str) -
     with pytest.raises(DefinitionError, match="step 'prep': RetryPolicies\\[0\\]") as info:
         retry_policies("prep", (full,))
     assert message in str(info.value)
+
+
+def test_a_huge_backoff_waits_without_end_instead_of_overflowing() -> None:
+    """1e308 ** 2 overflows a float: the wait is endless (a stop still ends it), not a crash."""
+    (policy,) = retry_policies(
+        "s", ({"ExceptionType": ["Step.THROTTLING"], "BackoffRate": 1e308, "MaxAttempts": 20},)
+    )
+    assert policy.delay(1) == 1e308
+    assert policy.delay(2) == math.inf
+    assert policy.delay(19) == math.inf
+    no_wait = retry_policies(
+        "s", ({"ExceptionType": ["Step.THROTTLING"], "BackoffRate": 1e308, "IntervalSeconds": 0},)
+    )[0]
+    assert no_wait.delay(4) == 0.0

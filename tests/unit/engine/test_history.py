@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sagepipe.engine.history import History
-from sagepipe.errors import HistoryError
+from sagepipe.errors import ExecutionError, HistoryError
 
 
 def test_concurrent_creation_never_reports_locked(tmp_path: Path) -> None:
@@ -47,3 +47,15 @@ def test_a_damaged_history_is_reported_and_left_alone(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match="move it aside"):
         History(path)
     assert path.read_bytes() == b"not a database" * 200
+
+
+@pytest.mark.parametrize("given", ["", "%", "_", "ab_", "a%", "%def"])
+def test_an_id_is_a_plain_prefix_never_a_pattern(tmp_path: Path, given: str) -> None:
+    """``executions stop %`` (or ``''``) must not name the newest execution: a mistyped id
+    would stop, retry or describe one the user did not mean."""
+    history = History(tmp_path / "h.sqlite")
+    history.create_execution("abcdef123456", "p", "arn:x/abcdef123456", {}, "{}", 1, "process")
+    with pytest.raises(ExecutionError, match="no local execution"):
+        history.execution(given)
+    assert history.execution("abc").id == "abcdef123456"
+    history.close()

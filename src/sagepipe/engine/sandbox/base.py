@@ -147,9 +147,11 @@ _WATCHDOGS_LOCK = threading.Lock()
 
 def watch_group(pgid: int) -> None:
     """Start the watchdog that kills process group ``pgid`` if this process dies first."""
+    # Read before this process reaps the child, so the PID is still the step's (a zombie too).
+    started = _start_ticks(pgid)
     try:
         dog = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(WATCHDOG), str(pgid)],
+            [sys.executable, "-I", "-S", str(WATCHDOG), str(pgid), *started],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -183,3 +185,13 @@ def also_watch(pgid: int, pid: int) -> None:
         with contextlib.suppress(OSError, ValueError):
             dog.stdin.write(f"{pid}\n".encode())
             dog.stdin.flush()
+
+
+def _start_ticks(pid: int) -> list[str]:
+    """``[start time]`` of process ``pid`` in clock ticks (zombies included), or ``[]``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+    return [fields[19].decode()] if len(fields) > 19 else []

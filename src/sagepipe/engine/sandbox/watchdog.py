@@ -11,8 +11,10 @@ killed. It also clears up after a first process that ends (or is
 killed) before the rest, as a container's processes end with its main one, and then exits.
 
 Each seen process is remembered with its start time, so a PID the system has since reused for
-another process is never killed. Standard library only: it runs as
-``python -I -S watchdog.py PGID``, never imported.
+another process is never killed; the first process's own start time comes from the engine, so
+once its PID belongs to another process the step counts as ended, and neither that process's
+group nor its descendants are touched. Standard library only: it runs as
+``python -I -S watchdog.py PGID [START]``, never imported.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ def _stat(pid: int) -> list[bytes] | None:
     return data[data.rfind(b")") + 2 :].split()
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, origin: bytes | None) -> bool:
+    """Whether the process ``pid`` that started at ``origin`` still runs."""
     fields = _stat(pid)
-    return fields is not None and fields[0] != b"Z"
+    if fields is None or fields[0] == b"Z" or len(fields) < 20:
+        return False
+    return origin is None or fields[19] == origin
 
 
 def _started(pid: int) -> bytes | None:
@@ -68,22 +73,30 @@ def _descendants(root: int) -> dict[int, bytes]:
     return found
 
 
-def kill_all(pgid: int, seen: dict[int, bytes]) -> None:
-    """SIGKILL the group, the first process's descendants and every process seen before."""
-    seen = {**seen, **_descendants(pgid)}
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, signal.SIGKILL)
+def kill_all(pgid: int, seen: dict[int, bytes], origin: bytes | None = None) -> None:
+    """SIGKILL the group, the first process's descendants and every process seen before.
+
+    When ``pgid`` is another process's PID now, the step's group is empty (the kernel does not
+    reuse a PID that still names a group) and that process's tree is not the step's.
+    """
+    now = _started(pgid)
+    if now is None or origin is None or now == origin:
+        seen = {**seen, **_descendants(pgid)}
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
     for pid, started in seen.items():
         if _started(pid) == started:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
 
 
-def watch(pgid: int, fd: int = 0) -> None:
+def watch(pgid: int, fd: int = 0, origin: bytes | None = None) -> None:
     """Kill the step of process group ``pgid`` when ``fd`` reaches end of file, then return.
 
     Lines read from ``fd`` name more processes to kill with the step (a sandbox's init).
+    ``origin`` is the start time of the step's first process (read here when not given).
     """
+    origin = origin or _started(pgid)
     seen: dict[int, bytes] = {}
     pending = b""
     polls = 0
@@ -94,7 +107,7 @@ def watch(pgid: int, fd: int = 0) -> None:
         if ready:
             data = os.read(fd, 4096)
             if not data:
-                kill_all(pgid, seen)
+                kill_all(pgid, seen, origin)
                 return
             *lines, pending = (pending + data).split(b"\n")
             for line in lines:
@@ -102,12 +115,12 @@ def watch(pgid: int, fd: int = 0) -> None:
                     started = _started(int(line))
                     if started is not None:
                         seen[int(line)] = started
-        if not _alive(pgid):
-            kill_all(pgid, seen)
+        if not _alive(pgid, origin):
+            kill_all(pgid, seen, origin)
             return
         seen.update(_descendants(pgid))
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the engine's to handle
-    watch(int(sys.argv[1]))
+    watch(int(sys.argv[1]), 0, sys.argv[2].encode() if len(sys.argv) > 2 else None)
