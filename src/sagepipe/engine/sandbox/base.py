@@ -75,6 +75,7 @@ def popen(
     stdin: int = subprocess.DEVNULL,
     pass_fds: tuple[int, ...] = (),
     watch: bool = True,
+    marker: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a step's ``argv`` in a new session (its own process group), watched at once.
 
@@ -95,7 +96,7 @@ def popen(
     except FileNotFoundError as exc:
         raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
     if watch:
-        watch_group(proc.pid)
+        watch_group(proc.pid, marker)
     return proc
 
 
@@ -145,13 +146,25 @@ _WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}  # process group -> its watc
 _WATCHDOGS_LOCK = threading.Lock()
 
 
-def watch_group(pgid: int) -> None:
-    """Start the watchdog that kills process group ``pgid`` if this process dies first."""
+def watch_group(pgid: int, marker: str | None = None) -> None:
+    """Start the watchdog that kills process group ``pgid`` if this process dies first.
+
+    ``marker``, an argument only this step's sandbox has on its command line (its workspace),
+    also finds a sandbox process that left the group and its parent (bwrap's init).
+    """
     # Read before this process reaps the child, so the PID is still the step's (a zombie too).
-    started = _start_ticks(pgid)
+    started = _start_ticks(pgid) or ["-"]
     try:
         dog = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(WATCHDOG), str(pgid), *started],
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                str(WATCHDOG),
+                str(pgid),
+                *started,
+                *([marker] if marker else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -400,7 +400,15 @@ def _popen_passing(
     """Start held bwrap with ``child_fds``; close them here after, and every pipe end on failure."""
     try:
         proc = popen(
-            argv, spec.env, None, stdout, stderr, stdin, pass_fds=child_fds, watch=WATCHDOG_NEEDED
+            argv,
+            spec.env,
+            None,
+            stdout,
+            stderr,
+            stdin,
+            pass_fds=child_fds,
+            watch=WATCHDOG_NEEDED,
+            marker=str(spec.workspace),
         )
     except BaseException:
         for fd in (*parent_fds, *child_fds):

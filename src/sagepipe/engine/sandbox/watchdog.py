@@ -73,7 +73,30 @@ def _descendants(root: int) -> dict[int, bytes]:
     return found
 
 
-def kill_all(pgid: int, seen: dict[int, bytes], origin: bytes | None = None) -> None:
+def _marked(marker: str | None) -> list[int]:
+    """Processes of this user with ``marker`` as a whole argument (a step's sandbox)."""
+    if not marker:
+        return []
+    wanted = marker.encode()
+    found = []
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if wanted in fh.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def kill_all(
+    pgid: int, seen: dict[int, bytes], origin: bytes | None = None, marker: str | None = None
+) -> None:
     """SIGKILL the group, the first process's descendants and every process seen before.
 
     When ``pgid`` is another process's PID now, the step's group is empty (the kernel does not
@@ -88,9 +111,12 @@ def kill_all(pgid: int, seen: dict[int, bytes], origin: bytes | None = None) -> 
         if _started(pid) == started:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+    for pid in _marked(marker):  # e.g. bwrap's init, orphaned when bwrap died with the engine
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
-def watch(pgid: int, fd: int = 0, origin: bytes | None = None) -> None:
+def watch(pgid: int, fd: int = 0, origin: bytes | None = None, marker: str | None = None) -> None:
     """Kill the step of process group ``pgid`` when ``fd`` reaches end of file, then return.
 
     Lines read from ``fd`` name more processes to kill with the step (a sandbox's init).
@@ -107,7 +133,7 @@ def watch(pgid: int, fd: int = 0, origin: bytes | None = None) -> None:
         if ready:
             data = os.read(fd, 4096)
             if not data:
-                kill_all(pgid, seen, origin)
+                kill_all(pgid, seen, origin, marker)
                 return
             *lines, pending = (pending + data).split(b"\n")
             for line in lines:
@@ -115,7 +141,7 @@ def watch(pgid: int, fd: int = 0, origin: bytes | None = None) -> None:
                     started = _started(int(line))
                     if started is not None:
                         seen[int(line)] = started
-        if not _alive(pgid, origin):
+        if not _alive(pgid, origin):  # the engine lives: a retry may reuse the workspace
             kill_all(pgid, seen, origin)
             return
         seen.update(_descendants(pgid))
@@ -123,4 +149,5 @@ def watch(pgid: int, fd: int = 0, origin: bytes | None = None) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the engine's to handle
-    watch(int(sys.argv[1]), 0, sys.argv[2].encode() if len(sys.argv) > 2 else None)
+    start = sys.argv[2].encode() if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    watch(int(sys.argv[1]), 0, start, sys.argv[3] if len(sys.argv) > 3 else None)
