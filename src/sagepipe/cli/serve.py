@@ -7,9 +7,8 @@ import threading
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from sagepipe.cli.consoles import console, err
+from sagepipe.cli.consoles import console, err, escape
 from sagepipe.cli.options import SandboxKind, StoreOpt, parse_pairs
 from sagepipe.cli.state import settings
 from sagepipe.errors import ExecutionError, UsageError
