@@ -38,10 +38,10 @@ from sagepipe.core.expressions import (
     Properties,
 )
 from sagepipe.core.functions import DelayedReturn, FunctionStep
+from sagepipe.definition.function_payloads import METADATA_VERSION, metadata_json
 from sagepipe.errors import PipelineError
 
 SDK_VARIABLES_MODULE = "sagemaker.remote_function.core.pipeline_variables"
-METADATA_VERSION = "2023-04-24"
 PAYLOAD_FILE = "payload.pkl"
 METADATA_FILE = "metadata.json"
 _PARAMETER_CLASSES: dict[type[Parameter], str] = {
@@ -157,13 +157,7 @@ def dumps(obj: object, root: Path | None = None) -> bytes:
 
 def metadata(payload: bytes) -> bytes:
     """The ``metadata.json`` next to a payload, key for key as the SDK writes it."""
-    info = {
-        "sha256_hash": hashlib.sha256(payload).hexdigest(),
-        "version": METADATA_VERSION,
-        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
-        "serialization_module": "cloudpickle",
-    }
-    return json.dumps(info).encode()
+    return metadata_json(payload, "{}.{}.{}".format(*sys.version_info[:3]))
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ _ADDED_COLUMNS = {
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
 _RUNNING = ("Executing", "Stopping")
+_INSERT_STEP = (
+    "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, started, "
+    "ended, failure_reason, metadata, properties, cache_key, cache_source, attempts, log) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 @dataclass(frozen=True)
@@ -262,9 +267,7 @@ class History(CacheRecords):
         metadata["_selective_source"] = source_arn
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
-                "started, ended, failure_reason, metadata, properties, cache_key, cache_source, "
-                "attempts, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_STEP,
                 (
                     execution_id,
                     source.name,
@@ -402,9 +405,7 @@ class History(CacheRecords):
         """Record a step as Executing, at its ``attempt`` (more than 1 when retried)."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, "
-                "started, ended, failure_reason, metadata, properties, cache_key, cache_source, "
-                "attempts, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_STEP,
                 (
                     execution_id,
                     name,

@@ -107,14 +107,12 @@ def verify_code_object(uri: str, copy: Path) -> None:
     expected = code_digest(parse_uri(uri)[1])
     if expected is None:
         return
-    digest = hashlib.sha256()
     with open(copy, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+        actual = hashlib.file_digest(fh, "sha256").hexdigest()
+    if actual != expected:
         raise ExecutionError(
             f"code object {uri} does not match its content hash (its key says sha256 "
-            f"{expected[:12]}..., its content is {digest.hexdigest()[:12]}...): it changed after "
+            f"{expected[:12]}..., its content is {actual[:12]}...): it changed after "
             "upload; refusing to run it. Compile the pipeline again (`sagepipe run PIPELINE.py` "
             "uploads it afresh) or delete the object"
         )

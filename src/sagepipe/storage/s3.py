@@ -96,10 +96,26 @@ def _credentials(settings: Settings) -> Credentials | None:
         return boto_session(settings).get_credentials()
 
 
-def _read_part(path: Path, index: int) -> bytes:
-    with path.open("rb") as fh:
-        fh.seek(index * PART_SIZE)
-        return fh.read(PART_SIZE)
+def _send_parts(
+    path: Path, size: int, send: Callable[[int, bytes, str], str]
+) -> tuple[list[str], list[bytes]]:
+    """Send ``path``'s parts, PART_WORKERS at a time and at most PART_SLOTS in this process:
+    ``send(part number, bytes, Content-MD5)`` returns the part's ETag. Returns the ETags and
+    the parts' MD5 digests (for the object's multipart ETag)."""
+    count = (size + PART_SIZE - 1) // PART_SIZE
+    digests: list[bytes] = [b""] * count
+
+    def one(index: int) -> str:
+        with PART_SLOTS:
+            with path.open("rb") as fh:
+                fh.seek(index * PART_SIZE)
+                chunk = fh.read(PART_SIZE)
+            digests[index] = hashlib.md5(chunk, usedforsecurity=False).digest()
+            return send(index + 1, chunk, base64.b64encode(digests[index]).decode())
+
+    with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
+        etags = list(pool.map(one, range(count)))
+    return etags, digests
 
 
 def s3_client(settings: Settings) -> S3Client:
@@ -251,28 +267,24 @@ class S3Store:
         with aws_errors(uri):
             upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
         upload_id = upload["UploadId"]
-        count = (size + PART_SIZE - 1) // PART_SIZE
-        digests: list[bytes] = [b""] * count
 
-        def send(index: int) -> CompletedPartTypeDef:
-            with PART_SLOTS:
-                chunk = _read_part(path, index)
-                digest = hashlib.md5(chunk, usedforsecurity=False).digest()
-                digests[index] = digest
-                with aws_errors(uri):
-                    resp = self.client.upload_part(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=index + 1,
-                        Body=chunk,
-                        ContentMD5=base64.b64encode(digest).decode(),
-                    )
-            return {"PartNumber": index + 1, "ETag": resp["ETag"]}
+        def send(number: int, chunk: bytes, content_md5: str) -> str:
+            with aws_errors(uri):
+                resp = self.client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ContentMD5=content_md5,
+                )
+            return resp["ETag"]
 
         try:
-            with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
-                parts = list(pool.map(send, range(count)))
+            etags, digests = _send_parts(path, size, send)
+            parts: list[CompletedPartTypeDef] = [
+                {"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)
+            ]
             with aws_errors(uri), _precondition(uri):
                 self.client.complete_multipart_upload(
                     Bucket=bucket,
@@ -303,20 +315,12 @@ class S3Store:
         upload_id = raw.create_multipart(
             bucket, key, {f"x-amz-meta-{k}": v for k, v in meta.items()}
         )
-        count = (size + PART_SIZE - 1) // PART_SIZE
-        digests: list[bytes] = [b""] * count
 
-        def send(index: int) -> str:
-            with PART_SLOTS:
-                chunk = _read_part(path, index)
-                digest = hashlib.md5(chunk, usedforsecurity=False).digest()
-                digests[index] = digest
-                encoded = base64.b64encode(digest).decode()
-                return raw.upload_part(bucket, key, upload_id, index + 1, chunk, encoded)
+        def send(number: int, chunk: bytes, content_md5: str) -> str:
+            return raw.upload_part(bucket, key, upload_id, number, chunk, content_md5)
 
         try:
-            with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
-                etags = list(pool.map(send, range(count)))
+            etags, digests = _send_parts(path, size, send)
             headers = {_HEADER[k]: str(v) for k, v in cond.items()}
             raw.complete_multipart(bucket, key, upload_id, etags, headers)
         except ConditionFailedError:

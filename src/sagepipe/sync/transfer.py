@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sagepipe.errors import SagepipeError, SyncError
 from sagepipe.storage import ConditionFailedError, ObjectInfo, ObjectStore
+from sagepipe.storage.base import md5_stream
 from sagepipe.storage.s3 import PART_SIZE, multipart_etag
 from sagepipe.sync.localfs import ChangedError, Destination, current_umask, folder_lock
 from sagepipe.sync.manifest import Entry, Manifest
@@ -274,10 +275,7 @@ def _executable(meta: Mapping[str, str] | None) -> bool | None:
 
 def _file_md5(path: Path) -> str:
     with path.open("rb") as fh:
-        digest = hashlib.md5(usedforsecurity=False)
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return md5_stream(fh)
 
 
 def _record_unchanged(
