@@ -74,8 +74,9 @@ SEAWEED_ENDPOINT_VAR = "SYNC_TEST_SEAWEED_ENDPOINT"
 class SeaweedFS:
     """``weed mini`` with every port pinned on 127.0.0.1 and an S3 identities file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, volume_size_mb: int = 64) -> None:
         self.root = root
+        self.volume_size_mb = volume_size_mb  # small keeps tests' disk use low
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
 
@@ -135,7 +136,7 @@ class SeaweedFS:
             "-admin.ui=false",
             f"-s3.localSocket={tmp}/s3.sock",
             f"-filer.localSocket={tmp}/filer.sock",
-            "-master.volumeSizeLimitMB=64",
+            f"-master.volumeSizeLimitMB={self.volume_size_mb}",
         ]
         log = self.root / "weed.log"
         env = {**os.environ, "TMPDIR": str(tmp)}

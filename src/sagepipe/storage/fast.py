@@ -12,14 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks
+from sagepipe.storage.base import ConditionFailedError, ObjectInfo
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -35,8 +38,36 @@ class _PayloadConfig:
 _UNSIGNED_PAYLOAD = _PayloadConfig()
 
 
+CRC32_HEADER = "x-amz-checksum-crc32"
+_BUFFER = 1 << 20
+_buffers = threading.local()
+
+
 class RawUnavailable(Exception):
     """This request must go through boto3."""
+
+
+def crc32_b64(data: bytes | memoryview, crc: int = 0) -> str:
+    """S3's form of a CRC32 checksum: the big-endian 4 bytes, base64."""
+    return base64.b64encode(zlib.crc32(data, crc).to_bytes(4, "big")).decode()
+
+
+@dataclass
+class Received:
+    """What a GET wrote: its digest and the checksum the server keeps for the object."""
+
+    md5: str = ""  # hex, when the MD5 was computed
+    crc32: int | None = None  # when the CRC32 was computed
+    checksum: str = ""  # the answer's x-amz-checksum-crc32 ('' when none came)
+    etag: str = ""  # the answer's ETag, unquoted
+
+
+@dataclass
+class Sent:
+    """The answer to a PUT of an object or a part."""
+
+    etag: str  # as the server gave it (quoted for parts)
+    checksum: str  # the x-amz-checksum-crc32 it confirmed ('' when it confirmed none)
 
 
 class RawS3:
@@ -86,7 +117,8 @@ class RawS3:
             if self._credentials is None:
                 raise RawUnavailable("no credentials")  # boto3 reports it properly
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        if body and "Content-MD5" in headers:  # the signed MD5 protects the body; no SHA-256
+        if body and (CRC32_HEADER in headers or "Content-MD5" in headers):
+            # the signed checksum protects the body; no SHA-256 of it
             request.context["client_config"] = _UNSIGNED_PAYLOAD
         S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         try:
@@ -147,35 +179,51 @@ class RawS3:
         fd: int,
         offset: int = 0,
         length: int | None = None,
+        *,
         meta: dict[str, str] | None = None,
-    ) -> str:
-        """Write the object (or a byte range) to ``fd`` at ``offset``; returns the MD5 of it.
+        if_match: str = "",
+        crc: bool | None = None,
+    ) -> Received:
+        """Write the object (or a byte range) to ``fd`` at ``offset``, digesting it on the way.
 
+        ``crc``: True computes the CRC32, False the MD5, None decides by the answer: the CRC32
+        when the server keeps a whole-object CRC32 for it (cheaper than MD5 by ten times),
+        else the MD5. ``if_match`` (an ETag) makes a changed object a ConditionFailedError.
         ``meta``, when given, receives the object's user metadata (``x-amz-meta-*``).
         """
-        headers = {}
+        headers = {"x-amz-checksum-mode": "ENABLED"}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        from http.client import HTTPException
+
         from urllib3.exceptions import HTTPError
 
         resp = self._send("GET", self._url(bucket, key), headers, preload=False)
+        got = Received(
+            checksum=str(resp.headers.get(CRC32_HEADER, "")),
+            etag=str(resp.headers.get("ETag", "")).strip('"'),
+        )
         if meta is not None:
             for name, value in resp.headers.items():
                 if name.lower().startswith("x-amz-meta-"):
                     meta[name.lower()[len("x-amz-meta-") :]] = value
-        position = offset
-
-        def write_at(chunk: bytes) -> None:  # ranges of one file arrive on several threads
-            nonlocal position
-            os.pwrite(fd, chunk, position)
-            position += len(chunk)
-
+        if crc is None:
+            crc = bool(got.checksum) and "-" not in got.checksum and length is None
+        digest = _Crc32() if crc else hashlib.md5(usedforsecurity=False)
         try:
-            return md5_chunks(resp.stream(1 << 20), write_at)
-        except (HTTPError, OSError) as exc:  # a broken stream: boto3 fetches it again
+            _drain(resp, fd, offset, digest.update)
+        except (HTTPError, HTTPException, OSError) as exc:  # broken: boto3 fetches it again
+            resp.close()
             raise RawUnavailable(str(exc)) from exc
         finally:
             resp.release_conn()
+        if isinstance(digest, _Crc32):
+            got.crc32 = digest.value
+        else:
+            got.md5 = digest.hexdigest()
+        return got
 
     def part_size(self, bucket: str, key: str) -> int:
         """The size of part 1 of a multipart object (HEAD ?partNumber=1)."""
@@ -184,6 +232,13 @@ class RawS3:
             return int(resp.headers["Content-Length"])
         except (KeyError, ValueError) as exc:
             raise RawUnavailable("no Content-Length") from exc
+
+    def stored_checksum(self, bucket: str, key: str) -> str:
+        """The CRC32 the server keeps for an object ('' when none): for a multipart object,
+        S3's composite form ``<CRC32 of the parts' CRC32s>-<parts>``."""
+        resp = self._send("HEAD", self._url(bucket, key), {"x-amz-checksum-mode": "ENABLED"})
+        kind = str(resp.headers.get("x-amz-checksum-type", "COMPOSITE"))
+        return str(resp.headers.get(CRC32_HEADER, "")) if kind == "COMPOSITE" else ""
 
     def create_multipart(self, bucket: str, key: str, extra: dict[str, str]) -> str:
         """Start a multipart upload (``extra``: x-amz-meta-* headers); returns its UploadId."""
@@ -194,34 +249,38 @@ class RawS3:
         return upload_id
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, content_md5: str
-    ) -> str:
-        """PUT one part; the server checks Content-MD5. Returns the part's ETag (quoted)."""
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, check: dict[str, str]
+    ) -> Sent:
+        """PUT one part with its checksum header (``check``: Content-MD5 or the CRC32, which
+        the server verifies)."""
         query = {"partNumber": str(number), "uploadId": upload_id}
-        resp = self._send("PUT", self._url(bucket, key, query), {"Content-MD5": content_md5}, data)
+        resp = self._send("PUT", self._url(bucket, key, query), dict(check), data)
         etag = str(resp.headers.get("ETag", ""))
         if not etag:
             raise RawUnavailable("no ETag for the part")
-        return etag
+        return Sent(etag, str(resp.headers.get(CRC32_HEADER, "")))
 
     def complete_multipart(
         self,
         bucket: str,
         key: str,
         upload_id: str,
-        etags: list[str],
+        parts: list[Sent],
         extra: dict[str, str],
-    ) -> None:
-        """Join the parts (``extra``: If-Match / If-None-Match). S3 may answer 200 with an
-        error in the body: that is an error here too."""
-        parts = "".join(
-            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
-            for n, etag in enumerate(etags, 1)
-        )
-        body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-        digest = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+    ) -> str:
+        """Join the parts (``extra``: If-Match / If-None-Match); returns the object's ETag
+        ('' if the answer has none). S3 may answer 200 with an error in the body: that is an
+        error here too."""
+        body = "<CompleteMultipartUpload>"
+        for n, part in enumerate(parts, 1):
+            body += f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(part.etag)}</ETag>"
+            if part.checksum:
+                body += f"<ChecksumCRC32>{escape(part.checksum)}</ChecksumCRC32>"
+            body += "</Part>"
+        data = (body + "</CompleteMultipartUpload>").encode()
+        digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         headers = {"Content-MD5": digest, "Content-Type": "application/xml", **extra}
-        resp = self._send("POST", self._url(bucket, key, {"uploadId": upload_id}), headers, body)
+        resp = self._send("POST", self._url(bucket, key, {"uploadId": upload_id}), headers, data)
         try:
             root = ET.fromstring(resp.data)
         except ET.ParseError as exc:
@@ -231,6 +290,7 @@ class RawS3:
             if code == "PreconditionFailed":
                 raise ConditionFailedError("the object changed since it was listed")
             raise RawUnavailable(f"CompleteMultipartUpload: {code}")
+        return _xml_text(resp.data, "ETag").strip('"')
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Abandon a multipart upload (its parts are deleted)."""
@@ -241,17 +301,47 @@ class RawS3:
         bucket: str,
         key: str,
         data: bytes,
-        content_md5: str,
+        check: dict[str, str],
         extra: dict[str, str] | None = None,
-    ) -> str:
-        """PUT a small object; the server checks Content-MD5. Returns the ETag.
+    ) -> Sent:
+        """PUT a small object with its checksum header (``check``: Content-MD5 or the CRC32,
+        which the server verifies).
 
         ``extra`` headers (If-Match, If-None-Match, x-amz-meta-*) are sent and signed as given;
         a 412 raises ConditionFailedError.
         """
-        headers = {"Content-MD5": content_md5, **(extra or {})}
-        resp = self._send("PUT", self._url(bucket, key), headers, data)
-        return str(resp.headers.get("ETag", "")).strip('"')
+        resp = self._send("PUT", self._url(bucket, key), {**check, **(extra or {})}, data)
+        etag = str(resp.headers.get("ETag", "")).strip('"')
+        return Sent(etag, str(resp.headers.get(CRC32_HEADER, "")))
+
+
+class _Crc32:
+    """A running CRC32 with hashlib's ``update``."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: memoryview) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+
+def _drain(
+    resp: BaseHTTPResponse, fd: int, offset: int, update: Callable[[memoryview], object]
+) -> None:
+    """Copy a response body to ``fd`` from ``offset`` through one reused buffer per thread,
+    handing each piece to ``update`` (a digest) on the way."""
+    buffer: memoryview | None = getattr(_buffers, "view", None)
+    if buffer is None:
+        buffer = _buffers.view = memoryview(bytearray(_BUFFER))
+    # http.client's response under urllib3's: readinto without copies, and the stored bytes
+    # as they are (urllib3 would undo a Content-Encoding the object was stored with)
+    source = getattr(resp, "_fp", None) or resp
+    position = offset
+    while n := source.readinto(buffer):
+        view = buffer[:n]
+        update(view)
+        os.pwrite(fd, view, position)
+        position += n
 
 
 def _xml_text(data: bytes, name: str) -> str:

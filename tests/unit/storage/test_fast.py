@@ -194,7 +194,9 @@ def test_a_join_answered_200_with_an_error_is_no_success(tmp_path: Path) -> None
         )
         upload = raw.create_multipart("b", "k", {})
         assert upload == "u1"
-        part = raw.upload_part("b", "k", upload, 1, b"data", "jXd/OF09/siBXSD3SWAm3A==")
+        part = raw.upload_part(
+            "b", "k", upload, 1, b"data", {"Content-MD5": "jXd/OF09/siBXSD3SWAm3A=="}
+        )
         with pytest.raises(RawUnavailable, match="InternalError"):
             raw.complete_multipart("b", "k", upload, [part], {})
     finally:
