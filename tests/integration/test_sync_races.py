@@ -17,7 +17,7 @@ import pytest
 
 from sagepipe.config import Settings
 from sagepipe.storage import LocalStore, ObjectStore, put_missing
-from sagepipe.storage.s3 import S3Store
+from sagepipe.storage.s3 import PART_SIZE, S3Store
 from sagepipe.sync.plan import Options, Plan
 from sagepipe.sync.scan import Filters
 from sagepipe.sync.transfer import SyncReport, sync
@@ -329,6 +329,12 @@ def test_pull_keeps_user_temp_like_files_and_modes(target: Target, tmp_path: Pat
     assert push(target, src).ok
     assert pull(target, dest).ok
     assert (dest / "tool.sh").stat().st_mode & 0o111
+    big = src / "tool.bin"  # a multipart object: its mode comes with the first part
+    big.write_bytes(b"\x7fELF" + bytes(PART_SIZE))
+    big.chmod(0o755)
+    assert push(target, src).ok
+    assert pull(target, dest).ok
+    assert (dest / "tool.bin").stat().st_mode & 0o111
 
 
 def test_credentials_stay_local(target: Target, tmp_path: Path) -> None:

@@ -377,7 +377,7 @@ class S3Store:
             else:
                 etag, size = expected.etag, expected.size
             if "-" in etag:  # multipart (parts of any size): by parts, as it was sent
-                self._get_ranged(uri, bucket, key, fd, size, etag)
+                self._get_ranged(uri, bucket, key, fd, size, etag, meta)
             else:
                 self._get_whole(uri, bucket, key, fd, meta, etag)
         return meta
@@ -407,9 +407,19 @@ class S3Store:
             actual = md5_chunks(resp["Body"].iter_chunks(1 << 20), lambda c: os.write(fd, c))
         _check(uri, actual, _md5_etag(etag))
 
-    def _get_ranged(self, uri: str, bucket: str, key: str, fd: int, size: int, etag: str) -> None:
+    def _get_ranged(
+        self,
+        uri: str,
+        bucket: str,
+        key: str,
+        fd: int,
+        size: int,
+        etag: str,
+        meta: dict[str, str],
+    ) -> None:
         """The parts in parallel (ranges conditional on ``etag``), verified by the object's
-        composite CRC32 where it has one, else by its multipart ETag."""
+        composite CRC32 where it has one, else by its multipart ETag. ``meta`` receives the
+        object's user metadata from the first part's answer."""
         part, stored = 0, ""
         if self._raw is not None:
             with contextlib.suppress(RawUnavailable):
@@ -432,7 +442,16 @@ class S3Store:
             length = min(size, start + part) - start
             if self._raw is not None:
                 try:
-                    got = self._raw.get(bucket, key, fd, start, length, if_match=etag, crc=crc)
+                    got = self._raw.get(
+                        bucket,
+                        key,
+                        fd,
+                        start,
+                        length,
+                        meta=meta if index == 0 else None,
+                        if_match=etag,
+                        crc=crc,
+                    )
                 except RawUnavailable:
                     pass
                 except ConditionFailedError:
@@ -449,6 +468,8 @@ class S3Store:
                     Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
                 )
                 data = resp["Body"].read()
+            if index == 0:
+                meta.update(resp.get("Metadata", {}))
             digests[index] = (
                 zlib.crc32(data).to_bytes(4, "big")
                 if crc
