@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import median_of, record, table
 from sagepipe.config import Settings
-from sagepipe.storage.fast import RawS3
+from sagepipe.storage.fast import CRC32_HEADER, RawS3, crc32_b64
 from sagepipe.storage.s3 import _credentials, s3_client
 from tests.servers import SeaweedFS
 
@@ -41,7 +41,9 @@ def lean(settings: Settings) -> dict[str, Callable[[list[str], bytes], object]]:
     return {
         "list": lambda keys, _: sum(len(page) for page in raw.pages(BUCKET, "k/")),
         "get": get,
-        "put": lambda keys, data: pool(keys, lambda k: raw.put(BUCKET, k, data, _md5(data))),
+        "put": lambda keys, data: pool(
+            keys, lambda k: raw.put(BUCKET, k, data, {CRC32_HEADER: crc32_b64(data)})
+        ),
     }
 
 

@@ -312,7 +312,8 @@ def main() -> None:
         body += (
             "\n\nRaw transfer path, the small files only, 16 concurrent puts, in-process: "
             + ", ".join(f"{k} {v:.2f}s" for k, v in raw.items())
-            + ". sagepipe keeps boto3 (one client for transfers and bucket management)."
+            + ". sagepipe sends these through its own lean path (signed by botocore, sent by "
+            "urllib3), with boto3 as its fallback."
         )
     with_, without = conditional
     body += (

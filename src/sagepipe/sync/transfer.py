@@ -153,9 +153,11 @@ def _sync(
 ) -> SyncReport:
     prefix = prefix.strip("/")
     remote_root = f"s3://{bucket}/{prefix + '/' if prefix else ''}"
-    manifest = Manifest(folder, remote_root)
-    local = scan_local(folder, filters)
-    remote = scan_remote(store, bucket, prefix, filters)
+    with ThreadPoolExecutor(max_workers=1) as side:  # the folder is read while the bucket lists
+        local_scan = side.submit(scan_local, folder, filters)
+        manifest_read = side.submit(Manifest, folder, remote_root)
+        remote = scan_remote(store, bucket, prefix, filters)
+        local, manifest = local_scan.result(), manifest_read.result()
     hasher = _Hasher(folder)
     plan = make_plan(
         direction, local.files, remote, manifest.entries, options, hasher.md5, hasher.etag
