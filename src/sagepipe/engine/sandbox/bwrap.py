@@ -81,6 +81,17 @@ SLIRP_TIMEOUT_S = 10.0
 # bwrap reports it, kills it instead. (--die-with-parent also makes the init end the namespace
 # when the step's first process exits, rather than wait for every process: it always stays.)
 WATCHDOG_NEEDED = os.geteuid() != 0
+# Without a watchdog, bwrap's own parent-death signal is set only once it has made the
+# namespaces: an engine killed in the moment before would leave bwrap and the step running.
+# setpriv sets it before bwrap starts (it survives the exec), so no such moment remains.
+SETPRIV = shutil.which("setpriv")
+
+
+def _dies_with_engine(argv: list[str]) -> list[str]:
+    """``argv`` killed when the engine dies, from its first instruction on (where setpriv is)."""
+    if WATCHDOG_NEEDED or SETPRIV is None:
+        return argv
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 def system_binds(etc: Path) -> list[str]:
@@ -224,7 +235,8 @@ class BwrapSandbox:
         if spec.network:
             self._warn_host_network()
         if spec.limits is None and not WATCHDOG_NEEDED:
-            return popen(self.command(spec), spec.env, None, stdout, stderr, stdin, watch=False)
+            argv = _dies_with_engine(self.command(spec))
+            return popen(argv, spec.env, None, stdout, stderr, stdin, watch=False)
         return self._launch_limited(spec, spec.limits, stdout, stderr, stdin)
 
     def _launch_limited(
@@ -400,7 +412,7 @@ def _popen_passing(
     """Start held bwrap with ``child_fds``; close them here after, and every pipe end on failure."""
     try:
         proc = popen(
-            argv,
+            _dies_with_engine(argv),
             spec.env,
             None,
             stdout,
