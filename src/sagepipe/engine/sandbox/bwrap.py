@@ -89,8 +89,8 @@ SETPRIV = shutil.which("setpriv")
 
 def _dies_with_engine(argv: list[str]) -> list[str]:
     """``argv`` killed when the engine dies, from its first instruction on (where setpriv is)."""
-    if WATCHDOG_NEEDED or SETPRIV is None:
-        return argv
+    if WATCHDOG_NEEDED or SETPRIV is None or shutil.which(argv[0]) is None:
+        return argv  # a missing bwrap: Popen says so itself, as it says for any program
     return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
