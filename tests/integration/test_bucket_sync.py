@@ -308,3 +308,26 @@ def test_symlinks_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
     keys = {i.key for i in store.list("s3://links/p/")}
     assert keys == {"p/inside.txt", "p/alias.txt"}
     assert {path for path, _ in report.skipped_local} == {"escape.txt", "escape_dir/"}
+
+
+def test_the_report_prints_names_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped output lists every transfer by its name, untouched: no emoji codes, no markup,
+    no wrapping of long names."""
+    monkeypatch.setenv("SAGEPIPE_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "src"
+    names = [":smile:.txt", "[red]x[/].txt", "/".join(["long-" * 40] * 3) + ".txt"]
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    code = run_cli(["bucket", "push", str(folder), "--prefix", "p", "--bucket", "names"])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    for name in names:
+        assert f"upload {name} (new)" in out
+    (folder / ":smile:.txt").write_text("edited here")  # and edited remotely: a conflict
+    store = LocalStore(tmp_path / "home" / "s3")
+    store.put("s3://names/p/:smile:.txt", b"edited there")
+    assert run_cli(["bucket", "push", str(folder), "--prefix", "p", "--bucket", "names"]) == 1
+    assert ":smile:.txt" in capsys.readouterr().out

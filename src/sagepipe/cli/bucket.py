@@ -192,37 +192,36 @@ def _print_report(
     total = sum(a.size for a in report.plan.of(TRANSFER))
     verb = "would " if dry_run else ""
     arrow = "->" if direction == "push" else "<-"
-    for a in report.plan.of(TRANSFER):
-        console.print(
-            f"{verb}{'upload' if direction == 'push' else 'download'} {a.path} ({a.reason})",
-            highlight=False,
-            markup=False,
-        )
-    for a in report.plan.of(MKDIR):
-        console.print(f"{verb}create folder {a.path}", highlight=False, markup=False)
-    for a in report.plan.of(DELETE):
-        console.print(f"{verb}delete {a.path}", highlight=False, markup=False)
-    for a in report.plan.of(SKIP):
-        console.print(f"skip {a.path}: {a.reason}", highlight=False, markup=False)
+    move = "upload" if direction == "push" else "download"
+    lines = [f"{verb}{move} {a.path} ({a.reason})" for a in report.plan.of(TRANSFER)]
+    lines += [f"{verb}create folder {a.path}" for a in report.plan.of(MKDIR)]
+    lines += [f"{verb}delete {a.path}" for a in report.plan.of(DELETE)]
+    lines += [f"skip {a.path}: {a.reason}" for a in report.plan.of(SKIP)]
+    if lines:  # plain text, written as it is (a name like ':smile:' is no emoji code)
+        console.file.write("\n".join(lines) + "\n")
     for a in report.plan.of(CONFLICT):
         console.print(
             f"[yellow]conflict[/] {escape(a.path)}: {escape(a.reason)}; both versions kept "
             "(use --prefer local|remote)",
             highlight=False,
+            emoji=False,
         )
     for path, why in report.conflicts:
         console.print(
             f"[yellow]conflict[/] {escape(path)}: {escape(why)}; both versions kept",
             highlight=False,
+            emoji=False,
         )
     for a in report.plan.of(REFUSED):
         console.print(
-            f"[red]refused[/] {escape(repr(a.path))}: {escape(a.reason)}", highlight=False
+            f"[red]refused[/] {escape(repr(a.path))}: {escape(a.reason)}",
+            highlight=False,
+            emoji=False,
         )
     for path, why in report.skipped_local:
-        console.print(f"skip {path}: {why}", highlight=False, markup=False)
+        console.print(f"skip {path}: {why}", highlight=False, markup=False, emoji=False)
     for path, why in report.errors:
-        console.print(f"[red]error[/] {escape(path)}: {escape(why)}", highlight=False)
+        console.print(f"[red]error[/] {escape(path)}: {escape(why)}", highlight=False, emoji=False)
     sent = len(report.plan.of(TRANSFER)) if dry_run else report.sent_files
     sent_bytes = total if dry_run else report.sent_bytes
     counts = {
@@ -235,7 +234,7 @@ def _print_report(
         f"{counts[MKDIR]} folders, {counts[DELETE]} deletions, {rest} unchanged or skipped, "
         f"{counts[CONFLICT] + len(report.conflicts)} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
     )
-    console.print(summary, highlight=False, markup=False)
+    console.print(summary, highlight=False, markup=False, emoji=False)
 
 
 DeleteOpt = Annotated[
