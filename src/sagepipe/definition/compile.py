@@ -7,12 +7,10 @@ files to upload come back as an upload plan for whoever runs or deploys the pipe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import os
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,6 @@ from sagepipe.core.steps import (
     TrainingInput,
     TrainingStep,
 )
-from sagepipe.definition.functions import FunctionTarget, compile_function
 from sagepipe.definition.images import framework_image
 from sagepipe.definition.model import Definition, load
 from sagepipe.definition.service_limits import VERSION
@@ -191,6 +188,9 @@ def _read_functions(pipeline: PipelineModel, functions: frozenset[str]) -> froze
 
 
 def _function(ctx: _Context, step: Step) -> dict[str, JSON]:
+    # loads cloudpickle and the payload formats: only pipelines with function steps need them
+    from sagepipe.definition.functions import FunctionTarget, compile_function
+
     assert isinstance(step, FunctionStep)
     target = FunctionTarget(
         ctx.bucket, ctx.pipeline.name, ctx.role, ctx.region, ctx.base_dir, ctx.json_outputs
@@ -370,6 +370,9 @@ def source_archive(directory: Path, only: str | None = None) -> bytes:
         raise PipelineError(f"source_dir {str(directory)!r} is not a directory")
     if only is not None and not (directory / only).is_file():
         raise PipelineError(f"entry_point {str(directory / only)!r} not found")
+    import gzip
+    import tarfile
+
     files = [directory / only] if only else sorted(_walk(directory))
     buf = io.BytesIO()
     with (

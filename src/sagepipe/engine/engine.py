@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
@@ -37,36 +37,24 @@ from sagepipe.engine.context import (
     StepLog,
     StepOutcome,
 )
-from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
 from sagepipe.engine.environments import StepEnvironments, definition_images
 from sagepipe.engine.evaluation import Scope
-from sagepipe.engine.functions import run_training_step
 from sagepipe.engine.history import History
 from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
-from sagepipe.engine.processing import run_processing
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
-from sagepipe.engine.rerun import Selection, apply_selection, check_retryable, restore_run
 from sagepipe.engine.retries import Attempts, error_fault, job_fault, mark_fault
+from sagepipe.engine.runners import RUNNERS, Runner
 from sagepipe.engine.sandbox import Sandbox
-from sagepipe.engine.transform import run_transform
 from sagepipe.engine.unsupported import NOT_RUN, ready_not_run, refusal, unsupported_steps
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
 
+if TYPE_CHECKING:  # a selective run or a retry loads it
+    from sagepipe.engine.rerun import Selection
+
 log = logging.getLogger(__name__)
-Runner = Callable[[StepContext], StepOutcome]
-RUNNERS: dict[str, Runner] = {
-    "Processing": run_processing,
-    "Training": run_training_step,  # @step functions too (engine/functions.py)
-    "Condition": run_condition,
-    "Fail": run_fail,
-    "RegisterModel": run_register_model,
-    "Model": run_model,
-    "CreateModel": run_model,
-    "Transform": run_transform,
-}
 _ALPHABET = string.ascii_lowercase + string.digits
 LineListener = Callable[[str, str], None]
 ENGINE_LINES = "images"  # the listener's "step" for lines about the run's environments
@@ -157,6 +145,8 @@ class Engine:
             self.settings.store,
         )
         if selection is not None:
+            from sagepipe.engine.rerun import apply_selection
+
             apply_selection(self.history, run, selection)
             for step in selection.taken:
                 self._notify(step.name, "Succeeded", None)
@@ -169,6 +159,8 @@ class Engine:
         Raises:
             ExecutionError: the execution is not Failed or Stopped (or is resumed elsewhere).
         """
+        from sagepipe.engine.rerun import check_retryable, restore_run
+
         record = self.history.execution(execution_id)
         check_retryable(record)
         definition = load(record.definition)
@@ -558,4 +550,4 @@ def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:
     return scope.resolve_arguments(step.arguments)
 
 
-__all__ = ["Engine", "Run", "new_id", "resolve_parameters"]
+__all__ = ["RUNNERS", "Engine", "Run", "Runner", "new_id", "resolve_parameters"]
