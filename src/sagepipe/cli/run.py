@@ -214,14 +214,17 @@ def follow_locally(engine: Engine, prepared: Run, view: Any, s: Settings) -> Non
     from sagepipe.engine.execution import LocalExecution
 
     execution = LocalExecution(engine, prepared).start()
-    with view, _stop_signals() as stop:
-        while not is_terminal(execution.wait(0.1)):
-            if stop.is_set():
-                err.print("stopping: killing running steps ...")
-                execution.stop()
-                execution.wait()
-                break
-    _finish(execution, prepared.info.pipeline, s)
+    try:
+        with view, _stop_signals() as stop:
+            while not is_terminal(execution.wait(0.1)):
+                if stop.is_set():
+                    err.print("stopping: killing running steps ...")
+                    execution.stop()
+                    execution.wait()
+                    break
+        _finish(execution, prepared.info.pipeline, s)
+    finally:
+        execution.close()  # the history's connection, once the execution has ended
 
 
 def _say_not_runnable(loaded: Loaded, skip: bool) -> None:
