@@ -117,6 +117,8 @@ def test_a_fully_cached_rerun_loads_only_what_it_uses(app_project: Path) -> None
         "sagepipe.engine.functions",
         "sagepipe.engine.transform",
         "sagepipe.engine.rerun",  # not selective
+        "sagepipe.engine.jobs",  # no step process started
+        "sagepipe.engine.staging",
         "sagepipe.definition.functions",  # no function steps
         "cloudpickle",
         "sagepipe.cli.executions",  # other commands

@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import os
-import secrets
+import random
 import shutil
 import string
 import threading
@@ -40,7 +40,6 @@ from sagepipe.engine.context import (
 from sagepipe.engine.environments import StepEnvironments, definition_images
 from sagepipe.engine.evaluation import Scope
 from sagepipe.engine.history import History
-from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
@@ -56,6 +55,7 @@ if TYPE_CHECKING:  # a selective run or a retry loads it
 
 log = logging.getLogger(__name__)
 _ALPHABET = string.ascii_lowercase + string.digits
+_RANDOM = random.SystemRandom()  # os.urandom, as secrets.choice uses (without its imports)
 LineListener = Callable[[str, str], None]
 ENGINE_LINES = "images"  # the listener's "step" for lines about the run's environments
 StatusListener = Callable[[str, str, StepOutcome | None], None]
@@ -63,7 +63,7 @@ StatusListener = Callable[[str, str, StepOutcome | None], None]
 
 def new_id(length: int = 12) -> str:
     """A SageMaker-style id: lowercase letters and digits."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    return "".join(_RANDOM.choice(_ALPHABET) for _ in range(length))
 
 
 @dataclass
@@ -319,6 +319,8 @@ class Engine:
 
     def stop(self, run: Run) -> None:
         """Stop every running step (their process groups); the execution ends Stopped."""
+        from sagepipe.engine.jobs import stop_all
+
         self.history.set_execution_status(run.info.id, "Stopping")
         stop_all(run.processes)
 
