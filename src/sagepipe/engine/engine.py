@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 _ALPHABET = string.ascii_lowercase + string.digits
 _RANDOM = random.SystemRandom()  # os.urandom, as secrets.choice uses (without its imports)
 LineListener = Callable[[str, str], None]
+JOB_TYPES = frozenset({"Processing", "Training", "Transform"})  # steps that run a process
 ENGINE_LINES = "images"  # the listener's "step" for lines about the run's environments
 StatusListener = Callable[[str, str, StepOutcome | None], None]
 
@@ -445,7 +446,9 @@ class Engine:
     ) -> tuple[StepOutcome, str]:
         """One attempt: a job of its own; returns its outcome and fault kind."""
         workspace = self._workspace(run, step.name)
-        workspace.mkdir(parents=True, exist_ok=True)
+        if step.type in JOB_TYPES or self.settings.keep_workspace:
+            # a job's folders; a condition, fail or model step runs no job and uses none
+            workspace.mkdir(parents=True, exist_ok=True)
         job_name = f"pipelines-{run.info.id}-{step.name}-{new_id(10)}"[:63].rstrip("-")
         ctx = StepContext(
             step,
