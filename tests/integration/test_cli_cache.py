@@ -119,7 +119,8 @@ def test_a_fully_cached_rerun_loads_only_what_it_uses(app_project: Path) -> None
         "sagepipe.engine.rerun",  # not selective
         "sagepipe.engine.jobs",  # no step process started
         "sagepipe.engine.staging",
-        "sagepipe.definition.functions",  # no function steps
+        "sagepipe.core.functions",  # no function steps
+        "sagepipe.definition.functions",
         "cloudpickle",
         "sagepipe.cli.executions",  # other commands
         "sagepipe.cli.bucket",
