@@ -116,6 +116,7 @@ def test_importing_the_command_line_loads_no_command(tmp_path: Path) -> None:
         "sagepipe.cli.consoles"
     }
     assert "sagepipe.definition" not in loaded and "logging" not in loaded
+    assert "typer" not in loaded  # imported by entry(), after it slows the collector down
 
 
 def test_a_command_line_loads_only_its_command(tmp_path: Path) -> None:
@@ -162,3 +163,27 @@ def test_warnings_are_rendered_as_richs_log_handler_does(
         assert "WARNING  the bucket b is [not] there" in got and "retrying" not in got
     finally:
         logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+
+
+def test_a_console_without_colours_skips_highlighting_and_prints_the_same(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+    from rich.highlighter import NullHighlighter, ReprHighlighter
+
+    from sagepipe.cli.consoles import _DeferredConsole, real_console
+
+    text = "execution [bold]abc123[/] of p (bwrap sandbox, 'local' store) 1.5 s3://b/k <x> :+1:"
+    ours = _DeferredConsole(stderr=False)
+    ours.print(text)
+    got = capsys.readouterr().out
+    Console(soft_wrap=True, width=200).print(text)
+    assert got == capsys.readouterr().out
+    assert isinstance(real_console(ours).highlighter, NullHighlighter)  # type: ignore[arg-type]
+    monkeypatch.setenv("FORCE_COLOR", "1")  # colours even into a pipe: highlighted as before
+    coloured = _DeferredConsole(stderr=False)
+    coloured.print(text)
+    got = capsys.readouterr().out
+    Console(soft_wrap=True, width=200).print(text)
+    assert got == capsys.readouterr().out and "\x1b[" in got
+    assert isinstance(real_console(coloured).highlighter, ReprHighlighter)  # type: ignore[arg-type]

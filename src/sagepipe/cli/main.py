@@ -9,14 +9,13 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from sagepipe.cli.consoles import err, escape
 from sagepipe.errors import SagepipeError
 
 if TYPE_CHECKING:
+    import typer
     from typer.models import CommandInfo
 
 HELP = "Author SageMaker pipelines, run them locally in seconds, deploy them to SageMaker."
@@ -42,24 +41,16 @@ COMMANDS = {
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def main(
-    ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-) -> None:
-    """sagepipe."""
-    from sagepipe.cli.logs import configure_logging
-    from sagepipe.cli.state import CliState
-
-    ctx.obj = CliState(debug=debug)
-    configure_logging(debug)
-
-
 def build_app(command: str | None = None) -> typer.Typer:
     """The ``sagepipe`` app: every command, or only ``command`` (a key of COMMANDS).
 
     Building a command costs its module's imports and typer's reading of its signature; a
     command line that names one needs no other.
     """
+    import typer
+
+    from sagepipe.cli.root import main
+
     app = typer.Typer(
         help=HELP,
         no_args_is_help=True,
@@ -109,6 +100,8 @@ def _error(message: str, debug: bool, label: str = "error") -> None:
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the command line; map every outcome to an exit code and at most one error line."""
+    import typer  # here, not at the top: see entry()
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
@@ -151,6 +144,11 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """Console script."""
+    # Start-up makes tens of thousands of objects that live until the process ends (typer,
+    # the commands, the pipeline, the engine): the garbage collector's default pace (every
+    # 700 new objects) walks them again and again, for nothing. A slower pace for this
+    # process; collections still happen.
+    gc.set_threshold(100_000)
     code = run_cli()
     if not _history_open():
         # The process ends here. Python's last garbage collections would walk every object
