@@ -39,8 +39,8 @@ class BwrapProbe:
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [path, *NAMESPACES, "--unshare-net", "--cap-drop", "ALL", *_PROBE],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,  # read to the end: it wakes the waiter at the exit
+                stderr=subprocess.PIPE,  # (Popen.wait(timeout) would poll, sleeping)
             )
         except OSError:
             self._proc, self._answer = None, False
@@ -50,10 +50,11 @@ class BwrapProbe:
         if self._answer is None:
             assert self._proc is not None
             try:
-                self._answer = self._proc.wait(timeout) == 0
+                self._proc.communicate(timeout=timeout)
+                self._answer = self._proc.returncode == 0
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-                self._proc.wait()
+                self._proc.communicate()
                 self._answer = False
         return self._answer
 
