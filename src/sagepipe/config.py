@@ -61,7 +61,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {_one_line(exc)}") from None
 
 
+def _no_dotenv(cwd: Path) -> bool:
+    """Whether there is surely no ``.env`` to read: nothing of that name in ``cwd``, in the
+    working directory or in a folder above it (then python-dotenv need not load)."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        return False  # find_dotenv says what is wrong
+    folders = [str(cwd)]
+    while True:
+        folders.append(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    return not any(os.path.lexists(os.path.join(folder, ".env")) for folder in folders)
+
+
 def _read_dotenv(cwd: Path) -> dict[str, str]:
+    if _no_dotenv(cwd):
+        return {}
     from dotenv import dotenv_values, find_dotenv
 
     path = str(cwd / ".env") if (cwd / ".env").is_file() else find_dotenv(usecwd=True)

@@ -80,3 +80,57 @@ def test_refresh_and_no_cache_are_for_local_runs(app_project: Path) -> None:
         "error: --refresh and --no-cache apply to local runs; on SageMaker, turn caching off "
         "in the step's CacheConfig"
     ]
+
+
+def test_a_fully_cached_rerun_loads_only_what_it_uses(app_project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    first = sp(app_project, "run", "-q")
+    assert first.returncode == 0, first.stderr
+    dump = app_project / "modules.json"
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(dump)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "from sagepipe.cli.main import entry\n"
+        "entry()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
+    env["SAGEPIPE_CACHE_DIR"] = os.environ["SAGEPIPE_CACHE_DIR"]
+    again = subprocess.run(
+        [sys.executable, "-c", code, "run", "-q"],
+        cwd=app_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    said = " ".join(again.stdout.split())
+    assert said.count(f"hit: reuses the run of execution {execution_id(first.stderr)}") == 7
+    loaded = set(json.loads(dump.read_text()))
+    assert "sagepipe.engine.control" in loaded  # the condition and the registration ran
+    unused = {
+        "sagepipe.engine.processing",  # every processing step hit the cache
+        "sagepipe.engine.training",
+        "sagepipe.engine.functions",
+        "sagepipe.engine.transform",
+        "sagepipe.engine.rerun",  # not selective
+        "sagepipe.engine.jobs",  # no step process started
+        "sagepipe.engine.staging",
+        "sagepipe.core.functions",  # no function steps
+        "sagepipe.definition.functions",
+        "cloudpickle",
+        "sagepipe.cli.executions",  # other commands
+        "sagepipe.cli.bucket",
+        "rich.logging",  # nothing was logged
+        "rich.live",  # not a terminal
+        "dotenv",  # no .env
+        "importlib.resources",
+        "html",
+        "gzip",
+    }
+    assert not unused & loaded
+    # the history's connection was closed: nothing was left for a garbage collection to do
+    assert not list((app_project / ".sagepipe").glob("history.sqlite-*"))

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from sagepipe import (
+    ConditionEquals,
     ConditionGreaterThan,
     ConditionStep,
     FailStep,
@@ -58,3 +65,31 @@ def test_a_string_compared_with_a_number_fails_the_condition_step(settings: Sett
         "GreaterThan: cannot compare 'abc' (String) with 0.5 (Float); GreaterThan compares numbers"
     )
     assert statuses(execution) == {"Check": "Failed"}
+
+
+def test_steps_that_run_no_job_make_no_workspace(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = settings.home / "work"
+    made: list[Path] = []
+    mkdir = Path.mkdir
+
+    def recording(self: Path, *args: Any, **kwargs: Any) -> None:
+        if work in self.parents:
+            made.append(self)
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", recording)
+    label = ParameterString("Label", default_value="abc")
+    check = ConditionStep(
+        "Check",
+        conditions=[ConditionEquals(label, "abc")],
+        if_steps=[FailStep("Stop", error_message="stopped here")],
+    )
+    pipeline = Pipeline("no-job", steps=[check], parameters=[label])
+    execution = run(settings, pipeline, "process")
+    assert statuses(execution) == {"Check": "Succeeded", "Stop": "Failed"}
+    assert made == []  # nothing made, so nothing to remove (a slow rmdir on some disks)
+    assert not work.exists() or not any(work.iterdir())
+    kept = run(replace(settings, keep_workspace=True), pipeline, "process")
+    assert sorted(p.name for p in (work / kept.execution_id).iterdir()) == ["Check", "Stop"]

@@ -121,3 +121,28 @@ def test_image_settings_from_environment_pyproject_and_defaults(tmp_path: Path) 
     assert plain.cache_dir == Path("/x/sagepipe") and not plain.images_offline
     with pytest.raises(ConfigError, match="SAGEPIPE_IMAGES_STRICT / images_strict"):
         Settings.from_env(cwd=tmp_path, environ={"SAGEPIPE_IMAGES_STRICT": "maybe"})
+
+
+def test_dotenv_is_found_above_the_working_directory_and_not_loaded_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / ".env").write_text("SAGEPIPE_BUCKET=from-parent-dotenv\n")
+    below = tmp_path / "a" / "b"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)
+    assert Settings.from_env(cwd=below, environ={}).bucket == "from-parent-dotenv"
+    (tmp_path / ".env").unlink()
+    (tmp_path / "a" / ".env").mkdir()  # not a file: ignored, as python-dotenv does
+    assert Settings.from_env(cwd=below, environ={}).bucket == "sagepipe-local"
+    code = (
+        "import sys; from sagepipe.config import Settings; Settings.from_env(environ={}); "
+        "print('dotenv' in sys.modules)"
+    )
+    for where, loads in ((below, True), (tmp_path, False)):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=where, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == str(loads)

@@ -350,3 +350,8 @@ def _parse_uri(uri: str) -> tuple[str, str]:
     from sagepipe.storage import parse_uri
 
     return parse_uri(uri)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bucket`` to ``app``."""
+    app.add_typer(bucket_app, name="bucket")

@@ -28,7 +28,14 @@ class _DeferredConsole:
 
             stream = sys.stderr if self._stderr else sys.stdout
             width = None if stream.isatty() else 200
-            self._console = Console(stderr=self._stderr, soft_wrap=True, width=width)
+            console = Console(stderr=self._stderr, soft_wrap=True, width=width)
+            if console.color_system is None:
+                from rich.highlighter import NullHighlighter
+
+                # No style reaches the stream (no colours, no bold): highlighting numbers and
+                # strings in printed text would change nothing but cost its patterns' compiling.
+                console.highlighter = NullHighlighter()
+            self._console = console
         return self._console
 
     def __getattr__(self, name: str) -> Any:

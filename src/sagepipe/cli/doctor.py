@@ -25,3 +25,8 @@ def doctor_command(
             item.name, "[green]yes[/]" if item.holds else "[red]no[/]", escape(item.detail)
         )
     console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``doctor`` to ``app``."""
+    app.command("doctor")(doctor_command)

@@ -337,8 +337,10 @@ def _retry_local(s: Settings, execution: str, quiet: bool) -> None:
     follow_locally(engine, resumed, view, s)
 
 
+executions_app.command("logs")(logs)  # also a top-level command
+
+
 def register(app: typer.Typer) -> None:
     """Add ``executions`` and ``logs`` to ``app``."""
-    executions_app.command("logs")(logs)
     app.add_typer(executions_app, name="executions")
     app.command("logs")(logs)

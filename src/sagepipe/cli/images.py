@@ -179,3 +179,8 @@ def doctor(ctx: typer.Context) -> None:
         else:
             line = f"[red]missing[/] Python {minor}: no interpreter at all"
         console.print(f"{line} ({users})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``images`` to ``app``."""
+    app.add_typer(images_app, name="images")

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -16,6 +14,9 @@ from sagepipe.cli.render import STATUS_STYLE
 from sagepipe.core.status import StepStatus, is_terminal
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
     from sagepipe.engine.context import StepOutcome
 
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
@@ -46,6 +47,8 @@ class LiveView:
 
     def __enter__(self) -> LiveView:
         if self.console.is_terminal:
+            from rich.live import Live  # on a terminal only: elsewhere lines are printed
+
             self._live = Live(
                 self._table(), console=self.console, refresh_per_second=8, transient=False
             )

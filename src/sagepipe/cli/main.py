@@ -6,58 +6,90 @@ traceback with ``--debug``).
 
 from __future__ import annotations
 
-import logging
+import gc
+import importlib
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from sagepipe.cli import bucket, deploy, executions, images, models, pipeline, run, serve
-from sagepipe.cli.consoles import err, escape, real_console
-from sagepipe.cli.doctor import doctor_command
-from sagepipe.cli.state import CliState
+from sagepipe.cli.consoles import err, escape
 from sagepipe.errors import SagepipeError
 
-app = typer.Typer(
-    help="Author SageMaker pipelines, run them locally in seconds, deploy them to SageMaker.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,  # plain help: rich's help formatter costs more than the command
-)
+if TYPE_CHECKING:
+    import typer
+    from typer.models import CommandInfo
+
+HELP = "Author SageMaker pipelines, run them locally in seconds, deploy them to SageMaker."
+
+# Each top-level command or group, and the module of sagepipe.cli that registers it, in the
+# order `sagepipe --help` lists them: a command line naming one imports and builds only that
+# one (tests/unit/test_cli_main.py checks this table against the whole app).
+COMMANDS = {
+    "definition": "pipeline",
+    "validate": "pipeline",
+    "graph": "pipeline",
+    "run": "run",
+    "executions": "executions",
+    "logs": "executions",
+    "models": "models",
+    "predict": "models",
+    "deploy": "deploy",
+    "serve": "serve",
+    "bucket": "bucket",
+    "images": "images",
+    "doctor": "doctor",
+}
+MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-@app.callback()
-def main(
-    ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-) -> None:
-    """sagepipe."""
-    ctx.obj = CliState(debug=debug)
-    from rich.logging import RichHandler
+def build_app(command: str | None = None) -> typer.Typer:
+    """The ``sagepipe`` app: every command, or only ``command`` (a key of COMMANDS).
 
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(message)s",
-        handlers=[
-            RichHandler(console=real_console(err), show_path=False, show_time=False, markup=False)
-        ],
-        force=True,
+    Building a command costs its module's imports and typer's reading of its signature; a
+    command line that names one needs no other.
+    """
+    import typer
+
+    from sagepipe.cli.root import main
+
+    app = typer.Typer(
+        help=HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,  # plain help: rich's help formatter costs more than the command
     )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-        # their retry warnings are noise: the error that follows says what went wrong
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    app.callback()(main)
+    for module in MODULES if command is None else (COMMANDS[command],):
+        importlib.import_module(f"sagepipe.cli.{module}").register(app)
+    if command is not None:
+        app.registered_commands = [c for c in app.registered_commands if _name(c) == command]
+        app.registered_groups = [g for g in app.registered_groups if g.name == command]
+    return app
 
 
-pipeline.register(app)
-run.register(app)
-executions.register(app)
-models.register(app)
-deploy.register(app)
-serve.register(app)
-app.add_typer(bucket.bucket_app, name="bucket")
-app.add_typer(images.images_app, name="images")
-app.command("doctor")(doctor_command)
+def _name(info: CommandInfo) -> str:
+    """A registered command's name, as typer derives it."""
+    if info.name:
+        return info.name
+    from typer.main import get_command_name
+
+    assert info.callback is not None
+    return get_command_name(info.callback.__name__)
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The command ``args`` run when only ``--debug`` comes before it; else None (then
+    anything can happen: help, a usage error, completion) and the whole app is built."""
+    for arg in args:
+        if arg != "--debug":
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # the whole app, built on first use
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _error(message: str, debug: bool, label: str = "error") -> None:
@@ -68,9 +100,12 @@ def _error(message: str, debug: bool, label: str = "error") -> None:
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the command line; map every outcome to an exit code and at most one error line."""
+    import typer  # here, not at the top: see entry()
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
+        app = build_app(invoked_command(args))
         result = app(args=args, standalone_mode=False)
         if isinstance(result, int):  # click returns Exit codes when not standalone
             return result
@@ -109,4 +144,21 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """Console script."""
-    sys.exit(run_cli())
+    # Start-up makes tens of thousands of objects that live until the process ends (typer,
+    # the commands, the pipeline, the engine): the garbage collector's default pace (every
+    # 700 new objects) walks them again and again, for nothing. A slower pace for this
+    # process; collections still happen.
+    gc.set_threshold(100_000)
+    code = run_cli()
+    if not _history_open():
+        # The process ends here. Python's last garbage collections would walk every object
+        # the command made, modules included (a tenth of a fully cached rerun); frozen, they
+        # are skipped. What needs closing is closed: a history connection left open (which a
+        # collection would close) keeps them; atexit hooks (temporary folders) still run.
+        gc.freeze()
+    sys.exit(code)
+
+
+def _history_open() -> bool:
+    history = sys.modules.get("sagepipe.engine.history")  # not imported: none was opened
+    return history is not None and bool(history.any_open())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -85,6 +84,8 @@ def graph_dot(definition: Definition) -> str:
 
 def graph_svg(definition: Definition) -> str:
     """A self-contained SVG: one row per depth of the graph."""
+    import html
+
     graph = definition.graph
     depth: dict[str, int] = {}
     for name in graph.order():

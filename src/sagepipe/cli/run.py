@@ -170,13 +170,19 @@ def run_locally(
     from sagepipe.cli.live import LiveView
     from sagepipe.engine.caching import CachePolicy
     from sagepipe.engine.factory import build_engine, upload_code
+    from sagepipe.engine.sandbox import probe_sandbox
 
-    loaded = load_pipeline(pipeline, s)
-    policy = CachePolicy.build(loaded.definition, *cache)
-    _say_not_runnable(loaded, skip_unsupported)
-    steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
-    view = LiveView(real_console(console), steps, quiet=quiet)
-    engine = build_engine(s, on_line=view.on_line, on_status=view.on_status)
+    probe = probe_sandbox(s.sandbox)  # bubblewrap's check runs while the pipeline loads
+    try:
+        loaded = load_pipeline(pipeline, s)
+        policy = CachePolicy.build(loaded.definition, *cache)
+        _say_not_runnable(loaded, skip_unsupported)
+        steps = [(st.name, st.type) for st in loaded.definition.all_steps()]
+        view = LiveView(real_console(console), steps, quiet=quiet)
+        engine = build_engine(s, on_line=view.on_line, on_status=view.on_status, probe=probe)
+    finally:
+        if probe is not None:
+            probe.works()  # waited for whatever happened
     selection = None
     if choice is not None and choice.given:
         selection = choice.plan(engine.history, loaded.definition, loaded.name, s.store)
@@ -214,14 +220,17 @@ def follow_locally(engine: Engine, prepared: Run, view: Any, s: Settings) -> Non
     from sagepipe.engine.execution import LocalExecution
 
     execution = LocalExecution(engine, prepared).start()
-    with view, _stop_signals() as stop:
-        while not is_terminal(execution.wait(0.1)):
-            if stop.is_set():
-                err.print("stopping: killing running steps ...")
-                execution.stop()
-                execution.wait()
-                break
-    _finish(execution, prepared.info.pipeline, s)
+    try:
+        with view, _stop_signals() as stop:
+            while not is_terminal(execution.wait(0.1)):
+                if stop.is_set():
+                    err.print("stopping: killing running steps ...")
+                    execution.stop()
+                    execution.wait()
+                    break
+        _finish(execution, prepared.info.pipeline, s)
+    finally:
+        execution.close()  # the history's connection, once the execution has ended
 
 
 def _say_not_runnable(loaded: Loaded, skip: bool) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sagepipe.core.expressions import Parameter
-from sagepipe.core.functions import upstream_function_steps
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import ConditionStep, Step, as_step
@@ -53,10 +53,13 @@ class PipelineModel:
         """The steps (a function's return standing for its step), then, as the SDK does, every
         function step they read from that is listed nowhere, at the top level."""
         out = [as_step(s) for s in steps]
+        functions = sys.modules.get("sagepipe.core.functions")
+        if functions is None:  # no function step exists before @step's module is imported
+            return tuple(out)
         listed = {id(s) for s in self._walk(out)}
         queue = list(self._walk(out))
         while queue:
-            for upstream in upstream_function_steps(queue.pop(0)):
+            for upstream in functions.upstream_function_steps(queue.pop(0)):
                 if id(upstream) not in listed:
                     listed.add(id(upstream))
                     out.append(upstream)

@@ -7,19 +7,17 @@ files to upload come back as an upload plan for whoever runs or deploys the pipe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import os
-import tarfile
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
-from sagepipe.core.functions import FunctionStep
 from sagepipe.core.graph import scan
 from sagepipe.core.json_types import JSON
 from sagepipe.core.pipeline import PipelineModel
@@ -34,7 +32,6 @@ from sagepipe.core.steps import (
     TrainingInput,
     TrainingStep,
 )
-from sagepipe.definition.functions import FunctionTarget, compile_function
 from sagepipe.definition.images import framework_image
 from sagepipe.definition.model import Definition, load
 from sagepipe.definition.service_limits import VERSION
@@ -134,7 +131,10 @@ def compile_pipeline(
         base_dir: where relative script paths are resolved (default: the working directory).
         region: the region function steps' jobs run in (their ``--region``).
     """
-    functions = frozenset(s.name for s in pipeline.all_steps() if isinstance(s, FunctionStep))
+    kind = _function_step_type()
+    functions = frozenset(
+        s.name for s in pipeline.all_steps() if kind is not None and isinstance(s, kind)
+    )
     ctx = _Context(
         pipeline,
         pipeline.bucket or bucket,
@@ -153,8 +153,18 @@ def compile_pipeline(
     return CompiledPipeline(pipeline.name, load(data), tuple(ctx.uploads.values()))
 
 
+def _function_step_type() -> type[Step] | None:
+    """FunctionStep, once @step's module is imported; before, no function step exists (and
+    pipelines without one do without that module)."""
+    functions = sys.modules.get("sagepipe.core.functions")
+    kind: type[Step] | None = None if functions is None else functions.FunctionStep
+    return kind
+
+
 def _step(ctx: _Context, step: Step) -> dict[str, JSON]:
     builder = _BUILDERS.get(type(step))
+    if builder is None and type(step) is _function_step_type():
+        builder = _function
     if builder is None:
         raise PipelineError(f"step '{step.name}': {type(step).__name__} cannot be compiled")
     out: dict[str, JSON] = {"Name": step.name, "Type": step.STEP_TYPE}
@@ -191,6 +201,10 @@ def _read_functions(pipeline: PipelineModel, functions: frozenset[str]) -> froze
 
 
 def _function(ctx: _Context, step: Step) -> dict[str, JSON]:
+    # loads cloudpickle and the payload formats: only pipelines with function steps need them
+    from sagepipe.core.functions import FunctionStep
+    from sagepipe.definition.functions import FunctionTarget, compile_function
+
     assert isinstance(step, FunctionStep)
     target = FunctionTarget(
         ctx.bucket, ctx.pipeline.name, ctx.role, ctx.region, ctx.base_dir, ctx.json_outputs
@@ -370,6 +384,9 @@ def source_archive(directory: Path, only: str | None = None) -> bytes:
         raise PipelineError(f"source_dir {str(directory)!r} is not a directory")
     if only is not None and not (directory / only).is_file():
         raise PipelineError(f"entry_point {str(directory / only)!r} not found")
+    import gzip
+    import tarfile
+
     files = [directory / only] if only else sorted(_walk(directory))
     buf = io.BytesIO()
     with (
@@ -436,8 +453,7 @@ def _register(ctx: _Context, step: Step) -> dict[str, JSON]:
     return args
 
 
-_BUILDERS: dict[type, Callable[[_Context, Step], dict[str, JSON]]] = {
-    FunctionStep: _function,
+_BUILDERS: dict[type, Callable[[_Context, Step], dict[str, JSON]]] = {  # and FunctionStep
     ProcessingStep: _processing,
     TrainingStep: _training,
     ConditionStep: _condition,

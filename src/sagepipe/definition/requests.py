@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
+import pkgutil
 import re
 from collections.abc import Callable, Iterator, Mapping
-from importlib import resources
 from typing import TypedDict
 
 from sagepipe.core.json_types import JSON
@@ -62,8 +62,11 @@ class _Model(TypedDict):
 
 @functools.cache
 def _model() -> _Model:
-    text = resources.files("sagepipe.definition").joinpath("sagemaker_requests.json").read_text()
-    data: _Model = json.loads(text)
+    # pkgutil rather than importlib.resources: the same file, without importing zipfile
+    raw = pkgutil.get_data("sagepipe.definition", "sagemaker_requests.json")
+    if raw is None:
+        raise DefinitionError("the request model (sagemaker_requests.json) cannot be read")
+    data: _Model = json.loads(raw.decode("utf-8"))
     return data
 
 

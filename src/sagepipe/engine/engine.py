@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import os
-import secrets
+import random
 import shutil
 import string
 import threading
@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagepipe.bucket_layout import log_key
 from sagepipe.config import Settings
@@ -37,45 +37,34 @@ from sagepipe.engine.context import (
     StepLog,
     StepOutcome,
 )
-from sagepipe.engine.control import run_condition, run_fail, run_model, run_register_model
 from sagepipe.engine.environments import StepEnvironments, definition_images
 from sagepipe.engine.evaluation import Scope
-from sagepipe.engine.functions import run_training_step
 from sagepipe.engine.history import History
-from sagepipe.engine.jobs import stop_all
 from sagepipe.engine.prewarm import Prewarmer, Warm
-from sagepipe.engine.processing import run_processing
 from sagepipe.engine.publishing import Publication
 from sagepipe.engine.publishing import settle as settle_publication
-from sagepipe.engine.rerun import Selection, apply_selection, check_retryable, restore_run
 from sagepipe.engine.retries import Attempts, error_fault, job_fault, mark_fault
+from sagepipe.engine.runners import RUNNERS, Runner
 from sagepipe.engine.sandbox import Sandbox
-from sagepipe.engine.transform import run_transform
 from sagepipe.engine.unsupported import NOT_RUN, ready_not_run, refusal, unsupported_steps
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
 from sagepipe.storage import ObjectStore, join_uri
 
+if TYPE_CHECKING:  # a selective run or a retry loads it
+    from sagepipe.engine.rerun import Selection
+
 log = logging.getLogger(__name__)
-Runner = Callable[[StepContext], StepOutcome]
-RUNNERS: dict[str, Runner] = {
-    "Processing": run_processing,
-    "Training": run_training_step,  # @step functions too (engine/functions.py)
-    "Condition": run_condition,
-    "Fail": run_fail,
-    "RegisterModel": run_register_model,
-    "Model": run_model,
-    "CreateModel": run_model,
-    "Transform": run_transform,
-}
 _ALPHABET = string.ascii_lowercase + string.digits
+_RANDOM = random.SystemRandom()  # os.urandom, as secrets.choice uses (without its imports)
 LineListener = Callable[[str, str], None]
+JOB_TYPES = frozenset({"Processing", "Training", "Transform"})  # steps that run a process
 ENGINE_LINES = "images"  # the listener's "step" for lines about the run's environments
 StatusListener = Callable[[str, str, StepOutcome | None], None]
 
 
 def new_id(length: int = 12) -> str:
     """A SageMaker-style id: lowercase letters and digits."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    return "".join(_RANDOM.choice(_ALPHABET) for _ in range(length))
 
 
 @dataclass
@@ -157,6 +146,8 @@ class Engine:
             self.settings.store,
         )
         if selection is not None:
+            from sagepipe.engine.rerun import apply_selection
+
             apply_selection(self.history, run, selection)
             for step in selection.taken:
                 self._notify(step.name, "Succeeded", None)
@@ -169,6 +160,8 @@ class Engine:
         Raises:
             ExecutionError: the execution is not Failed or Stopped (or is resumed elsewhere).
         """
+        from sagepipe.engine.rerun import check_retryable, restore_run
+
         record = self.history.execution(execution_id)
         check_retryable(record)
         definition = load(record.definition)
@@ -327,6 +320,8 @@ class Engine:
 
     def stop(self, run: Run) -> None:
         """Stop every running step (their process groups); the execution ends Stopped."""
+        from sagepipe.engine.jobs import stop_all
+
         self.history.set_execution_status(run.info.id, "Stopping")
         stop_all(run.processes)
 
@@ -451,7 +446,9 @@ class Engine:
     ) -> tuple[StepOutcome, str]:
         """One attempt: a job of its own; returns its outcome and fault kind."""
         workspace = self._workspace(run, step.name)
-        workspace.mkdir(parents=True, exist_ok=True)
+        if step.type in JOB_TYPES or self.settings.keep_workspace:
+            # a job's folders; a condition, fail or model step runs no job and uses none
+            workspace.mkdir(parents=True, exist_ok=True)
         job_name = f"pipelines-{run.info.id}-{step.name}-{new_id(10)}"[:63].rstrip("-")
         ctx = StepContext(
             step,
@@ -558,4 +555,4 @@ def _resolve_arguments(scope: Scope, step: StepDef) -> dict[str, Any]:
     return scope.resolve_arguments(step.arguments)
 
 
-__all__ = ["Engine", "Run", "new_id", "resolve_parameters"]
+__all__ = ["RUNNERS", "Engine", "Run", "Runner", "new_id", "resolve_parameters"]

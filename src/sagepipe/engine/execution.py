@@ -125,6 +125,9 @@ class LocalExecution:
         self._error: BaseException | None = None
         # An Event rather than Thread.join: a join interrupted by Ctrl-C can return early later.
         self._done = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch_stop_requests, name=f"sagepipe-stop-{run.info.id}", daemon=True
+        )
 
     @property
     def history(self) -> History:
@@ -134,9 +137,7 @@ class LocalExecution:
     def start(self) -> LocalExecution:
         """Start running in a background thread, and heed stops asked for from elsewhere."""
         self._thread.start()
-        threading.Thread(
-            target=self._watch_stop_requests, name=f"sagepipe-stop-{self.execution_id}", daemon=True
-        ).start()
+        self._watcher.start()
         return self
 
     def _watch_stop_requests(self, interval: float = 0.3) -> None:
@@ -180,3 +181,13 @@ class LocalExecution:
     def stop(self) -> None:
         """Stop the running steps; the execution ends Stopped."""
         self.engine.stop(self.run)
+
+    def close(self) -> bool:
+        """Once the execution has ended: close the history's connection (the engine's, no
+        longer usable) after the stop watcher is done with it. Returns whether it closed."""
+        if not self._done.is_set():
+            return False  # still running: its threads use the history
+        self._thread.join()
+        self._watcher.join()
+        self.history.close()
+        return True

@@ -11,7 +11,7 @@ from sagepipe.engine.engine import Engine, LineListener, StatusListener
 from sagepipe.engine.execution import LocalExecution
 from sagepipe.engine.history import History
 from sagepipe.engine.publishing import roll_back_leftovers
-from sagepipe.engine.sandbox import Sandbox, choose_sandbox
+from sagepipe.engine.sandbox import BwrapProbe, Sandbox, choose_sandbox
 from sagepipe.storage import ObjectStore, open_store, put_missing
 
 
@@ -25,8 +25,10 @@ def build_engine(
     sandbox: Sandbox | None = None,
     on_line: LineListener | None = None,
     on_status: StatusListener | None = None,
+    probe: BwrapProbe | None = None,
 ) -> Engine:
-    """An Engine over the settings' store, history and sandbox.
+    """An Engine over the settings' store, history and sandbox (without ``sandbox``, the one
+    ``choose_sandbox`` picks, with ``probe`` when one was started).
 
     Outputs a killed engine had begun to publish to a remote store are removed here first.
     """
@@ -37,7 +39,7 @@ def build_engine(
         settings,
         store,
         history,
-        sandbox or choose_sandbox(settings.sandbox),
+        sandbox or choose_sandbox(settings.sandbox, probe),
         on_line=on_line,
         on_status=on_status,
     )

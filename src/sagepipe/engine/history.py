@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ _ADDED_COLUMNS = {
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
 _RUNNING = ("Executing", "Stopping")
+_LIVE: weakref.WeakSet[History] = weakref.WeakSet()  # every History not yet garbage
 _INSERT_STEP = (
     "INSERT OR REPLACE INTO steps (execution_id, name, type, display_name, status, started, "
     "ended, failure_reason, metadata, properties, cache_key, cache_source, attempts, log) "
@@ -117,6 +119,11 @@ class History(CacheRecords):
         self._db = sqlite3.connect(
             self.path, timeout=30, check_same_thread=False, isolation_level=None
         )
+        # An sqlite3 connection refers to itself (its statement cache): left alone, only a
+        # garbage collection would close it. It is closed as soon as this History goes instead.
+        self._closer = weakref.finalize(self, self._db.close)
+        self._closer.atexit = False
+        _LIVE.add(self)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may wait
         # Two processes creating the file at once can meet SQLITE_BUSY without the busy
@@ -140,7 +147,7 @@ class History(CacheRecords):
 
     def close(self) -> None:
         """Close the connection."""
-        self._db.close()
+        self._closer()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -580,3 +587,8 @@ def _step(row: sqlite3.Row) -> StepRecord:
         cache_source=row["cache_source"],
         attempts=1 if row["attempts"] is None else row["attempts"],
     )
+
+
+def any_open() -> bool:
+    """Whether some History of this process still has its connection open."""
+    return any(history._closer.alive for history in list(_LIVE))

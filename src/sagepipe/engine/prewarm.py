@@ -29,9 +29,7 @@ from typing import Any
 from sagepipe.config import Settings
 from sagepipe.definition import StepDef
 from sagepipe.engine.environments import StepEnvironments
-from sagepipe.engine.jobs import base_env, job_spec, kill_group
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
-from sagepipe.engine.staging import stage_input
 from sagepipe.errors import SagepipeError
 from sagepipe.storage import ObjectStore
 
@@ -86,6 +84,8 @@ class Warm:
 
     def discard(self) -> None:
         """Stop the waiting process."""
+        from sagepipe.engine.jobs import kill_group
+
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -145,7 +145,10 @@ class Prewarmer:
 
     def start(self, step: StepDef, workspace: Path) -> Warm | None:
         """Launch ``step``'s sandbox and launcher; None when anything is off."""
+        # the job and staging modules load with the first step that starts a process
+        from sagepipe.engine.jobs import base_env, job_spec
         from sagepipe.engine.processing import host_path
+        from sagepipe.engine.staging import stage_input
 
         args = step.arguments
         try:

@@ -9,9 +9,9 @@ process; nothing is read at import time.
 from __future__ import annotations
 
 import functools
+import pkgutil
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from sagepipe.errors import ConfigError
@@ -82,5 +82,9 @@ def parse_entry(table: dict[str, Any]) -> CatalogueEntry:
 @functools.cache
 def load_catalogue() -> tuple[CatalogueEntry, ...]:
     """Every entry of the packaged catalogue, in file order."""
-    text = resources.files("sagepipe.images").joinpath("catalogue.toml").read_text()
+    # pkgutil rather than importlib.resources: the same file, without importing zipfile
+    raw = pkgutil.get_data("sagepipe.images", "catalogue.toml")
+    if raw is None:
+        raise ConfigError("the image catalogue (sagepipe/images/catalogue.toml) cannot be read")
+    text = raw.decode("utf-8")
     return tuple(parse_entry(table) for table in tomllib.loads(text)["image"])

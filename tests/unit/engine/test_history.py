@@ -59,3 +59,28 @@ def test_an_id_is_a_plain_prefix_never_a_pattern(tmp_path: Path, given: str) -> 
         history.execution(given)
     assert history.execution("abc").id == "abcdef123456"
     history.close()
+
+
+def test_a_history_closes_its_connection_when_it_goes_or_is_closed(tmp_path: Path) -> None:
+    import gc
+    import sqlite3
+
+    from sagepipe.engine import history as module
+
+    gc.collect()
+    assert not module.any_open()
+    kept = History(tmp_path / "h.sqlite")
+    db = kept._db
+    assert module.any_open()
+    kept.close()
+    kept.close()  # twice is fine
+    assert not module.any_open()
+    with pytest.raises(sqlite3.ProgrammingError):
+        db.execute("SELECT 1")
+    dropped = History(tmp_path / "h.sqlite")
+    db = dropped._db
+    del dropped  # no collection needed: the connection's own reference cycle does not keep it
+    assert not module.any_open()
+    with pytest.raises(sqlite3.ProgrammingError):
+        db.execute("SELECT 1")
+    assert not (tmp_path / "h.sqlite-wal").exists()

@@ -141,3 +141,25 @@ def test_runtime_paths_are_the_runtime_prefixes(tmp_path: Path) -> None:
     assert found[0] == tmp_path / "venv"
     assert runtime_paths("/usr/bin/python3") == []
     assert runtime_paths("python3") == []
+
+
+def test_a_probe_started_early_answers_like_the_probe_run_at_once(tmp_path: Path) -> None:
+    from sagepipe.engine.sandbox import BwrapProbe, bwrap_works, choose_sandbox, probe_sandbox
+
+    assert not BwrapProbe(str(tmp_path / "no-bwrap")).works()  # cannot start: not usable
+    failing = tmp_path / "bwrap"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    assert not BwrapProbe(str(failing)).works() and not bwrap_works(str(failing))
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    probe = BwrapProbe(str(slow))
+    assert not probe.works(timeout=0.2)  # killed, not left behind
+    assert probe._proc is not None and probe._proc.returncode is not None
+    assert probe_sandbox("process") is None
+    early = probe_sandbox("auto")
+    chosen = choose_sandbox("auto", early)
+    assert chosen.name == choose_sandbox("auto").name
+    # a probe of another bubblewrap than the one found now is not trusted
+    assert choose_sandbox("auto", BwrapProbe(str(failing))).name == chosen.name

@@ -29,25 +29,59 @@ log = logging.getLogger(__name__)
 _PROBE = ("--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true")
 
 
+class BwrapProbe:
+    """Whether bubblewrap can create the step namespaces here (containers often forbid it),
+    asked when made and answered by ``works``: the probe runs while the caller does more."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._answer: bool | None = None
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [path, *NAMESPACES, "--unshare-net", "--cap-drop", "ALL", *_PROBE],
+                stdout=subprocess.PIPE,  # read to the end: it wakes the waiter at the exit
+                stderr=subprocess.PIPE,  # (Popen.wait(timeout) would poll, sleeping)
+            )
+        except OSError:
+            self._proc, self._answer = None, False
+
+    def works(self, timeout: float = 10) -> bool:
+        """The answer (waits for the probe; False when it does not end within ``timeout``)."""
+        if self._answer is None:
+            assert self._proc is not None
+            try:
+                self._proc.communicate(timeout=timeout)
+                self._answer = self._proc.returncode == 0
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.communicate()
+                self._answer = False
+        return self._answer
+
+
 def bwrap_works(path: str) -> bool:
     """Whether bubblewrap can create the step namespaces here (containers often forbid it)."""
-    try:
-        done = subprocess.run(
-            [path, *NAMESPACES, "--unshare-net", "--cap-drop", "ALL", *_PROBE],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    return BwrapProbe(path).works()
 
 
-def choose_sandbox(kind: str) -> Sandbox:
-    """``auto`` picks bwrap when it works here, else the process sandbox."""
+def probe_sandbox(kind: str) -> BwrapProbe | None:
+    """For ``choose_sandbox(kind, probe)``: bubblewrap's probe, started now when it will be
+    needed. Call ``works()`` on it in the end even when the choice is not made (it reaps)."""
+    bwrap = shutil.which("bwrap")
+    return BwrapProbe(bwrap) if kind != "process" and bwrap else None
+
+
+def choose_sandbox(kind: str, probe: BwrapProbe | None = None) -> Sandbox:
+    """``auto`` picks bwrap when it works here, else the process sandbox (``probe``: from
+    ``probe_sandbox(kind)``, started earlier)."""
     bwrap = shutil.which("bwrap")
     if kind == "process":
         return ProcessSandbox()
-    if bwrap and bwrap_works(bwrap):
+    if probe is None or probe.path != bwrap:
+        if probe is not None:
+            probe.works()  # reaped; its answer is for another file
+        probe = None if bwrap is None else BwrapProbe(bwrap)
+    if bwrap and probe is not None and probe.works():
         return BwrapSandbox(bwrap)
     if kind == "bwrap":
         raise ConfigError(
@@ -131,6 +165,7 @@ def sandbox_report(kind: str = "auto") -> SandboxReport:
 __all__ = [
     "CONTAINER_ROOT",
     "PROGRAMS",
+    "BwrapProbe",
     "BwrapSandbox",
     "Guarantee",
     "LaunchSpec",
@@ -142,6 +177,7 @@ __all__ = [
     "choose_sandbox",
     "limits_for",
     "out_of_memory_reason",
+    "probe_sandbox",
     "rewrite",
     "runtime_paths",
     "sandbox_report",
