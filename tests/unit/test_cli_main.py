@@ -187,3 +187,46 @@ def test_a_console_without_colours_skips_highlighting_and_prints_the_same(
     Console(soft_wrap=True, width=200).print(text)
     assert got == capsys.readouterr().out and "\x1b[" in got
     assert isinstance(real_console(coloured).highlighter, ReprHighlighter)  # type: ignore[arg-type]
+
+
+_EXIT = """
+import atexit, pathlib, sys, threading, time
+from sagepipe.cli.main import entry
+mark = pathlib.Path(sys.argv[1])
+atexit.register(lambda: mark.with_suffix(".atexit").write_text("ran"))
+if sys.argv[2] == "thread":  # a thread the interpreter waits for: it must finish
+    def late() -> None:
+        time.sleep(0.5)
+        mark.with_suffix(".thread").write_text("done")
+    threading.Thread(target=late).start()
+sys.stdout.write("x" * 200_000)  # buffered output must be flushed
+sys.argv = ["sagepipe", *sys.argv[3:]]
+entry()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+@pytest.mark.parametrize(("argv", "code"), [(["images", "list"], 0), (["run", "nope.py"], 1)])
+def test_the_process_ends_as_python_would(
+    tmp_path: Path, thread: str, argv: list[str], code: int
+) -> None:
+    """The exit skips tearing modules down, nothing else: exit code, flushed output, atexit
+    hooks, and the threads the interpreter waits for all stay as a plain exit has them."""
+    mark = tmp_path / "mark"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT, str(mark), thread, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"SAGEPIPE_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stdout.startswith("x" * 200_000)
+    if code == 0:
+        assert len(done.stdout) > 200_000  # the command's own output, after ours
+    else:
+        assert done.stderr.startswith("error: pipeline file 'nope.py' not found")
+    assert (tmp_path / "mark.atexit").read_text() == "ran"
+    if thread == "thread":
+        assert (tmp_path / "mark.thread").read_text() == "done"

@@ -90,10 +90,11 @@ class LiveView:
                 self._live.update(self._table())
             else:
                 failed = status in (StepStatus.FAILED, StepStatus.NOT_RUN)
-                extra = f": {row.reason}" if row.reason and failed else ""
-                self.console.print(
-                    f"{step:<{self.width}} : {status}{extra}", highlight=False, markup=False
-                )
+                line = f"{step:<{self.width}} : {status}"
+                if row.reason and failed:  # a reason is any text: rich makes it printable
+                    self.console.print(f"{line}: {row.reason}", highlight=False, markup=False)
+                else:  # a step name (SageMaker's [A-Za-z0-9_-]) and a status, as they are
+                    self.console.file.write(line + "\n")
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=True, header_style="bold")

@@ -116,7 +116,7 @@ def build_graph(
                 f"step '{node.name}' is in a branch of condition '{in_branch[node.name]}' and "
                 "also at the top level; list it in one place only"
             )
-        if not NAME_RE.match(node.name):
+        if not NAME_RE.fullmatch(node.name):
             raise PipelineError(
                 f"step name {node.name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
             )

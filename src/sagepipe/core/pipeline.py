@@ -39,7 +39,7 @@ class PipelineModel:
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", self._with_upstream_functions(self.steps))
         object.__setattr__(self, "parameters", tuple(self.parameters))
-        if not NAME_RE.match(self.name) or len(self.name) > 256:
+        if not NAME_RE.fullmatch(self.name) or len(self.name) > 256:
             raise PipelineError(
                 f"pipeline name {self.name!r} is invalid: use letters, digits, '-' or '_'"
             )

@@ -374,11 +374,13 @@ class History(CacheRecords):
 
     def execution(self, execution_id: str) -> ExecutionRecord:
         """One execution; an id prefix is enough when it is unique."""
-        rows = self._query(  # a plain prefix: '%' or '_' in a mistyped id is no pattern
-            "SELECT * FROM executions WHERE (?1 != '' AND substr(id, 1, length(?1)) = ?1) "
-            "OR arn=?1 ORDER BY created DESC",
-            (execution_id,),
-        )
+        rows = self._query("SELECT * FROM executions WHERE id=?", (execution_id,))  # by key
+        if not rows:  # a prefix or an ARN: every row is looked at
+            rows = self._query(  # a plain prefix: '%' or '_' in a mistyped id is no pattern
+                "SELECT * FROM executions WHERE (?1 != '' AND substr(id, 1, length(?1)) = ?1) "
+                "OR arn=?1 ORDER BY created DESC",
+                (execution_id,),
+            )
         if not rows:
             raise ExecutionError(
                 f"no local execution '{execution_id}'; 'sagepipe executions list' shows them"
