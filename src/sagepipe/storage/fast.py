@@ -183,8 +183,12 @@ class RawS3:
         meta: dict[str, str] | None = None,
         if_match: str = "",
         crc: bool | None = None,
+        part: int = 0,
     ) -> Received:
         """Write the object (or a byte range) to ``fd`` at ``offset``, digesting it on the way.
+
+        ``part`` (from 1) fetches that part of a multipart object, written where its answer's
+        Content-Range places it.
 
         ``crc``: True computes the CRC32, False the MD5, None decides by the answer: the CRC32
         when the server keeps a whole-object CRC32 for it (cheaper than MD5 by ten times),
@@ -200,7 +204,13 @@ class RawS3:
 
         from urllib3.exceptions import HTTPError
 
-        resp = self._send("GET", self._url(bucket, key), headers, preload=False)
+        query = {"partNumber": str(part)} if part else None
+        resp = self._send("GET", self._url(bucket, key, query), headers, preload=False)
+        if part:
+            offset = _range_start(str(resp.headers.get("Content-Range", "")))
+            if offset < 0:
+                resp.release_conn()
+                raise RawUnavailable("no Content-Range for the part")
         got = Received(
             checksum=str(resp.headers.get(CRC32_HEADER, "")),
             etag=str(resp.headers.get("ETag", "")).strip('"'),
@@ -210,7 +220,7 @@ class RawS3:
                 if name.lower().startswith("x-amz-meta-"):
                     meta[name.lower()[len("x-amz-meta-") :]] = value
         if crc is None:
-            crc = bool(got.checksum) and "-" not in got.checksum and length is None
+            crc = bool(got.checksum) and "-" not in got.checksum and length is None and not part
         digest = _Crc32() if crc else hashlib.md5(usedforsecurity=False)
         try:
             _drain(resp, fd, offset, digest.update)
@@ -225,13 +235,16 @@ class RawS3:
             got.md5 = digest.hexdigest()
         return got
 
-    def part_size(self, bucket: str, key: str) -> int:
-        """The size of part 1 of a multipart object (HEAD ?partNumber=1)."""
+    def part_layout(self, bucket: str, key: str) -> tuple[int, int]:
+        """The size of part 1 of a multipart object and its number of parts (0 when the server
+        does not say), from HEAD ?partNumber=1."""
         resp = self._send("HEAD", self._url(bucket, key, {"partNumber": "1"}), {})
         try:
-            return int(resp.headers["Content-Length"])
+            size = int(resp.headers["Content-Length"])
         except (KeyError, ValueError) as exc:
             raise RawUnavailable("no Content-Length") from exc
+        parts = str(resp.headers.get("x-amz-mp-parts-count", ""))
+        return size, int(parts) if parts.isdigit() else 0
 
     def stored_checksum(self, bucket: str, key: str) -> str:
         """The CRC32 the server keeps for an object ('' when none): for a multipart object,
@@ -313,6 +326,13 @@ class RawS3:
         resp = self._send("PUT", self._url(bucket, key), {**check, **(extra or {})}, data)
         etag = str(resp.headers.get("ETag", "")).strip('"')
         return Sent(etag, str(resp.headers.get(CRC32_HEADER, "")))
+
+
+def _range_start(content_range: str) -> int:
+    """The first byte of ``bytes START-END/TOTAL``; -1 when it is not that."""
+    unit, _, rest = content_range.partition(" ")
+    start = rest.partition("-")[0]
+    return int(start) if unit == "bytes" and start.isdigit() else -1
 
 
 class _Crc32:

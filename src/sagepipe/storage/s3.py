@@ -417,65 +417,32 @@ class S3Store:
         etag: str,
         meta: dict[str, str],
     ) -> None:
-        """The parts in parallel (ranges conditional on ``etag``), verified by the object's
-        composite CRC32 where it has one, else by its multipart ETag. ``meta`` receives the
-        object's user metadata from the first part's answer."""
-        part, stored = 0, ""
+        """The parts in parallel (conditional on ``etag``), verified by the object's composite
+        CRC32 where it has one, else by its multipart ETag. Where the server says how many
+        parts there are, they go by part number (GET ?partNumber=N), so each is digested as it
+        was sent even when parts differ in size; else by byte ranges the size of part 1.
+        ``meta`` receives the object's user metadata from the first part's answer."""
+        part, parts, stored = 0, 0, ""
         if self._raw is not None:
             with contextlib.suppress(RawUnavailable):
-                part = self._raw.part_size(bucket, key)
+                part, parts = self._raw.part_layout(bucket, key)
                 stored = self._raw.stored_checksum(bucket, key)
         if not part:
             with aws_errors(uri):
                 first = self.client.head_object(Bucket=bucket, Key=key, PartNumber=1)
-            part = int(first["ContentLength"]) or PART_SIZE
-        count = (size + part - 1) // part
+            part, parts = int(first["ContentLength"]) or PART_SIZE, int(first.get("PartsCount", 0))
+        by_number = parts > 0  # each part exactly as it was sent, whatever the sizes
+        count = parts if by_number else (size + part - 1) // part
         crc = stored.endswith(f"-{count}")
         digests: list[bytes] = [b""] * count
 
         def fetch(index: int) -> None:
-            with PART_SLOTS:
-                fetch_part(index)
-
-        def fetch_part(index: int) -> None:
             start = index * part
-            length = min(size, start + part) - start
-            if self._raw is not None:
-                try:
-                    got = self._raw.get(
-                        bucket,
-                        key,
-                        fd,
-                        start,
-                        length,
-                        meta=meta if index == 0 else None,
-                        if_match=etag,
-                        crc=crc,
-                    )
-                except RawUnavailable:
-                    pass
-                except ConditionFailedError:
-                    raise ConditionFailedError(f"{uri}: changed since it was listed") from None
-                else:
-                    digests[index] = (
-                        got.crc32.to_bytes(4, "big")
-                        if got.crc32 is not None
-                        else bytes.fromhex(got.md5)
-                    )
-                    return
-            with aws_errors(uri):
-                resp = self.client.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+            span = (start, min(size, start + part) - start)
+            with PART_SLOTS:
+                digests[index] = self._get_part(
+                    uri, bucket, key, fd, etag, index + 1 if by_number else span, crc, meta
                 )
-                data = resp["Body"].read()
-            if index == 0:
-                meta.update(resp.get("Metadata", {}))
-            digests[index] = (
-                zlib.crc32(data).to_bytes(4, "big")
-                if crc
-                else hashlib.md5(data, usedforsecurity=False).digest()
-            )
-            os.pwrite(fd, data, start)
 
         with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
             list(pool.map(fetch, range(count)))
@@ -483,6 +450,59 @@ class S3Store:
             _check(uri, f"{crc32_b64(b''.join(digests))}-{count}", stored)
         else:
             _check(uri, multipart_etag(digests), _md5_etag(etag))
+
+    def _get_part(
+        self,
+        uri: str,
+        bucket: str,
+        key: str,
+        fd: int,
+        etag: str,
+        which: int | tuple[int, int],
+        crc: bool,
+        meta: dict[str, str],
+    ) -> bytes:
+        """One part, ``which`` a part number or a (start, length) range, written in place;
+        returns its CRC32 (4 bytes) or MD5 digest. The first part's answer fills ``meta``."""
+        first = which == 1 or (isinstance(which, tuple) and which[0] == 0)
+        number, (start, length) = (which, (0, 0)) if isinstance(which, int) else (0, which)
+        if self._raw is not None:
+            try:
+                got = self._raw.get(
+                    bucket,
+                    key,
+                    fd,
+                    start,
+                    length or None,
+                    meta=meta if first else None,
+                    if_match=etag,
+                    crc=crc,
+                    part=number,
+                )
+            except RawUnavailable:
+                pass
+            except ConditionFailedError:
+                raise ConditionFailedError(f"{uri}: changed since it was listed") from None
+            else:
+                return (
+                    got.crc32.to_bytes(4, "big")
+                    if got.crc32 is not None
+                    else bytes.fromhex(got.md5)
+                )
+        with aws_errors(uri):
+            if number:
+                resp = self.client.get_object(Bucket=bucket, Key=key, PartNumber=number)
+                start = int(str(resp.get("ContentRange", "bytes 0-")).split()[1].split("-")[0])
+            else:
+                span = f"bytes={start}-{start + length - 1}"
+                resp = self.client.get_object(Bucket=bucket, Key=key, Range=span)
+            data = resp["Body"].read()
+        if first:
+            meta.update(resp.get("Metadata", {}))
+        os.pwrite(fd, data, start)
+        if crc:
+            return zlib.crc32(data).to_bytes(4, "big")
+        return hashlib.md5(data, usedforsecurity=False).digest()
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix = parse_uri(uri)

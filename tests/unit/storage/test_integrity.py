@@ -169,6 +169,50 @@ def test_a_multipart_object_smaller_than_a_part_downloads(
     assert (tmp_path / "mp.bin").read_bytes() == b"".join(chunks)
 
 
+def _uneven(store: S3Store, bucket: str, key: str, crc: bool) -> bytes:
+    """A multipart object of parts of 5, 7 and 3 MiB (as a tool with adaptive parts makes),
+    with a composite CRC32 or none."""
+    client = store.client
+    extra = {"ChecksumAlgorithm": "CRC32"} if crc else {}
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+    chunks = [bytes([i]) * (n << 20) for i, n in ((1, 5), (2, 7), (3, 3))]
+    parts = []
+    for number, chunk in enumerate(chunks, 1):
+        sums = {"ChecksumCRC32": _crc(chunk)} if crc else {}
+        resp = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=chunk,
+            **sums,
+        )
+        parts.append({"PartNumber": number, "ETag": resp["ETag"], **sums})
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
+    )
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("crc", [False, True], ids=["etag", "composite-crc32"])
+def test_parts_of_several_sizes_are_verified_part_by_part(
+    settings: Settings, flipper: type[_Flipper], tmp_path: Path, crc: bool
+) -> None:
+    """Part boundaries come from the parts themselves (GET ?partNumber=N), not from the size
+    of part 1: the download is whole and verified, and a flipped byte is still caught."""
+    store, bucket = _bucket(settings)
+    data = _uneven(store, bucket, "uneven.bin", crc)
+    store.get_file(f"s3://{bucket}/uneven.bin", tmp_path / "uneven.bin")
+    assert (tmp_path / "uneven.bin").read_bytes() == data
+    flipper.flip = "get"
+    bad = _store(settings, flipper.endpoint)
+    with pytest.raises(StorageError, match="download corrupted"):
+        bad.get_file(f"s3://{bucket}/uneven.bin", tmp_path / "bad.bin")
+
+
 def test_an_object_replaced_since_the_listing_is_a_conflict(
     settings: Settings, tmp_path: Path
 ) -> None:
