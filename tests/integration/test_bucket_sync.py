@@ -3,6 +3,7 @@ and the local store: round trips, conflicts, refusals, interrupted pulls, the se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -331,3 +332,27 @@ def test_the_report_prints_names_as_they_are(
     store.put("s3://names/p/:smile:.txt", b"edited there")
     assert run_cli(["bucket", "push", str(folder), "--prefix", "p", "--bucket", "names"]) == 1
     assert ":smile:.txt" in capsys.readouterr().out
+
+
+def test_a_terminal_gets_the_progress_bar_and_the_same_report(tmp_path: Path) -> None:
+    """With stderr on a terminal the transfer runs under rich's progress bar (drawn there and
+    removed); the report on stdout is the same as without one."""
+    folder = tmp_path / "src"
+    (folder / "d").mkdir(parents=True)
+    (folder / "d" / "a.txt").write_text("a")
+    env = {**os.environ, "SAGEPIPE_HOME": str(tmp_path / "home")}
+    env.pop("SAGEPIPE_STORE", None)
+    sagepipe = str(Path(sys.executable).parent / "sagepipe")
+    argv = [sagepipe, "bucket", "push", str(folder), "--prefix", "p", "--bucket", "bar-test"]
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=secondary, env=env)
+    os.close(secondary)
+    drawn = b""
+    with contextlib.suppress(OSError):  # read while it runs; EIO once it has closed it
+        while chunk := os.read(primary, 65536):
+            drawn += chunk
+    os.close(primary)
+    out, _ = proc.communicate(timeout=60)  # a few lines: the pipe never filled meanwhile
+    assert proc.returncode == 0
+    assert out.decode().splitlines()[0] == "upload d/a.txt (new)"
+    assert b"push" in drawn  # the bar's description, written to the terminal

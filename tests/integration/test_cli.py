@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -158,3 +159,35 @@ def test_user_errors_are_one_line_exit_1(app_project: Path, args: list[str], mes
 def test_a_bare_group_shows_its_help(tmp_path: Path, args: list[str]) -> None:
     res = sp(tmp_path, *args)
     assert res.returncode == 0 and "Usage:" in res.stdout and res.stderr == ""
+
+
+def test_a_run_on_a_terminal_draws_the_live_view(app_project: Path) -> None:
+    """stdout and stderr on a terminal: rich's live table is drawn while steps run, and the
+    run ends as it does when piped."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
+    clean |= {"COLUMNS": "200", "LINES": "50"}
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        [EXE, "run", "-q", "--sandbox", "process"],
+        cwd=app_project,
+        stdout=secondary,
+        stderr=secondary,
+        env=clean,
+    )
+    os.close(secondary)
+    drawn = _read_terminal(primary)  # read while it runs: a full terminal buffer blocks it
+    code = proc.wait(timeout=300)
+    assert code == 0, drawn.decode(errors="replace")[-2000:]
+    text = drawn.decode(errors="replace")
+    assert "\x1b[" in text  # drawn with terminal control sequences, not plain lines
+    assert "register_model" in text and "Succeeded" in text
+
+
+def _read_terminal(primary: int) -> bytes:
+    """Everything written to a pseudo-terminal until every writer has closed it."""
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the last writer is gone
+        while chunk := os.read(primary, 65536):
+            drawn += chunk
+    os.close(primary)
+    return drawn

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagepipe.cli.consoles import console, err, escape
+from sagepipe.cli.consoles import console, err, escape, real_console
 from sagepipe.cli.options import StoreKind, StoreOpt
 from sagepipe.cli.state import settings
 from sagepipe.config import Settings, check_bucket_name
 from sagepipe.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # the store loads when a bucket command runs, not for `--help`
+    from collections.abc import Callable
+
     from sagepipe.storage import ObjectStore
     from sagepipe.sync.transfer import SyncReport
 
@@ -136,9 +140,7 @@ def _transfer(
     prefer: Prefer | None,
     mirror: bool = False,
 ) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from sagepipe.sync.plan import TRANSFER, Options
+    from sagepipe.sync.plan import Options
     from sagepipe.sync.scan import Filters
     from sagepipe.sync.transfer import sync
 
@@ -156,31 +158,35 @@ def _transfer(
         mirror=mirror,
     )
     filters = Filters.build(include, exclude, folder if folder.is_dir() else None)
+    run = functools.partial(
+        sync, target, name, prefix, folder, direction, options, filters, dry_run=dry_run
+    )
+    bar = not dry_run and sys.stderr.isatty()  # no bar to draw: rich's progress not loaded
+    report = _with_progress_bar(run, direction) if bar else run()
+    _print_report(report, direction, folder, f"s3://{name}/{prefix.strip('/')}", dry_run)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _with_progress_bar(run: Callable[..., SyncReport], direction: str) -> SyncReport:
+    """``run(progress=..., on_plan=...)`` under a transfer progress bar on stderr."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from sagepipe.sync.plan import TRANSFER
+
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=err,
+        console=real_console(err),  # rich enters the console itself: the real one
         transient=True,
-        disable=dry_run or not err.is_terminal,
     ) as bar:
         task = bar.add_task(direction, total=None)
-        report = sync(
-            target,
-            name,
-            prefix,
-            folder,
-            direction,
-            options,
-            filters,
-            dry_run=dry_run,
+        return run(
             progress=lambda n: bar.advance(task, n),
             on_plan=lambda plan: bar.update(task, total=sum(a.size for a in plan.of(TRANSFER))),
         )
-    _print_report(report, direction, folder, f"s3://{name}/{prefix.strip('/')}", dry_run)
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 def _print_report(
@@ -198,7 +204,7 @@ def _print_report(
     lines += [f"{verb}delete {a.path}" for a in report.plan.of(DELETE)]
     lines += [f"skip {a.path}: {a.reason}" for a in report.plan.of(SKIP)]
     if lines:  # plain text, written as it is (a name like ':smile:' is no emoji code)
-        console.file.write("\n".join(lines) + "\n")
+        sys.stdout.write("\n".join(lines) + "\n")
     for a in report.plan.of(CONFLICT):
         console.print(
             f"[yellow]conflict[/] {escape(a.path)}: {escape(a.reason)}; both versions kept "
@@ -234,7 +240,7 @@ def _print_report(
         f"{counts[MKDIR]} folders, {counts[DELETE]} deletions, {rest} unchanged or skipped, "
         f"{counts[CONFLICT] + len(report.conflicts)} conflicts, {counts[REFUSED]} refused, {len(report.errors)} errors"
     )
-    console.print(summary, highlight=False, markup=False, emoji=False)
+    sys.stdout.write(summary + "\n")
 
 
 DeleteOpt = Annotated[
