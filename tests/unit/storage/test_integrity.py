@@ -12,6 +12,7 @@ import base64
 import hashlib
 import http.client
 import http.server
+import os
 import threading
 import zlib
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from sagepipe.errors import StorageError
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo
 from sagepipe.storage.fast import RawS3, Sent
 from sagepipe.storage.s3 import PART_SIZE, S3Store, _confirmed, _credentials, s3_client
-from tests.servers import SeaweedFS
+from tests.servers import SEAWEED_ENDPOINT_VAR, SeaweedFS
+from tests.unprivileged import rerun_as_ordinary_user
 
 _COUNTER = iter(range(10_000))
 
@@ -245,3 +247,10 @@ def test_an_unconfirmed_checksum_falls_back_to_the_etag() -> None:
         _confirmed("s3://b/k", data, Sent(hashlib.md5(b"other").hexdigest(), ""), _crc(data))
     with pytest.raises(StorageError, match="upload corrupted"):
         _confirmed("s3://b/k", data, Sent(md5, _crc(b"other")), _crc(data))
+
+
+def test_the_same_holds_for_an_ordinary_user(seaweed: SeaweedFS) -> None:
+    """This module again as uid 1000, against this run's SeaweedFS."""
+    if os.geteuid() != 0:
+        pytest.skip("already an ordinary user")
+    rerun_as_ordinary_user([__file__], {SEAWEED_ENDPOINT_VAR: seaweed.endpoint})
