@@ -56,10 +56,14 @@ def crc32_b64(data: bytes | memoryview, crc: int = 0) -> str:
 class Received:
     """What a GET wrote: its digest and the checksum the server keeps for the object."""
 
-    md5: str = ""  # hex, when the MD5 was computed
-    crc32: int | None = None  # when the CRC32 was computed
-    checksum: str = ""  # the answer's x-amz-checksum-crc32 ('' when none came)
-    etag: str = ""  # the answer's ETag, unquoted
+    digest: bytes  # of what was written: the CRC32 (4 bytes, big-endian) or the MD5
+    crc: bool  # which of the two
+    checksum: str  # the answer's x-amz-checksum-crc32 ('' when none came)
+
+
+def new_digest(crc: bool) -> _Crc32 | hashlib._Hash:
+    """A running CRC32 or MD5 (``update``, ``digest``): S3 part digests either way."""
+    return _Crc32() if crc else hashlib.md5(usedforsecurity=False)
 
 
 @dataclass
@@ -207,21 +211,18 @@ class RawS3:
         query = {"partNumber": str(part)} if part else None
         resp = self._send("GET", self._url(bucket, key, query), headers, preload=False)
         if part:
-            offset = _range_start(str(resp.headers.get("Content-Range", "")))
+            offset = range_start(str(resp.headers.get("Content-Range", "")))
             if offset < 0:
                 resp.release_conn()
                 raise RawUnavailable("no Content-Range for the part")
-        got = Received(
-            checksum=str(resp.headers.get(CRC32_HEADER, "")),
-            etag=str(resp.headers.get("ETag", "")).strip('"'),
-        )
+        checksum = str(resp.headers.get(CRC32_HEADER, ""))
         if meta is not None:
             for name, value in resp.headers.items():
                 if name.lower().startswith("x-amz-meta-"):
                     meta[name.lower()[len("x-amz-meta-") :]] = value
         if crc is None:
-            crc = bool(got.checksum) and "-" not in got.checksum and length is None and not part
-        digest = _Crc32() if crc else hashlib.md5(usedforsecurity=False)
+            crc = bool(checksum) and "-" not in checksum and length is None and not part
+        digest = new_digest(crc)
         try:
             _drain(resp, fd, offset, digest.update)
         except (HTTPError, HTTPException, OSError) as exc:  # broken: boto3 fetches it again
@@ -229,11 +230,7 @@ class RawS3:
             raise RawUnavailable(str(exc)) from exc
         finally:
             resp.release_conn()
-        if isinstance(digest, _Crc32):
-            got.crc32 = digest.value
-        else:
-            got.md5 = digest.hexdigest()
-        return got
+        return Received(digest.digest(), crc, checksum)
 
     def part_layout(self, bucket: str, key: str) -> tuple[int, int]:
         """The size of part 1 of a multipart object and its number of parts (0 when the server
@@ -256,7 +253,7 @@ class RawS3:
     def create_multipart(self, bucket: str, key: str, extra: dict[str, str]) -> str:
         """Start a multipart upload (``extra``: x-amz-meta-* headers); returns its UploadId."""
         resp = self._send("POST", self._url(bucket, key, {"uploads": ""}), dict(extra))
-        upload_id = _xml_text(resp.data, "UploadId")
+        upload_id = _element_text(_xml_root(resp.data), "UploadId")
         if not upload_id:
             raise RawUnavailable("no UploadId in the answer")
         return upload_id
@@ -294,16 +291,13 @@ class RawS3:
         digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         headers = {"Content-MD5": digest, "Content-Type": "application/xml", **extra}
         resp = self._send("POST", self._url(bucket, key, {"uploadId": upload_id}), headers, data)
-        try:
-            root = ET.fromstring(resp.data)
-        except ET.ParseError as exc:
-            raise RawUnavailable(f"unreadable answer: {exc}") from exc
+        root = _xml_root(resp.data)
         if root.tag.rpartition("}")[2] == "Error":
             code = root.findtext("Code") or "unknown"
             if code == "PreconditionFailed":
                 raise ConditionFailedError("the object changed since it was listed")
             raise RawUnavailable(f"CompleteMultipartUpload: {code}")
-        return _xml_text(resp.data, "ETag").strip('"')
+        return _element_text(root, "ETag").strip('"')
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Abandon a multipart upload (its parts are deleted)."""
@@ -328,7 +322,7 @@ class RawS3:
         return Sent(etag, str(resp.headers.get(CRC32_HEADER, "")))
 
 
-def _range_start(content_range: str) -> int:
+def range_start(content_range: str) -> int:
     """The first byte of ``bytes START-END/TOTAL``; -1 when it is not that."""
     unit, _, rest = content_range.partition(" ")
     start = rest.partition("-")[0]
@@ -336,13 +330,16 @@ def _range_start(content_range: str) -> int:
 
 
 class _Crc32:
-    """A running CRC32 with hashlib's ``update``."""
+    """A running CRC32 with hashlib's ``update`` and ``digest``."""
 
     def __init__(self) -> None:
         self.value = 0
 
-    def update(self, data: memoryview) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
 
 
 def _drain(
@@ -364,12 +361,16 @@ def _drain(
         position += n
 
 
-def _xml_text(data: bytes, name: str) -> str:
-    """The text of the first element called ``name`` (any namespace) in an XML answer."""
+def _xml_root(data: bytes) -> ET.Element:
+    """An XML answer, parsed; an unreadable one goes to boto3."""
     try:
-        root = ET.fromstring(data)
+        return ET.fromstring(data)
     except ET.ParseError as exc:
         raise RawUnavailable(f"unreadable answer: {exc}") from exc
+
+
+def _element_text(root: ET.Element, name: str) -> str:
+    """The text of the first element called ``name`` (any namespace) under ``root``."""
     for element in root.iter():
         if element.tag.rpartition("}")[2] == name:
             return element.text or ""

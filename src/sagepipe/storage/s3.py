@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +16,15 @@ from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks, parse_uri
-from sagepipe.storage.fast import CRC32_HEADER, RawS3, RawUnavailable, Sent, crc32_b64
+from sagepipe.storage.fast import (
+    CRC32_HEADER,
+    RawS3,
+    RawUnavailable,
+    Sent,
+    crc32_b64,
+    new_digest,
+    range_start,
+)
 from sagepipe.storage.local import replaced_on_success
 
 if TYPE_CHECKING:
@@ -120,8 +127,11 @@ def _confirmed(uri: str, data: bytes, sent: Sent, crc: str) -> None:
     if sent.checksum == crc:
         return
     etag = sent.etag.strip('"')
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if sent.checksum or (len(etag) == 32 and "-" not in etag and etag != md5):
+    if sent.checksum or (
+        len(etag) == 32
+        and "-" not in etag
+        and etag != hashlib.md5(data, usedforsecurity=False).hexdigest()
+    ):
         raise StorageError(f"{uri}: upload corrupted (the server stored other bytes)")
 
 
@@ -396,10 +406,10 @@ class S3Store:
             except ConditionFailedError:
                 raise ConditionFailedError(f"{uri}: changed since it was listed") from None
             else:
-                if got.crc32 is not None:
-                    _check(uri, crc32_b64(b"", got.crc32), got.checksum)
+                if got.crc:
+                    _check(uri, base64.b64encode(got.digest).decode(), got.checksum)
                 else:
-                    _check(uri, got.md5, _md5_etag(etag))
+                    _check(uri, got.digest.hex(), _md5_etag(etag))
                 return
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
@@ -438,10 +448,10 @@ class S3Store:
 
         def fetch(index: int) -> None:
             start = index * part
-            span = (start, min(size, start + part) - start)
+            which = index + 1 if by_number else (start, min(size, start + part) - start)
             with PART_SLOTS:
                 digests[index] = self._get_part(
-                    uri, bucket, key, fd, etag, index + 1 if by_number else span, crc, meta
+                    uri, bucket, key, fd, etag, which, crc, meta if index == 0 else None
                 )
 
         with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
@@ -460,11 +470,10 @@ class S3Store:
         etag: str,
         which: int | tuple[int, int],
         crc: bool,
-        meta: dict[str, str],
+        meta: dict[str, str] | None,
     ) -> bytes:
         """One part, ``which`` a part number or a (start, length) range, written in place;
-        returns its CRC32 (4 bytes) or MD5 digest. The first part's answer fills ``meta``."""
-        first = which == 1 or (isinstance(which, tuple) and which[0] == 0)
+        returns its CRC32 (4 bytes) or MD5 digest; ``meta`` receives the answer's metadata."""
         number, (start, length) = (which, (0, 0)) if isinstance(which, int) else (0, which)
         if self._raw is not None:
             try:
@@ -474,7 +483,7 @@ class S3Store:
                     fd,
                     start,
                     length or None,
-                    meta=meta if first else None,
+                    meta=meta,
                     if_match=etag,
                     crc=crc,
                     part=number,
@@ -484,25 +493,23 @@ class S3Store:
             except ConditionFailedError:
                 raise ConditionFailedError(f"{uri}: changed since it was listed") from None
             else:
-                return (
-                    got.crc32.to_bytes(4, "big")
-                    if got.crc32 is not None
-                    else bytes.fromhex(got.md5)
-                )
+                return got.digest
         with aws_errors(uri):
             if number:
                 resp = self.client.get_object(Bucket=bucket, Key=key, PartNumber=number)
-                start = int(str(resp.get("ContentRange", "bytes 0-")).split()[1].split("-")[0])
+                start = range_start(str(resp.get("ContentRange", "")))
+                if start < 0:
+                    raise StorageError(f"{uri}: part {number} came without its Content-Range")
             else:
                 span = f"bytes={start}-{start + length - 1}"
                 resp = self.client.get_object(Bucket=bucket, Key=key, Range=span)
             data = resp["Body"].read()
-        if first:
+        if meta is not None:
             meta.update(resp.get("Metadata", {}))
         os.pwrite(fd, data, start)
-        if crc:
-            return zlib.crc32(data).to_bytes(4, "big")
-        return hashlib.md5(data, usedforsecurity=False).digest()
+        digest = new_digest(crc)
+        digest.update(data)
+        return digest.digest()
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix = parse_uri(uri)
