@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from sagepipe.core.expressions import Parameter
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
@@ -16,6 +17,12 @@ DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
     "ExperimentName": {"Get": "Execution.PipelineName"},
     "TrialName": {"Get": "Execution.PipelineExecutionId"},
 }
+
+
+def functions_module() -> ModuleType | None:
+    """``sagepipe.core.functions`` once something imported it (``@step`` does); before, no
+    function step can exist, and a pipeline without one never loads that module."""
+    return sys.modules.get("sagepipe.core.functions")
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,8 @@ class PipelineModel:
         """The steps (a function's return standing for its step), then, as the SDK does, every
         function step they read from that is listed nowhere, at the top level."""
         out = [as_step(s) for s in steps]
-        functions = sys.modules.get("sagepipe.core.functions")
-        if functions is None:  # no function step exists before @step's module is imported
+        functions = functions_module()
+        if functions is None:
             return tuple(out)
         listed = {id(s) for s in self._walk(out)}
         queue = list(self._walk(out))

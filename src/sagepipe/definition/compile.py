@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from sagepipe.bucket_layout import MODELS_PREFIX, OUTPUTS_PREFIX, code_key
 from sagepipe.core.expressions import ExecutionVariables, Join, PipelineValue, to_expr
 from sagepipe.core.graph import scan
 from sagepipe.core.json_types import JSON
-from sagepipe.core.pipeline import PipelineModel
+from sagepipe.core.pipeline import PipelineModel, functions_module
 from sagepipe.core.steps import (
     ConditionStep,
     Estimator,
@@ -154,9 +153,8 @@ def compile_pipeline(
 
 
 def _function_step_type() -> type[Step] | None:
-    """FunctionStep, once @step's module is imported; before, no function step exists (and
-    pipelines without one do without that module)."""
-    functions = sys.modules.get("sagepipe.core.functions")
+    """FunctionStep, where any function step can exist (core.pipeline.functions_module)."""
+    functions = functions_module()
     kind: type[Step] | None = None if functions is None else functions.FunctionStep
     return kind
 
