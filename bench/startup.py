@@ -29,13 +29,13 @@ from bench._common import record, table
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-SAGEPIPE = str(Path(sys.executable).parent / "sagepipe")
 TARGETS = {"sagepipe --help": 8.0, "sagepipe run (every step cached)": 15.0}
 
 
-def project(scratch: Path) -> tuple[Path, dict[str, str]]:
-    """A copy of the example app with its data seeded and one run done (fills the cache)."""
-    root = scratch / "proj"
+def project(scratch: Path, src: Path | None = None) -> tuple[Path, dict[str, str]]:
+    """A copy of the example app with its data seeded and one run done (fills the cache), by
+    this checkout's code or by the code under ``src``."""
+    root = scratch / ("proj" if src is None else "baseline")
     shutil.copytree(ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "pyproject.toml").write_text('[tool.sagepipe]\nbucket = "sagepipe-local"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
@@ -43,9 +43,9 @@ def project(scratch: Path) -> tuple[Path, dict[str, str]]:
     # modules from source again (about a third of a cached rerun's time here).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     data = "s3://sagepipe-local/other/data/raw/penguins.csv"
-    seed = [SAGEPIPE, "bucket", "put", str(ROOT / "data" / "penguins.csv"), data]
+    seed = sagepipe(src, "bucket", "put", str(ROOT / "data" / "penguins.csv"), data)
     subprocess.run(seed, cwd=root, env=env, check=True, capture_output=True)
-    first = subprocess.run([SAGEPIPE, "run", "-q"], cwd=root, env=env, capture_output=True)
+    first = subprocess.run(sagepipe(src, "run", "-q"), cwd=root, env=env, capture_output=True)
     if first.returncode != 0:
         sys.exit(f"the first run failed:\n{first.stderr.decode()[-2000:]}")
     return root, env
@@ -66,15 +66,16 @@ def once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
 
 
 def measure(
-    commands: dict[str, list[str]], cwd: Path, env: dict[str, str], runs: int
+    commands: dict[str, tuple[list[str], Path]], env: dict[str, str], runs: int
 ) -> dict[str, tuple[float, float]]:
-    """Median wall and CPU seconds of each command, the commands taking turns run by run."""
+    """Median wall and CPU seconds of each command (run in its folder), the commands taking
+    turns run by run."""
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
-    for argv in commands.values():  # one warm-up each: the page cache, .pyc files
+    for argv, cwd in commands.values():  # one warm-up each: the page cache, .pyc files
         once(argv, cwd, env)
     for _ in range(runs):
-        for name, argv in commands.items():
+        for name, (argv, cwd) in commands.items():
             wall, cpu = once(argv, cwd, env)
             walls[name].append(wall)
             cpus[name].append(cpu)
@@ -97,16 +98,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sagepipe-bench-startup-") as tmp:
         root, env = project(Path(tmp))
         commands = {
-            "python -c pass": [PYTHON, "-c", "pass"],
-            "python -c 'import sagepipe.cli.main'": [PYTHON, "-c", "import sagepipe.cli.main"],
-            "sagepipe --help": sagepipe(None, "--help"),
-            "sagepipe run (every step cached)": sagepipe(None, "run", "-q"),
+            "python -c pass": ([PYTHON, "-c", "pass"], root),
+            "python -c 'import sagepipe.cli.main'": (
+                [PYTHON, "-c", "import sagepipe.cli.main"],
+                root,
+            ),
+            "sagepipe --help": (sagepipe(None, "--help"), root),
+            "sagepipe run (every step cached)": (sagepipe(None, "run", "-q"), root),
         }
-        if args.baseline is not None:
+        if args.baseline is not None:  # in a project of its own: histories are not shared
             base = args.baseline.resolve()
-            commands["baseline: sagepipe --help"] = sagepipe(base, "--help")
-            commands["baseline: sagepipe run (every step cached)"] = sagepipe(base, "run", "-q")
-        medians = measure(commands, root, env, args.runs)
+            other, _ = project(Path(tmp), base)
+            commands["baseline: sagepipe --help"] = (sagepipe(base, "--help"), other)
+            commands["baseline: sagepipe run (every step cached)"] = (
+                sagepipe(base, "run", "-q"),
+                other,
+            )
+        medians = measure(commands, env, args.runs)
     bare_wall, bare_cpu = medians["python -c pass"]
     rows = []
     for name, (wall, cpu) in medians.items():

@@ -13,12 +13,13 @@ import shutil
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
 from sagepipe.bucket_layout import SEED_FOLDERS
 from sagepipe.errors import ConfigError
+from sagepipe.records import record
 
 DEFAULT_BUCKET = "sagepipe-local"
 DEFAULT_REGION = "us-east-1"
@@ -114,7 +115,7 @@ def _str(value: Any, name: str) -> str | None:
     return value
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
     """Everything configurable, resolved once."""
 

@@ -120,6 +120,34 @@ def test_two_pushes_of_one_file_at_once_one_wins_one_conflicts(
     assert (alice / "f.txt").read_text() == "alice's edit"
 
 
+def test_an_object_changed_into_the_very_file_being_pushed_is_no_conflict(
+    target: Target, tmp_path: Path
+) -> None:
+    """What a killed push leaves behind: its last upload lands after the next push listed
+    the bucket. The same bytes are no conflict; other bytes still are."""
+    big = "x" * (PART_SIZE + 1000)  # a multipart object too: its ETag is compared as such
+    assert push(target, folder_with(tmp_path / "was", {"other.txt": "v1"})).ok
+    alice = tmp_path / "alice"
+    assert pull(target, alice).ok
+    folder_with(alice, {"same.txt": "v2", "other.txt": "v2", "big": big})
+
+    def earlier_push_lands(plan: Plan) -> None:  # after alice listed, before she uploads
+        assert push(target, folder_with(tmp_path / "killed", {"same.txt": "v2", "big": big})).ok
+        target[0].put(f"s3://{target[1]}/p/other.txt", b"someone else's")
+
+    report = sync(
+        target[0], target[1], "p", alice, "push", Options(), Filters(),
+        on_plan=earlier_push_lands,
+    )  # fmt: skip
+    assert [p for p, _ in report.conflicts] == ["other.txt"]
+    assert remote(target, "other.txt") == b"someone else's"
+    assert remote(target, "same.txt") == b"v2" and remote(target, "big") == big.encode()
+    again = push(target, alice)  # same.txt and big were recorded as in sync
+    assert again.plan.of("transfer") == [] and {a.path for a in again.plan.of("conflict")} == {
+        "other.txt"
+    }
+
+
 def test_two_push_processes_at_once(target: Target, tmp_path: Path) -> None:
     _, bucket, env = target
     base = folder_with(tmp_path / "base", {"f.txt": "v1"})

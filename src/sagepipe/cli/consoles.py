@@ -28,7 +28,9 @@ class _DeferredConsole:
 
             stream = sys.stderr if self._stderr else sys.stdout
             width = None if stream.isatty() else 200
-            console = Console(stderr=self._stderr, soft_wrap=True, width=width)
+            # No emoji codes: a step, pipeline or file named ':smile:' is printed as it is (and
+            # rich's table of emoji codes, a millisecond and a half, is never loaded).
+            console = Console(stderr=self._stderr, soft_wrap=True, width=width, emoji=False)
             if console.color_system is None:
                 from rich.highlighter import NullHighlighter
 

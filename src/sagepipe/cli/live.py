@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from sagepipe.cli.render import STATUS_STYLE
 from sagepipe.core.status import StepStatus, is_terminal
+from sagepipe.records import record
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _COLORS = ["cyan", "magenta", "green", "blue", "yellow", "bright_cyan", "bright_magenta"]
 
 
-@dataclass
+@record(frozen=False)
 class _Row:
     """One step's line in the live view."""
 

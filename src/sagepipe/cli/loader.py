@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sagepipe.config import Settings
 from sagepipe.errors import DefinitionError, PipelineError, SagepipeError, UsageError
+from sagepipe.records import record
 
 if TYPE_CHECKING:  # imported when a pipeline is loaded: `--help` does without them
     from sagepipe.core.pipeline import PipelineModel
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # imported when a pipeline is loaded: `--help` does without t
 DEFAULT_PIPELINE = "app/sagemaker_pipeline.py"
 
 
-@dataclass(frozen=True)
+@record
 class Loaded:
     """A pipeline ready to validate, run or deploy."""
 

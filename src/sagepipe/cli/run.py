@@ -7,7 +7,6 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -29,6 +28,7 @@ from sagepipe.cli.state import settings
 from sagepipe.config import Settings
 from sagepipe.core.status import ExecutionStatus, is_terminal
 from sagepipe.errors import UsageError
+from sagepipe.records import record
 
 if TYPE_CHECKING:
     from sagepipe.cloud.client import Clients
@@ -57,7 +57,7 @@ ReferenceOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True)
+@record
 class StepChoice:
     """``--steps``/``--from``/``--reference``: a selective execution when given."""
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import typer
 
 from sagepipe.config import Settings
+from sagepipe.records import record
 
 
-@dataclass
+@record(frozen=False)
 class CliState:
     """The invocation's state: ``--debug`` and the lazily built settings."""
 

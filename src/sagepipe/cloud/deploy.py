@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
@@ -18,6 +18,7 @@ from sagepipe.core.status import ExecutionStatus
 from sagepipe.definition import Definition, Upload, load, resolve_parameters
 from sagepipe.definition.service_limits import MAX_INLINE_DEFINITION_BYTES
 from sagepipe.errors import SageMakerError, SagepipeError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore, put_missing
 from sagepipe.storage.aws import aws_errors, is_not_found
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import DescribePipelineResponseTypeDef
 
 
-@dataclass
+@record(frozen=False)
 class DeployResult:
     """What a deploy did (or, for a dry run, would do)."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
 from sagepipe.core.status import is_terminal
 from sagepipe.errors import UsageError
+from sagepipe.records import record
 from sagepipe.storage.aws import aws_errors, is_not_found
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def training_job(
         return clients.sagemaker.describe_training_job(TrainingJobName=str(arn).rsplit("/", 1)[-1])
 
 
-@dataclass
+@record(frozen=False)
 class LogFollower:
     """Follows the CloudWatch log streams of each job (streams start with the job name)."""
 

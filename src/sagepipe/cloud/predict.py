@@ -11,7 +11,6 @@ miss too, since that step's outputs change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sagepipe.core.graph import scan
@@ -24,6 +23,7 @@ from sagepipe.definition.cache import (
     step_inputs,
 )
 from sagepipe.errors import DefinitionError
+from sagepipe.records import record
 
 # Execution variables whose value differs on every run (the pipeline's name and ARN do not).
 _PER_RUN = frozenset(
@@ -31,7 +31,7 @@ _PER_RUN = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Prediction:
     """The predicted cache outcome of one step."""
 

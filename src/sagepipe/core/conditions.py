@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from sagepipe.core.expressions import PipelineValue, to_expr
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 
 class Condition:
@@ -18,7 +18,7 @@ class Condition:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@record
 class ConditionComparison(Condition):
     """``left <op> right``; either side may be a primitive or an expression."""
 
@@ -38,42 +38,42 @@ class ConditionComparison(Condition):
         }
 
 
-@dataclass(frozen=True)
+@record
 class ConditionEquals(ConditionComparison):
     """``left == right``."""
 
     TYPE: ClassVar[str] = "Equals"
 
 
-@dataclass(frozen=True)
+@record
 class ConditionGreaterThan(ConditionComparison):
     """``left > right``."""
 
     TYPE: ClassVar[str] = "GreaterThan"
 
 
-@dataclass(frozen=True)
+@record
 class ConditionGreaterThanOrEqualTo(ConditionComparison):
     """``left >= right``."""
 
     TYPE: ClassVar[str] = "GreaterThanOrEqualTo"
 
 
-@dataclass(frozen=True)
+@record
 class ConditionLessThan(ConditionComparison):
     """``left < right``."""
 
     TYPE: ClassVar[str] = "LessThan"
 
 
-@dataclass(frozen=True)
+@record
 class ConditionLessThanOrEqualTo(ConditionComparison):
     """``left <= right``."""
 
     TYPE: ClassVar[str] = "LessThanOrEqualTo"
 
 
-@dataclass(frozen=True)
+@record
 class ConditionIn(Condition):
     """``value in in_values``."""
 
@@ -93,7 +93,7 @@ class ConditionIn(Condition):
         }
 
 
-@dataclass(frozen=True)
+@record
 class ConditionNot(Condition):
     """The negation of ``expression``."""
 
@@ -103,7 +103,7 @@ class ConditionNot(Condition):
         return {"Type": "Not", "Condition": self.expression.to_request()}
 
 
-@dataclass(frozen=True)
+@record
 class ConditionOr(Condition):
     """True when any of ``conditions`` is."""
 

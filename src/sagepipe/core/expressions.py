@@ -7,13 +7,14 @@ names of the steps it reads from, which is how data dependencies are inferred.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
 from sagepipe.core.references import parse_json_path
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 if TYPE_CHECKING:
     from sagepipe.core.steps import PropertyFile
@@ -68,7 +69,7 @@ def to_expr(value: object) -> JSON:
     raise PipelineError(f"value {value!r} of type {type(value).__name__} cannot go in a pipeline")
 
 
-@dataclass(frozen=True)
+@record
 class Parameter(Expression):
     """A pipeline parameter; values given at start time are strings converted to ``TYPE``."""
 
@@ -116,7 +117,7 @@ class Parameter(Expression):
         return out
 
 
-@dataclass(frozen=True)
+@record
 class ParameterString(Parameter):
     """A string parameter, optionally restricted to ``enum_values``."""
 
@@ -124,7 +125,7 @@ class ParameterString(Parameter):
     PYTHON: ClassVar[tuple[type, ...]] = (str,)
 
 
-@dataclass(frozen=True)
+@record
 class ParameterInteger(Parameter):
     """An integer parameter."""
 
@@ -132,7 +133,7 @@ class ParameterInteger(Parameter):
     PYTHON: ClassVar[tuple[type, ...]] = (int,)
 
 
-@dataclass(frozen=True)
+@record
 class ParameterFloat(Parameter):
     """A float parameter (integers are accepted as defaults)."""
 
@@ -140,7 +141,7 @@ class ParameterFloat(Parameter):
     PYTHON: ClassVar[tuple[type, ...]] = (float, int)
 
 
-@dataclass(frozen=True)
+@record
 class ParameterBoolean(Parameter):
     """A boolean parameter."""
 
@@ -153,7 +154,7 @@ PARAMETER_TYPES: dict[str, type[Parameter]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class ExecutionVariable(Expression):
     """A value SageMaker sets for each execution, such as its id."""
 
@@ -186,7 +187,7 @@ class ExecutionVariables:
     )
 
 
-@dataclass(frozen=True)
+@record
 class Properties(Expression):
     """A reference to a step property, built by attribute and item access.
 
@@ -212,7 +213,7 @@ class Properties(Expression):
         return {"Get": f"Steps.{self.step_name}{self.path.render()}"}
 
 
-@dataclass(frozen=True)
+@record
 class Join(Expression):
     """``Std:Join``: the values rendered as strings and joined by ``on``."""
 
@@ -228,7 +229,7 @@ class Join(Expression):
         return {"Std:Join": {"On": self.on, "Values": [to_expr(v) for v in self.values]}}
 
 
-@dataclass(frozen=True)
+@record
 class JsonGet(Expression):
     """``Std:JsonGet``: a value read by JSON path from a step's PropertyFile."""
 

@@ -15,7 +15,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, NoReturn
 
 from sagepipe.core.expressions import (
@@ -31,13 +31,14 @@ from sagepipe.core.expressions import (
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import CacheConfig, RetryPolicy, Step, StepOutput
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 RESULTS_FILE = "results.json"
 RESULT_KEY = "Result"
 DEFAULT_MAX_RUNTIME = 24 * 60 * 60
 
 
-@dataclass(frozen=True)
+@record
 class FunctionSettings:
     """How a function step's job runs: the ``@step`` keyword arguments of the SageMaker SDK."""
 
@@ -62,7 +63,7 @@ class FunctionSettings:
     max_wait_time_in_seconds: PipelineValue = None
 
 
-@dataclass(frozen=True, eq=False)
+@record
 class FunctionStep(Step):
     """One call of a ``@step`` function: a Training job that runs the function.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import graphlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sagepipe.core.expressions import ExecutionVariables
 from sagepipe.core.json_types import JSON
@@ -18,11 +18,12 @@ from sagepipe.core.properties import PropertyPath, list_key
 from sagepipe.core.references import parse_get
 from sagepipe.core.suggest import did_you_mean, did_you_mean_among
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 NAME_RE = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """One ``Get`` found in a step: what it reads and where in the step it sits."""
 
@@ -32,7 +33,7 @@ class Reference:
     property_file: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Refs:
     """Everything a piece of step JSON reads."""
 
@@ -74,7 +75,7 @@ def _gets(value: JSON, where: str) -> Iterator[tuple[JSON, str]]:
             yield from _gets(inner, f"{where}[{i}]")
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     """A step reduced to what the graph needs."""
 
@@ -88,7 +89,7 @@ class Node:
     property_files: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@record
 class Graph:
     """A validated pipeline graph."""
 

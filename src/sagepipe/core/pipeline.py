@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import ModuleType
 
 from sagepipe.core.expressions import Parameter
@@ -12,6 +12,7 @@ from sagepipe.core.graph import NAME_RE, Graph, build_graph
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import ConditionStep, Step, as_step
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 DEFAULT_EXPERIMENT_CONFIG: dict[str, JSON] = {
     "ExperimentName": {"Get": "Execution.PipelineName"},
@@ -25,7 +26,7 @@ def functions_module() -> ModuleType | None:
     return sys.modules.get("sagepipe.core.functions")
 
 
-@dataclass(frozen=True)
+@record
 class PipelineModel:
     """The pure model of a SageMaker pipeline: top-level ``steps`` (condition branches nested)
     and parameters. The public :class:`sagepipe.Pipeline` adds compile, start and upsert.

@@ -8,14 +8,14 @@ parts pipelines read) so that a wrong path is refused when the pipeline is built
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from sagepipe.core.suggest import did_you_mean
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 
-@dataclass(frozen=True)
+@record
 class ListOf:
     """A list shape; items are selected by index or, when ``key`` is set, by that field."""
 
@@ -23,7 +23,7 @@ class ListOf:
     item: Shape
 
 
-@dataclass(frozen=True)
+@record
 class MapOf:
     """A string-keyed map of leaves (Environment, HyperParameters)."""
 
@@ -190,7 +190,7 @@ STEP_SHAPES: dict[str, Shape] = {
 _SEGMENT = re.compile(r"\.([A-Za-z0-9_]+)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 
 
-@dataclass(frozen=True)
+@record
 class PropertyPath:
     """The path below ``Steps.<name>``: a tuple of attribute names and item keys."""
 

@@ -10,10 +10,10 @@ graph and the evaluator read a reference the same way.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal
 
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 _STEP_GET = re.compile(r"^Steps\.([^.\[]+)(.*)$", re.DOTALL)
 _NAME = re.compile(r"[^.\[\]'\"]+")
@@ -22,7 +22,7 @@ _INDEX = re.compile(r"\[(-?\d+)\]")
 GetKind = Literal["Parameters", "Execution", "Steps"]
 
 
-@dataclass(frozen=True)
+@record
 class GetRef:
     """One parsed ``Get``.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar
 
 from sagepipe.core.conditions import Condition
@@ -16,6 +16,7 @@ from sagepipe.core.expressions import Expression, PipelineValue, Properties, to_
 from sagepipe.core.graph import Node, Refs, scan
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 PROCESSING_ROOT = "/opt/ml/processing/"
 STEP_EXCEPTIONS = frozenset({"Step.SERVICE_FAULT", "Step.THROTTLING"})
@@ -34,7 +35,7 @@ def _freeze(obj: object, name: str, kind: type = tuple) -> None:
         object.__setattr__(obj, name, dict(value))
 
 
-@dataclass(frozen=True)
+@record
 class CacheConfig:
     """Step caching: reuse a previous successful run with the same inputs."""
 
@@ -49,7 +50,7 @@ class CacheConfig:
         return out
 
 
-@dataclass(frozen=True)
+@record
 class _RetryPolicy:
     exception_types: tuple[str, ...]
     interval_seconds: int = 1
@@ -89,7 +90,7 @@ class _RetryPolicy:
         return out
 
 
-@dataclass(frozen=True)
+@record
 class StepRetryPolicy(_RetryPolicy):
     """Retry a step on pipeline service faults or throttling."""
 
@@ -97,7 +98,7 @@ class StepRetryPolicy(_RetryPolicy):
     ALLOWED: ClassVar[frozenset[str]] = STEP_EXCEPTIONS
 
 
-@dataclass(frozen=True)
+@record
 class SageMakerJobStepRetryPolicy(_RetryPolicy):
     """Retry a job step on SageMaker job errors (internal error, capacity, resource limit)."""
 
@@ -108,7 +109,7 @@ class SageMakerJobStepRetryPolicy(_RetryPolicy):
 RetryPolicy = StepRetryPolicy | SageMakerJobStepRetryPolicy
 
 
-@dataclass(frozen=True)
+@record
 class PropertyFile:
     """A JSON file a processing step writes into one of its outputs, readable with JsonGet."""
 
@@ -125,7 +126,7 @@ class PropertyFile:
         }
 
 
-@dataclass(frozen=True)
+@record
 class MetricDefinition:
     """A training metric: its name and the regex that finds its value in the log."""
 
@@ -151,7 +152,7 @@ def as_step(item: Step | StepOutput) -> Step:
     return item.step if isinstance(item, StepOutput) else item
 
 
-@dataclass(frozen=True)
+@record
 class Step:
     """Fields every step has."""
 
@@ -225,7 +226,7 @@ def _json_of(value: object) -> JSON:
     return repr(value)
 
 
-@dataclass(frozen=True)
+@record
 class Processor:
     """The container a processing step runs: image, command, resources and environment.
 
@@ -255,7 +256,7 @@ class Processor:
             raise PipelineError(f"Processor: framework '{self.framework}' needs framework_version")
 
 
-@dataclass(frozen=True)
+@record
 class ProcessingInput:
     """Data a processing step reads, staged at ``destination`` inside the container."""
 
@@ -277,7 +278,7 @@ class ProcessingInput:
             raise PipelineError(f"ProcessingInput s3_data_type {self.s3_data_type!r} is invalid")
 
 
-@dataclass(frozen=True)
+@record
 class ProcessingOutput:
     """Data a processing step writes at ``source``, published to ``destination`` on success."""
 
@@ -297,7 +298,7 @@ def _default_names(items: Sequence[object], attr: str, prefix: str) -> tuple[str
     return tuple(getattr(it, attr) or f"{prefix}-{i}" for i, it in enumerate(items, start=1))
 
 
-@dataclass(frozen=True)
+@record
 class ProcessingStep(Step):
     """A processing job: ``code`` run by the processor with inputs and outputs."""
 
@@ -345,7 +346,7 @@ class ProcessingStep(Step):
         return [pf.name for pf in self.property_files]
 
 
-@dataclass(frozen=True)
+@record
 class TrainingInput:
     """A training channel's data source."""
 
@@ -356,7 +357,7 @@ class TrainingInput:
     input_mode: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Estimator:
     """The training container: script mode (``entry_point``) or a generic image.
 
@@ -404,7 +405,7 @@ class Estimator:
         return self.entry_point is not None
 
 
-@dataclass(frozen=True)
+@record
 class TrainingStep(Step):
     """A training job: the estimator run on named input channels."""
 
@@ -425,7 +426,7 @@ class TrainingStep(Step):
         return names
 
 
-@dataclass(frozen=True)
+@record
 class ConditionStep(Step):
     """Evaluate ``conditions`` (all must hold) and run ``if_steps`` or ``else_steps``."""
 
@@ -451,7 +452,7 @@ class ConditionStep(Step):
         )
 
 
-@dataclass(frozen=True)
+@record
 class FailStep(Step):
     """Stop the execution as Failed with ``error_message``."""
 
@@ -463,7 +464,7 @@ class FailStep(Step):
         to_expr(self.error_message)
 
 
-@dataclass(frozen=True)
+@record
 class RegisterModel(Step):
     """Register a model version in a model package group (the local registry, or SageMaker's)."""
 

@@ -10,11 +10,11 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from sagepipe.core.graph import scan
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import DefinitionError, SagepipeError
+from sagepipe.records import record
 
 # The request fields SageMaker compares to decide a cache hit, per step type.
 CACHE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -85,7 +85,7 @@ SHOWN_CHARS = 60  # a value longer than this is cut in explanations (parameters 
 _CODE_NAMES = ("code", "sm_drivers")  # the inputs/channels that carry the step's code
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One difference between two runs of a step that alters its cache key.
 

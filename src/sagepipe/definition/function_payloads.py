@@ -29,10 +29,11 @@ import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from sagepipe.errors import DefinitionError, ExecutionError
+from sagepipe.records import record
 
 BOOTSTRAP_CHANNEL = "sagemaker_remote_function_bootstrap"
 DEPENDENCIES_CHANNEL = "pre_exec_script_and_dependencies"
@@ -55,7 +56,7 @@ class PayloadError(ExecutionError):
     """A function-step payload that is missing, corrupt or tampered with."""
 
 
-@dataclass(frozen=True)
+@record
 class FunctionStep:
     """The invoke contract of one function step, read from its resolved ContainerArguments."""
 
@@ -208,7 +209,7 @@ def _dependency_file(settings: str | None, where: str) -> str | None:
     return str(value) if value else None
 
 
-@dataclass(frozen=True)
+@record
 class Metadata:
     """A payload's ``metadata.json``."""
 

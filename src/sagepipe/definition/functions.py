@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from sagepipe.bucket_layout import functions_base_key
@@ -41,6 +41,7 @@ from sagepipe.definition.payloads import (
     serialize_step,
 )
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 RUNTIME_CHANNEL = "sagemaker_remote_function_bootstrap"
 DEPENDENCIES_CHANNEL = "pre_exec_script_and_dependencies"
@@ -56,7 +57,7 @@ PROGRAMS = Path(__file__).resolve().parents[1] / "container"
 _BASE_PYTHON = re.compile(r"/sagemaker-base-python-(\d)(\d+):")
 
 
-@dataclass(frozen=True)
+@record
 class FunctionTarget:
     """Where and for whom a pipeline's function steps are compiled."""
 
@@ -73,7 +74,7 @@ class FunctionTarget:
         return f"s3://{self.bucket}/{functions_base_key(self.pipeline)}"
 
 
-@dataclass
+@record(frozen=False)
 class CompiledFunction:
     """A function step's Training arguments and the objects they point at."""
 

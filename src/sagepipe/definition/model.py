@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -26,6 +26,7 @@ from sagepipe.definition.service_limits import (
 )
 from sagepipe.definition.values import check_values, parse
 from sagepipe.errors import DefinitionError, PipelineError
+from sagepipe.records import record
 
 # A step's Arguments, RetryPolicies and PropertyFiles: JSON objects whose shape the loader has
 # checked (check_request, _property_files) and that the engine and the cloud backend index field
@@ -46,7 +47,7 @@ _STEP_KEYS = (
 _TOP_KEYS = ("Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps")
 
 
-@dataclass(frozen=True)
+@record
 class ParameterDef:
     """One entry of ``Parameters``."""
 
@@ -116,7 +117,7 @@ def _convert(kind: str, value: JSON) -> JSON:
     raise ValueError(value)
 
 
-@dataclass(frozen=True)
+@record
 class StepDef:
     """One step of the definition; condition branches are nested StepDefs."""
 
@@ -216,7 +217,7 @@ def _item_names(step: StepDef) -> dict[str, frozenset[str]]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@record
 class Definition:
     """A whole pipeline definition, validated."""
 
@@ -286,6 +287,11 @@ class Definition:
     def dumps(self) -> str:
         """The canonical text of the definition: what is printed, deployed and run."""
         return json.dumps(self.to_json(), indent=2) + "\n"
+
+    def compact(self) -> str:
+        """The definition as JSON on one line, for machines (the history keeps this): the same
+        content as ``dumps()``, written several times faster (no indent: json's C encoder)."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
 
 
 def resolve_parameters(definition: Definition, given: Mapping[str, JSON]) -> dict[str, JSON]:

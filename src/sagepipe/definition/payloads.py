@@ -22,7 +22,6 @@ import sys
 import sysconfig
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from sagepipe.core.expressions import (
 from sagepipe.core.functions import DelayedReturn, FunctionStep
 from sagepipe.definition.function_payloads import METADATA_VERSION, metadata_json
 from sagepipe.errors import PipelineError
+from sagepipe.records import record
 
 SDK_VARIABLES_MODULE = "sagemaker.remote_function.core.pipeline_variables"
 PAYLOAD_FILE = "payload.pkl"
@@ -77,7 +77,7 @@ class _SdkClass:
         return (getattr, (_SdkModule(), self.name))
 
 
-@dataclass(frozen=True)
+@record
 class SdkPlaceholder:
     """An instance of an SDK placeholder class: ``_ParameterString("Label")`` in the job."""
 
@@ -160,7 +160,7 @@ def metadata(payload: bytes) -> bytes:
     return metadata_json(payload, "{}.{}.{}".format(*sys.version_info[:3]))
 
 
-@dataclass(frozen=True)
+@record
 class FunctionPayload:
     """The two pickles of a function step: the function, and ``(args, kwargs)``."""
 

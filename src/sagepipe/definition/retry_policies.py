@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sagepipe.core.steps import JOB_EXCEPTIONS, STEP_EXCEPTIONS
 from sagepipe.errors import DefinitionError
+from sagepipe.records import record
 
 EXCEPTION_TYPES = STEP_EXCEPTIONS | JOB_EXCEPTIONS
 DEFAULT_INTERVAL_SECONDS = 1
@@ -25,7 +25,7 @@ MAX_ATTEMPTS_CAP = 20
 MAX_EXPIRE_AFTER_MIN = 14400
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     """One entry of a step's RetryPolicies."""
 

@@ -11,8 +11,9 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sagepipe.records import record
 
 CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_cache (
@@ -27,7 +28,7 @@ CREATE INDEX IF NOT EXISTS steps_name ON steps(name, started);
 """
 
 
-@dataclass(frozen=True)
+@record
 class Fingerprint:
     """What an input object was when a step read it: size, ETag, mtime and a content hash.
 
@@ -46,7 +47,7 @@ class Fingerprint:
         return (self.size, self.etag, self.mtime) == (size, etag, mtime)
 
 
-@dataclass(frozen=True)
+@record
 class EarlierRun:
     """An earlier run of a step: where, how it ended, its cache fields and parameters."""
 

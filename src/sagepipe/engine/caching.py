@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,14 @@ from sagepipe.engine.cache_records import EarlierRun, Fingerprint
 from sagepipe.engine.context import StepOutcome
 from sagepipe.engine.history import History
 from sagepipe.errors import DefinitionError, SagepipeError, UsageError
+from sagepipe.records import record
 from sagepipe.storage import ObjectInfo, ObjectStore
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 MAX_NAMED = 5  # objects named in one warning; the rest are counted
 
 
-@dataclass(frozen=True)
+@record
 class CachePolicy:
     """How one run uses the cache: steps to rerun even on a hit, or no hits at all."""
 
@@ -63,7 +64,7 @@ class CachePolicy:
         return cls(frozenset(names), disabled)
 
 
-@dataclass
+@record(frozen=False)
 class CacheDecision:
     """What the cache decided for one step, and why."""
 

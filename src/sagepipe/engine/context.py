@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.evaluation import Scope
 from sagepipe.engine.history import History
 from sagepipe.engine.sandbox import Sandbox
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 ACCOUNT = "000000000000"
 
 
-@dataclass(frozen=True)
+@record
 class ExecutionInfo:
     """Identity of the running execution."""
 
@@ -64,7 +65,7 @@ class StepLog:
         return self.path.read_text(encoding="utf-8", errors="replace")
 
 
-@dataclass
+@record(frozen=False)
 class Processes:
     """Running step processes, so that a stop can reach every process group."""
 
@@ -73,7 +74,7 @@ class Processes:
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass
+@record(frozen=False)
 class StepContext:
     """Everything a runner may use; nothing global."""
 
@@ -96,7 +97,7 @@ class StepContext:
     job_result: Any = None
 
 
-@dataclass
+@record(frozen=False)
 class StepOutcome:
     """What a runner reports: final status, Describe*-shaped properties, Metadata."""
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from sagepipe.engine.runners import RUNNERS, Runner
 from sagepipe.engine.sandbox import Sandbox
 from sagepipe.engine.unsupported import NOT_RUN, ready_not_run, refusal, unsupported_steps
 from sagepipe.errors import DefinitionError, ExecutionError, SagepipeError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore, join_uri
 
 if TYPE_CHECKING:  # a selective run or a retry loads it
@@ -67,7 +68,7 @@ def new_id(length: int = 12) -> str:
     return "".join(_RANDOM.choice(_ALPHABET) for _ in range(length))
 
 
-@dataclass
+@record(frozen=False)
 class Run:
     """The mutable state of one execution while it runs."""
 
@@ -133,7 +134,7 @@ class Engine:
         parallel = max_parallel or self.settings.max_parallel or os.cpu_count() or 1
         run = self._new_run(definition, pipeline_name, values, parallel, new_id(), time.time())
         run.unsupported = {s.name: s.reason for s in unsupported}
-        text = definition.dumps()
+        text = definition.compact()
         self.history.save_pipeline(pipeline_name, run.info.pipeline_arn, text)
         self.history.create_execution(
             run.info.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from sagepipe.core.expressions import render
@@ -12,6 +12,7 @@ from sagepipe.core.json_types import JSON
 from sagepipe.core.properties import PropertyPath
 from sagepipe.core.references import parse_get, parse_json_path
 from sagepipe.errors import ExecutionError, PipelineError
+from sagepipe.records import record
 
 __all__ = ["ConditionError", "Scope", "evaluate", "json_path", "render", "walk"]
 
@@ -20,7 +21,7 @@ class ConditionError(ExecutionError):
     """A condition could not be evaluated; the message is the condition step's FailureReason."""
 
 
-@dataclass
+@record(frozen=False)
 class Scope:
     """What expressions can read: parameters, execution variables, finished steps' properties."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +12,11 @@ from sagepipe.definition import StepDef
 from sagepipe.engine.engine import Engine, Run
 from sagepipe.engine.history import ExecutionRecord, History, StepRecord
 from sagepipe.errors import SagepipeError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore, join_uri
 
 
-@dataclass(frozen=True)
+@record
 class StepResults:
     """What a finished step produced besides its outputs: metrics and property files."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from sagepipe.config import Settings
@@ -17,6 +16,7 @@ from sagepipe.definition.function_payloads import (
 from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.history import History
 from sagepipe.errors import ExecutionError, ObjectNotFoundError, UsageError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore, join_uri
 
 # Runs on the image environment's interpreter (it has cloudpickle, whose reconstructors a
@@ -24,7 +24,7 @@ from sagepipe.storage import ObjectStore, join_uri
 _SHOW = "import pickle, sys\nimport cloudpickle\nprint(repr(pickle.load(sys.stdin.buffer)))\n"
 
 
-@dataclass(frozen=True)
+@record
 class FunctionResult:
     """The pickled return value of one function step, checked against its metadata."""
 

@@ -14,7 +14,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from sagepipe.engine.cache_records import CACHE_SCHEMA, CacheRecords
 from sagepipe.engine.liveness import is_alive, this_process
 from sagepipe.engine.publishing import commit
 from sagepipe.errors import ExecutionError, HistoryError
+from sagepipe.records import record
 
 # Why an execution whose engine process disappeared (killed, crashed) ended.
 ENGINE_EXITED = "the engine exited"
@@ -54,6 +54,16 @@ _ADDED_COLUMNS = {
     ),
     "steps": (("publishing", "TEXT"),),  # a commit plan (engine/publishing.py) under way
 }
+# Indexes on added columns, and those added later: made after the columns are.
+_LATER_INDEXES = """
+CREATE INDEX IF NOT EXISTS steps_publishing ON steps(execution_id) WHERE publishing IS NOT NULL;
+CREATE INDEX IF NOT EXISTS steps_source ON steps(name, cache_key, status, started)
+    WHERE cache_source IS NULL;
+CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
+"""
+# The layout above, as a number kept in the file (PRAGMA user_version): a history that has it
+# is opened without running the set-up again. Raise it with every change to the layout.
+SCHEMA_VERSION = 1
 _RUNNING = ("Executing", "Stopping")
 _LIVE: weakref.WeakSet[History] = weakref.WeakSet()  # every History not yet garbage
 _INSERT_STEP = (
@@ -63,7 +73,7 @@ _INSERT_STEP = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class StepRecord:
     """One step of one execution as stored."""
 
@@ -82,7 +92,7 @@ class StepRecord:
     attempts: int
 
 
-@dataclass(frozen=True)
+@record
 class ExecutionRecord:
     """One execution as stored."""
 
@@ -133,6 +143,8 @@ class History(CacheRecords):
 
         def create() -> None:
             with self._tx() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                    return  # set up by another process meanwhile (or by a newer sagepipe)
                 for stmt in (SCHEMA + CACHE_SCHEMA).split(";"):
                     if stmt.strip():
                         db.execute(stmt)
@@ -141,8 +153,13 @@ class History(CacheRecords):
                     for name, kind in columns:
                         if name not in have:
                             db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                for stmt in _LATER_INDEXES.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-        _retry_locked(create)
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            _retry_locked(create)
         self.reap()
 
     def close(self) -> None:

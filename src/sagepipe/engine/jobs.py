@@ -12,7 +12,6 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +21,7 @@ from sagepipe.engine.retries import CAPACITY_ERROR, JOB_INTERNAL_ERROR, LaunchFa
 from sagepipe.engine.sandbox import LaunchSpec, Limits, runtime_paths
 from sagepipe.errors import ConfigError
 from sagepipe.images import Environment
+from sagepipe.records import record
 
 KILL_GRACE_S = 5.0
 _ERROR_WORDS = re.compile(
@@ -29,7 +29,7 @@ _ERROR_WORDS = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@record
 class JobResult:
     """How the process ended, and its peak resident memory (KiB, sandbox included)."""
 

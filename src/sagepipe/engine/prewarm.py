@@ -22,7 +22,7 @@ import contextlib
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from sagepipe.definition import StepDef
 from sagepipe.engine.environments import StepEnvironments
 from sagepipe.engine.sandbox import CONTAINER_ROOT, Sandbox, limits_for
 from sagepipe.errors import SagepipeError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore
 
 LAUNCHER = "launcher.py"
@@ -67,7 +68,7 @@ def top_level_imports(script: Path) -> list[str]:
     ]
 
 
-@dataclass
+@record(frozen=False)
 class Warm:
     """A started, waiting step process."""
 

@@ -9,13 +9,13 @@ its succeeded steps and runs the rest again under the same id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sagepipe.core.suggest import did_you_mean_among
 from sagepipe.definition import Definition, load
 from sagepipe.engine.history import ExecutionRecord, History, StepRecord
 from sagepipe.errors import ExecutionError, UsageError
+from sagepipe.records import record
 
 if TYPE_CHECKING:
     from sagepipe.engine.engine import Run
@@ -25,7 +25,7 @@ RETRYABLE = ("Failed", "Stopped")
 MAX_SELECTED = 50  # SelectedSteps holds 1 to 50 items
 
 
-@dataclass(frozen=True)
+@record
 class Selection:
     """The steps a selective execution runs, and the reference the others come from."""
 
@@ -259,17 +259,17 @@ def check_retryable(record: ExecutionRecord) -> None:
 def restore_run(run: Run, steps: Sequence[StepRecord], selective: dict[str, Any] | None) -> None:
     """A retried execution's state: its succeeded steps feed the rest, the others run again."""
     definition = run.definition
-    for record in steps:
-        if record.name not in definition.graph.upstream:
+    for earlier in steps:
+        if earlier.name not in definition.graph.upstream:
             continue
-        if record.status != "Succeeded":
-            run.attempts[record.name] = record.attempts
+        if earlier.status != "Succeeded":
+            run.attempts[earlier.name] = earlier.attempts
             continue
-        run.status[record.name] = "Succeeded"
-        run.scope.steps[record.name] = record.properties
-        step = definition.step(record.name)
+        run.status[earlier.name] = "Succeeded"
+        run.scope.steps[earlier.name] = earlier.properties
+        step = definition.step(earlier.name)
         if step.type == "Condition":
-            chosen = record.properties.get("Outcome") == "True"
+            chosen = earlier.properties.get("Outcome") == "True"
             run.skipped.update(s.name for s in (step.else_steps if chosen else step.if_steps))
     if selective:
         selected = {str(s.get("StepName")) for s in selective.get("SelectedSteps", [])}

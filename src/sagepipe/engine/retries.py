@@ -22,11 +22,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sagepipe.definition.retry_policies import RetryPolicy
 from sagepipe.engine.context import StepOutcome
 from sagepipe.errors import ExecutionError, SagepipeError, StorageError
+from sagepipe.records import record
 
 JOB_INTERNAL_ERROR = "SageMaker.JOB_INTERNAL_ERROR"
 CAPACITY_ERROR = "SageMaker.CAPACITY_ERROR"
@@ -119,7 +120,7 @@ def mark_fault(outcome: StepOutcome, fault: str) -> StepOutcome:
     return outcome
 
 
-@dataclass
+@record(frozen=False)
 class Attempts:
     """Runs a step's attempts until one ends other than Failed or no policy allows another.
 

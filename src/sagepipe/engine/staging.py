@@ -18,12 +18,12 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from sagepipe.bucket_layout import CODE_PREFIX, code_digest, in_code_prefix
 from sagepipe.engine.publishing import Publication
 from sagepipe.errors import ExecutionError, StorageError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore, join_uri, parse_uri, safe_key
 
 MAX_OUTPUT_BYTES = 50 << 30  # per step, all outputs together; also capped at the free disk
@@ -151,7 +151,7 @@ def copy_fd(src: int, dst: int, size: int) -> None:
         os.write(dst, chunk)
 
 
-@dataclass(frozen=True)
+@record
 class OutputFile:
     """A regular file of an output folder, by its path relative to the folder."""
 

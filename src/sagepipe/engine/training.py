@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from sagepipe.images.algorithms import (
     algorithm_mode,
     metric_definitions,
 )
+from sagepipe.records import record
 from sagepipe.storage import join_uri
 
 CODE_DIR = "/opt/ml/code"
@@ -148,7 +149,7 @@ def _arg(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-@dataclass(frozen=True)
+@record
 class Command:
     """What a training step runs, where, and on which environment."""
 

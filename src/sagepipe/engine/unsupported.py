@@ -10,10 +10,10 @@ not listed, as on SageMaker.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 from sagepipe.core.status import StepStatus
 from sagepipe.definition import Definition
+from sagepipe.records import record
 
 NOT_RUN = StepStatus.NOT_RUN.value
 SKIP_FLAG = "--skip-unsupported"
@@ -31,7 +31,7 @@ _NEEDS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class NotRunnable:
     """A step that will not run locally, and why (one line)."""
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import functools
 import pkgutil
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
 from sagepipe.errors import ConfigError
+from sagepipe.records import record
 
 MODES = ("script", "algorithm", "function")
 
 
-@dataclass(frozen=True)
+@record
 class CatalogueEntry:
     """One SageMaker image version and the environment that stands for it."""
 

@@ -34,7 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import overload
 
@@ -52,6 +52,7 @@ from sagepipe.images.installer import (
 )
 from sagepipe.images.interpreters import Interpreter, choose_interpreter, find_interpreters
 from sagepipe.images.match import ImageSpec
+from sagepipe.records import record
 
 LAYOUT = 3  # part of every key: bump when an environment's layout changes
 MARKER = "sagepipe-env.json"
@@ -59,7 +60,7 @@ PYTHON_NAMES = frozenset({"python", "python3"})
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([0-9][A-Za-z0-9.+!]*)$")
 
 
-@dataclass(frozen=True)
+@record
 class Environment:
     """A ready environment (or the host interpreter, or a command) standing for an image.
 

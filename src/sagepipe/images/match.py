@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from sagepipe.errors import ConfigError
 from sagepipe.images.catalogue import CatalogueEntry, load_catalogue
+from sagepipe.records import record
 
 KINDS = ("env", "host", "command")
 HOST_VALUES = frozenset({"host", "{python}"})
@@ -37,7 +37,7 @@ _TAG_PYTHON = re.compile(r"-py3(\d{1,2})(?:-|$)")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
 
-@dataclass(frozen=True)
+@record
 class ImageSpec:
     """What stands for an image locally.
 
@@ -74,7 +74,7 @@ class ImageSpec:
     as_of: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ImageRef:
     """An ImageUri taken apart: registry (may be empty), repository and tag (may be empty)."""
 

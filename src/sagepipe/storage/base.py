@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from sagepipe.errors import StorageError, UnsafeKeyError
+from sagepipe.records import record
 
 
-@dataclass(frozen=True)
+@record
 class ObjectInfo:
     """One object: its key, size, ETag (may be empty for local listings) and mtime."""
 

@@ -17,11 +17,11 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from sagepipe.records import record
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def crc32_b64(data: bytes | memoryview, crc: int = 0) -> str:
     return base64.b64encode(zlib.crc32(data, crc).to_bytes(4, "big")).decode()
 
 
-@dataclass
+@record(frozen=False)
 class Received:
     """What a GET wrote: its digest and the checksum the server keeps for the object."""
 
@@ -66,7 +66,7 @@ def new_digest(crc: bool) -> _Crc32 | hashlib._Hash:
     return _Crc32() if crc else hashlib.md5(usedforsecurity=False)
 
 
-@dataclass
+@record(frozen=False)
 class Sent:
     """The answer to a PUT of an object or a part."""
 

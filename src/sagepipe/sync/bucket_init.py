@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sagepipe.errors import SyncError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore
 
 
-@dataclass(frozen=True)
+@record
 class InitResult:
     """What ``init`` created and what was already there."""
 

@@ -12,17 +12,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+from sagepipe.records import record
 from sagepipe.storage.local import atomic_write
 
 MANIFEST_NAME = ".sagepipe-sync.json"
 JOURNAL = ".sagepipe/sync-journal.jsonl"
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     """One path as it was after the last sync."""
 

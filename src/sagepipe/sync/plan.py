@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sagepipe.errors import SyncError, UnsafeKeyError
+from sagepipe.records import record
 from sagepipe.storage import safe_key
 from sagepipe.sync.manifest import Entry
 from sagepipe.sync.scan import LocalFile, RemoteObject
@@ -22,7 +23,7 @@ TRANSFER, MKDIR, DELETE = "transfer", "mkdir", "delete"
 UNCHANGED, SKIP, CONFLICT, REFUSED = "unchanged", "skip", "conflict", "refused"
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """One decision about one relative path."""
 
@@ -32,7 +33,7 @@ class Action:
     size: int = 0
 
 
-@dataclass
+@record(frozen=False)
 class Plan:
     """Every action, grouped for reporting."""
 
@@ -44,7 +45,7 @@ class Plan:
         return [a for a in self.actions if a.kind == kind]
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     """How to sync."""
 

@@ -6,12 +6,13 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import pathspec
 
 from sagepipe.errors import SyncError
+from sagepipe.records import record
 from sagepipe.storage import ObjectStore
 
 # Credentials never leave the machine by accident; the README lists these.
@@ -50,7 +51,7 @@ DEFAULT_EXCLUDES = (
 IGNORE_FILE = ".sagepipeignore"
 
 
-@dataclass(frozen=True)
+@record
 class LocalFile:
     """A local file or an empty folder (``is_folder``)."""
 
@@ -59,7 +60,7 @@ class LocalFile:
     is_folder: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class RemoteObject:
     """A remote object or folder marker."""
 
@@ -73,7 +74,7 @@ class RemoteObject:
         return self.key.endswith("/")
 
 
-@dataclass
+@record(frozen=False)
 class Filters:
     """Which relative paths take part in a sync, with gitignore semantics (``pathspec``).
 
@@ -148,7 +149,7 @@ def _matcher(lines: list[str]) -> Callable[[str], bool]:
 _NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
 
 
-@dataclass
+@record(frozen=False)
 class LocalScan:
     """A local folder's files, plus what was skipped and why."""
 

@@ -6,10 +6,11 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from sagepipe.errors import SagepipeError, SyncError
+from sagepipe.records import record
 from sagepipe.storage import ConditionFailedError, ObjectInfo, ObjectStore
 from sagepipe.storage.base import md5_stream
 from sagepipe.storage.s3 import PART_SIZE, multipart_etag
@@ -32,7 +33,7 @@ from sagepipe.sync.scan import Filters, LocalFile, RemoteObject, scan_local, sca
 Progress = Callable[[int], None]
 
 
-@dataclass
+@record(frozen=False)
 class SyncReport:
     """What happened, for the summary and the exit code."""
 
@@ -182,16 +183,31 @@ def _sync(
             else:
                 report.errors.append((rel, str(exc)))
 
+    def landed(rel: str) -> str | None:
+        """The object's ETag when it now holds exactly this file, else None. The object
+        changed since it was listed, but maybe into this very file: the upload of a push
+        killed a moment before can land after this push listed the bucket."""
+        now = store.head(remote_root + rel)
+        if now is None or not now.etag:
+            return None
+        return now.etag if hasher.etag(rel, now.etag) == now.etag else None
+
     def push_one(rel: str) -> None:
         f, r = local.files[rel], remote.get(rel)
         path = folder / rel
-        etag = store.put_file(
-            remote_root + rel,
-            path,
-            if_match=r.etag if r is not None and r.etag else None,
-            if_none_match=r is None,
-            mode=path.stat().st_mode,
-        )
+        try:
+            etag = store.put_file(
+                remote_root + rel,
+                path,
+                if_match=r.etag if r is not None and r.etag else None,
+                if_none_match=r is None,
+                mode=path.stat().st_mode,
+            )
+        except ConditionFailedError:
+            there = landed(rel)
+            if there is None:
+                raise
+            etag = there
         # The planned stat, not a fresh one: an edit made during the upload stays a change.
         record(rel, Entry(f.size, etag, _plain_md5(etag), f.mtime, 0.0))
 

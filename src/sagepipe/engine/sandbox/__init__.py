@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from sagepipe.engine.sandbox.base import (
     CONTAINER_ROOT,
@@ -24,6 +23,7 @@ from sagepipe.engine.sandbox.bwrap import NAMESPACES, BwrapSandbox, network_help
 from sagepipe.engine.sandbox.limits import Limits, limits_for, out_of_memory_reason
 from sagepipe.engine.sandbox.process import ProcessSandbox, rewrite
 from sagepipe.errors import ConfigError
+from sagepipe.records import record
 
 log = logging.getLogger(__name__)
 _PROBE = ("--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true")
@@ -92,7 +92,7 @@ def choose_sandbox(kind: str, probe: BwrapProbe | None = None) -> Sandbox:
     return ProcessSandbox()
 
 
-@dataclass(frozen=True)
+@record
 class Guarantee:
     """One property of a step's sandbox and whether it holds here."""
 
@@ -101,7 +101,7 @@ class Guarantee:
     detail: str
 
 
-@dataclass(frozen=True)
+@record
 class SandboxReport:
     """Which sandbox ``kind`` gives on this machine, and what it guarantees."""
 

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import IO, Protocol
 
 from sagepipe.engine.sandbox.limits import Limits
 from sagepipe.errors import ConfigError
+from sagepipe.records import record
 
 log = logging.getLogger(__name__)
 CONTAINER_ROOT = "/opt/ml"
@@ -29,7 +30,7 @@ _NOT_A_RUNTIME = frozenset(
 )
 
 
-@dataclass
+@record(frozen=False)
 class LaunchSpec:
     """What to run and what it may see."""
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+
+from sagepipe.records import record
 
 GIB = 1 << 30
 # SageMaker's FailureReason when a job's container runs out of memory.
@@ -47,7 +48,7 @@ _MEMORY_ERRORS = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """What one step may use."""
 
