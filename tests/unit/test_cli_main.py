@@ -177,14 +177,15 @@ def test_a_console_without_colours_skips_highlighting_and_prints_the_same(
     ours = _DeferredConsole(stderr=False)
     ours.print(text)
     got = capsys.readouterr().out
-    Console(soft_wrap=True, width=200).print(text)
+    Console(soft_wrap=True, width=200, emoji=False).print(text)
     assert got == capsys.readouterr().out
+    assert got.endswith("<x> :+1:\n")  # no emoji codes: a name is printed as it is
     assert isinstance(real_console(ours).highlighter, NullHighlighter)  # type: ignore[arg-type]
     monkeypatch.setenv("FORCE_COLOR", "1")  # colours even into a pipe: highlighted as before
     coloured = _DeferredConsole(stderr=False)
     coloured.print(text)
     got = capsys.readouterr().out
-    Console(soft_wrap=True, width=200).print(text)
+    Console(soft_wrap=True, width=200, emoji=False).print(text)
     assert got == capsys.readouterr().out and "\x1b[" in got
     assert isinstance(real_console(coloured).highlighter, ReprHighlighter)  # type: ignore[arg-type]
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sagepipe.engine.cache_records import CACHE_SCHEMA, CacheRecords
 from sagepipe.engine.liveness import is_alive, this_process
+from sagepipe.engine.model_records import MODEL_SCHEMA, ModelRecords
 from sagepipe.engine.publishing import commit
 from sagepipe.errors import ExecutionError, HistoryError
 from sagepipe.records import record
@@ -39,9 +40,6 @@ CREATE TABLE IF NOT EXISTS steps (
     ended REAL, failure_reason TEXT, metadata TEXT, properties TEXT, cache_key TEXT,
     cache_source TEXT, attempts INTEGER, log TEXT, PRIMARY KEY (execution_id, name));
 CREATE INDEX IF NOT EXISTS steps_cache ON steps(cache_key, status);
-CREATE TABLE IF NOT EXISTS models (
-    arn TEXT PRIMARY KEY, group_name TEXT, version INTEGER, approval TEXT, model_data_url TEXT,
-    image TEXT, metrics TEXT, created REAL, execution_id TEXT, step TEXT);
 """
 # Columns added after the first release; a history file from before gets them on open.
 _ADDED_COLUMNS = {
@@ -112,7 +110,7 @@ class ExecutionRecord:
     store: str | None = None
 
 
-class History(CacheRecords):
+class History(CacheRecords, ModelRecords):
     """The history database; one connection per instance, guarded by a lock."""
 
     def __init__(self, path: Path) -> None:
@@ -145,7 +143,7 @@ class History(CacheRecords):
             with self._tx() as db:
                 if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
                     return  # set up by another process meanwhile (or by a newer sagepipe)
-                for stmt in (SCHEMA + CACHE_SCHEMA).split(";"):
+                for stmt in (SCHEMA + CACHE_SCHEMA + MODEL_SCHEMA).split(";"):
                     if stmt.strip():
                         db.execute(stmt)
                 for table, columns in _ADDED_COLUMNS.items():
@@ -495,68 +493,6 @@ class History(CacheRecords):
             (pipeline, name, cache_key, since, ENGINE_EXITED),
         )
         return _step(rows[0]) if rows else None
-
-    # models ----------------------------------------------------------------------------------
-
-    def register_model(
-        self,
-        group: str,
-        arn_prefix: str,
-        approval: str,
-        model_data_url: str | None,
-        image: str | None,
-        metrics: Mapping[str, Any] | None,
-        execution_id: str,
-        step: str,
-    ) -> tuple[str, int]:
-        """Add a model package version to ``group``; returns its ARN and version."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT COALESCE(MAX(version), 0) AS v FROM models WHERE group_name=?", (group,)
-            ).fetchone()
-            version = int(row["v"]) + 1
-            arn = f"{arn_prefix}/{group.lower()}/{version}"
-            db.execute(
-                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    arn,
-                    group,
-                    version,
-                    approval,
-                    model_data_url,
-                    image,
-                    json.dumps(metrics or {}),
-                    time.time(),
-                    execution_id,
-                    step,
-                ),
-            )
-        return arn, version
-
-    def model_by_name(self, name: str) -> dict[str, Any] | None:
-        """The properties of the newest succeeded Model/CreateModel step that created ``name``."""
-        rows = self._query(
-            "SELECT properties FROM steps WHERE type IN ('Model', 'CreateModel') "
-            "AND status='Succeeded' AND json_extract(properties, '$.ModelName')=? "
-            "ORDER BY ended DESC LIMIT 1",
-            (name,),
-        )
-        return dict(json.loads(rows[0]["properties"])) if rows else None
-
-    def models(self, group: str | None = None) -> list[dict[str, Any]]:
-        """Registered model versions, newest first."""
-        query = "SELECT * FROM models"
-        args: tuple[Any, ...] = ()
-        if group:
-            query += " WHERE group_name=?"
-            args = (group,)
-        rows = self._query(query + " ORDER BY created DESC", args)
-        out = []
-        for r in rows:
-            item = dict(r)
-            item["metrics"] = json.loads(item["metrics"] or "{}")
-            out.append(item)
-        return out
 
 
 def _retry_locked(action: Callable[[], object], attempts: int = 50) -> None:

@@ -172,7 +172,7 @@ def _sync(
     lock = threading.Lock()
     dest = Destination(folder, current_umask())
 
-    def record(rel: str, entry: Entry | None) -> None:
+    def remember(rel: str, entry: Entry | None) -> None:
         with lock:
             manifest.set(rel, entry)
 
@@ -209,7 +209,7 @@ def _sync(
                 raise
             etag = there
         # The planned stat, not a fresh one: an edit made during the upload stays a change.
-        record(rel, Entry(f.size, etag, _plain_md5(etag), f.mtime, 0.0))
+        remember(rel, Entry(f.size, etag, _plain_md5(etag), f.mtime, 0.0))
 
     def pull_one(rel: str) -> None:
         obj, f = remote[rel], local.files.get(rel)
@@ -223,7 +223,7 @@ def _sync(
             st = dest.install(tmp, rel, expected, obj.mtime, _executable(meta))
         finally:
             tmp.unlink(missing_ok=True)
-        record(rel, Entry(obj.size, obj.etag, md5, st.st_mtime, obj.mtime))
+        remember(rel, Entry(obj.size, obj.etag, md5, st.st_mtime, obj.mtime))
 
     def do(action: Action) -> None:
         try:
@@ -250,11 +250,11 @@ def _sync(
         for action in plan.of(DELETE):
             try:
                 _delete(store, remote_root, dest, direction, action.path, local.files, remote)
-                record(action.path, None)
+                remember(action.path, None)
                 report.deleted += 1
             except (SagepipeError, OSError) as exc:
                 failed(action.path, exc)
-        _record_unchanged(plan, local.files, remote, dict(manifest.entries), hasher, record)
+        _record_unchanged(plan, local.files, remote, dict(manifest.entries), hasher, remember)
     finally:
         dest.close()
         manifest.save()
@@ -302,7 +302,7 @@ def _record_unchanged(
     remote: Mapping[str, RemoteObject],
     known: Mapping[str, Entry],
     hasher: _Hasher,
-    record: Callable[[str, Entry | None], None],
+    remember: Callable[[str, Entry | None], None],
 ) -> None:
     for action in plan.of(UNCHANGED):
         f, r = local.get(action.path), remote.get(action.path)
@@ -312,7 +312,7 @@ def _record_unchanged(
         if m is not None and m.size == f.size and m.local_mtime == f.mtime and m.etag == r.etag:
             continue  # already recorded as it is
         md5 = m.md5 if m is not None and m.local_mtime == f.mtime else hasher.md5(action.path)
-        record(action.path, Entry(f.size, r.etag, md5, f.mtime, r.mtime))
+        remember(action.path, Entry(f.size, r.etag, md5, f.mtime, r.mtime))
 
 
 def _plain_md5(etag: str) -> str:
