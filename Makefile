@@ -53,7 +53,7 @@ lint: dev
 	$(BIN)/ruff format --check src tests app bench
 
 typecheck: dev
-	$(BIN)/mypy src
+	$(BIN)/mypy src bench app/sagemaker_pipeline.py
 
 contracts: dev
 	$(BIN)/lint-imports

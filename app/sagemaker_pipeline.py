@@ -26,6 +26,7 @@ from sagepipe import (
     ProcessingOutput,
     ProcessingStep,
     Processor,
+    Properties,
     PropertyFile,
     RegisterModel,
 )
@@ -89,7 +90,7 @@ def get_pipeline(
             **kw,
         )
 
-    def output(step_: ProcessingStep, name: str) -> object:
+    def output(step_: ProcessingStep, name: str) -> Properties:
         return step_.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
     read = step(

@@ -43,7 +43,7 @@ def chunk(rows: int, rng: np.random.Generator, prof: dict[str, dict[str, object]
         mask = species == name
         count = int(mask.sum())
         p = prof[name]
-        values[mask] = rng.normal(p["mean"], p["std"], size=(count, len(NUMERIC)))  # type: ignore[arg-type]
+        values[mask] = rng.normal(p["mean"], p["std"], size=(count, len(NUMERIC)))  # type: ignore[call-overload]
         isl = p["islands"]
         islands[mask] = rng.choice(list(isl.index), size=count, p=isl.to_numpy())  # type: ignore[attr-defined]
     df = pd.DataFrame(values.round(1), columns=NUMERIC)

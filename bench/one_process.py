@@ -21,6 +21,7 @@ def main() -> None:
         spec = importlib.util.spec_from_file_location(
             "bench_" + name, os.path.join(src, name + ".py")
         )
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         modules[name] = module

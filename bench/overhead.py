@@ -164,7 +164,7 @@ def main() -> None:
                 candidates.append(("DVC", dvc_runner, peer_bare))
         # Round-robin: every runner's k-th run happens at about the same time, so a busy
         # machine slows them alike; the median of each runner's runs is reported.
-        ready: list[tuple[str, Callable[[], None], float]] = []
+        ready: list[tuple[str, Callable[[], None], float | None]] = []
         for name, make, bare_s in candidates:
             root = base / "".join(c if c.isalnum() else "_" for c in name)
             root.mkdir()

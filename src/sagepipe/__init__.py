@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ParameterFloat,
         ParameterInteger,
         ParameterString,
+        Properties,
     )
     from sagepipe.core.functions import DelayedReturn, step
     from sagepipe.core.steps import (
@@ -78,6 +79,7 @@ __all__ = [
     "ProcessingOutput",
     "ProcessingStep",
     "Processor",
+    "Properties",
     "PropertyFile",
     "RegisterModel",
     "SageMakerJobStepRetryPolicy",
@@ -115,6 +117,7 @@ _SOURCES = {
     "ProcessingOutput": "sagepipe.core.steps",
     "ProcessingStep": "sagepipe.core.steps",
     "Processor": "sagepipe.core.steps",
+    "Properties": "sagepipe.core.expressions",
     "PropertyFile": "sagepipe.core.steps",
     "RegisterModel": "sagepipe.core.steps",
     "SageMakerJobStepRetryPolicy": "sagepipe.core.steps",

@@ -29,6 +29,7 @@ EXPECTED = {
     "ProcessingOutput",
     "ProcessingStep",
     "Processor",
+    "Properties",
     "PropertyFile",
     "RegisterModel",
     "SageMakerJobStepRetryPolicy",

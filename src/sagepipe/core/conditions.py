@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
-from sagepipe.core.expressions import PipelineValue, to_expr
+from sagepipe.core.expressions import PipelineValue, freeze_list, to_expr
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
 from sagepipe.records import record
@@ -78,10 +79,10 @@ class ConditionIn(Condition):
     """``value in in_values``."""
 
     value: PipelineValue
-    in_values: tuple[PipelineValue, ...]
+    in_values: Sequence[PipelineValue]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "in_values", tuple(self.in_values))
+        freeze_list(self, "in_values")
         if not self.in_values:
             raise PipelineError("ConditionIn needs at least one value in in_values")
 
@@ -107,10 +108,10 @@ class ConditionNot(Condition):
 class ConditionOr(Condition):
     """True when any of ``conditions`` is."""
 
-    conditions: tuple[Condition, ...]
+    conditions: Sequence[Condition]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "conditions", tuple(self.conditions))
+        freeze_list(self, "conditions")
         if not self.conditions:
             raise PipelineError("ConditionOr needs at least one condition")
 

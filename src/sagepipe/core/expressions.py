@@ -6,7 +6,7 @@ names of the steps it reads from, which is how data dependencies are inferred.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
@@ -49,6 +49,19 @@ PipelineValue: TypeAlias = (
 )
 
 
+def freeze_list(obj: object, name: str) -> None:
+    """Keep field ``name`` of a frozen record as a tuple. Authors pass lists, as to the SDK;
+    a string is refused rather than becoming a tuple of its characters."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise PipelineError(
+            f"{type(obj).__name__} {name} takes a list, not {type(value).__name__} {value!r}"
+        )
+    object.__setattr__(obj, name, tuple(value))
+
+
 def render(value: object) -> str:
     """A resolved value as text, the way the service writes it (booleans lower-case)."""
     if isinstance(value, bool):
@@ -75,13 +88,13 @@ class Parameter(Expression):
 
     name: str
     default_value: str | int | float | bool | None = None
-    enum_values: tuple[str | int | float | bool, ...] | None = None
+    enum_values: Sequence[str | int | float | bool] | None = None
     TYPE: ClassVar[str] = ""
     PYTHON: ClassVar[tuple[type, ...]] = ()
 
     def __post_init__(self) -> None:
         if self.enum_values is not None:
-            object.__setattr__(self, "enum_values", tuple(self.enum_values))
+            freeze_list(self, "enum_values")
         if self.default_value is not None and not self.accepts(self.default_value):
             raise PipelineError(
                 f"parameter '{self.name}': default {self.default_value!r} is not of type {self.TYPE}"
@@ -218,10 +231,10 @@ class Join(Expression):
     """``Std:Join``: the values rendered as strings and joined by ``on``."""
 
     on: str = ""
-    values: tuple[PipelineValue, ...] = ()
+    values: Sequence[PipelineValue] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(self.values))
+        freeze_list(self, "values")
         to_expr(list(self.values))
 
     @property

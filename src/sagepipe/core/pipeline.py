@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import field
 from types import ModuleType
 
-from sagepipe.core.expressions import Parameter
+from sagepipe.core.expressions import Parameter, freeze_list
 from sagepipe.core.graph import NAME_RE, Graph, build_graph
 from sagepipe.core.json_types import JSON
 from sagepipe.core.steps import ConditionStep, Step, as_step
@@ -36,8 +36,8 @@ class PipelineModel:
     """
 
     name: str
-    steps: tuple[Step, ...] = ()
-    parameters: tuple[Parameter, ...] = ()
+    steps: Sequence[Step] = ()
+    parameters: Sequence[Parameter] = ()
     pipeline_experiment_config: dict[str, JSON] | None = field(
         default_factory=lambda: dict(DEFAULT_EXPERIMENT_CONFIG)
     )
@@ -45,8 +45,9 @@ class PipelineModel:
     bucket: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", self._with_upstream_functions(self.steps))
-        object.__setattr__(self, "parameters", tuple(self.parameters))
+        freeze_list(self, "steps")
+        freeze_list(self, "parameters")
+        object.__setattr__(self, "steps", self._with_upstream_functions(tuple(self.steps)))
         if not NAME_RE.fullmatch(self.name) or len(self.name) > 256:
             raise PipelineError(
                 f"pipeline name {self.name!r} is invalid: use letters, digits, '-' or '_'"

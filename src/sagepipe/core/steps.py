@@ -12,7 +12,7 @@ from dataclasses import field
 from typing import ClassVar
 
 from sagepipe.core.conditions import Condition
-from sagepipe.core.expressions import Expression, PipelineValue, Properties, to_expr
+from sagepipe.core.expressions import Expression, PipelineValue, Properties, freeze_list, to_expr
 from sagepipe.core.graph import Node, Refs, scan
 from sagepipe.core.json_types import JSON
 from sagepipe.errors import PipelineError
@@ -30,7 +30,7 @@ def _freeze(obj: object, name: str, kind: type = tuple) -> None:
     if value is None:
         return
     if kind is tuple:
-        object.__setattr__(obj, name, tuple(value))
+        freeze_list(obj, name)
     else:
         object.__setattr__(obj, name, dict(value))
 
@@ -52,7 +52,7 @@ class CacheConfig:
 
 @record
 class _RetryPolicy:
-    exception_types: tuple[str, ...]
+    exception_types: Sequence[str]
     interval_seconds: int = 1
     backoff_rate: float = 2.0
     max_attempts: int | None = None
@@ -61,6 +61,7 @@ class _RetryPolicy:
     ALLOWED: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
+        freeze_list(self, "exception_types")
         full = tuple(
             t if t.startswith(self.PREFIX) else f"{self.PREFIX}{t}" for t in self.exception_types
         )
@@ -159,9 +160,9 @@ class Step:
     name: str
     display_name: str | None = field(default=None, kw_only=True)
     description: str | None = field(default=None, kw_only=True)
-    depends_on: tuple[str | Step | StepOutput, ...] = field(default=(), kw_only=True)
+    depends_on: Sequence[str | Step | StepOutput] = field(default=(), kw_only=True)
     cache_config: CacheConfig | None = field(default=None, kw_only=True)
-    retry_policies: tuple[RetryPolicy, ...] = field(default=(), kw_only=True)
+    retry_policies: Sequence[RetryPolicy] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
@@ -237,7 +238,7 @@ class Processor:
     image_uri: str | None = None
     framework: str | None = None
     framework_version: str | None = None
-    command: tuple[str, ...] = ("python3",)
+    command: Sequence[str] = ("python3",)
     role: str | None = None
     instance_type: PipelineValue = "ml.m5.xlarge"
     instance_count: PipelineValue = 1
@@ -303,11 +304,11 @@ class ProcessingStep(Step):
     """A processing job: ``code`` run by the processor with inputs and outputs."""
 
     processor: Processor = field(kw_only=True)
-    inputs: tuple[ProcessingInput, ...] = field(default=(), kw_only=True)
-    outputs: tuple[ProcessingOutput, ...] = field(default=(), kw_only=True)
+    inputs: Sequence[ProcessingInput] = field(default=(), kw_only=True)
+    outputs: Sequence[ProcessingOutput] = field(default=(), kw_only=True)
     code: str | None = field(default=None, kw_only=True)
-    job_arguments: tuple[PipelineValue, ...] = field(default=(), kw_only=True)
-    property_files: tuple[PropertyFile, ...] = field(default=(), kw_only=True)
+    job_arguments: Sequence[PipelineValue] = field(default=(), kw_only=True)
+    property_files: Sequence[PropertyFile] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = "Processing"
 
     def __post_init__(self) -> None:
@@ -374,7 +375,7 @@ class Estimator:
     py_version: str = "py3"
     hyperparameters: Mapping[str, PipelineValue] = field(default_factory=dict)
     output_path: PipelineValue = None
-    metric_definitions: tuple[MetricDefinition, ...] = ()
+    metric_definitions: Sequence[MetricDefinition] = ()
     role: str | None = None
     instance_type: PipelineValue = "ml.m5.xlarge"
     instance_count: PipelineValue = 1
@@ -387,6 +388,7 @@ class Estimator:
     def __post_init__(self) -> None:
         _freeze(self, "hyperparameters", dict)
         _freeze(self, "environment", dict)
+        freeze_list(self, "metric_definitions")
         metrics = tuple(
             m if isinstance(m, MetricDefinition) else MetricDefinition(m["Name"], m["Regex"])
             for m in self.metric_definitions
@@ -430,15 +432,16 @@ class TrainingStep(Step):
 class ConditionStep(Step):
     """Evaluate ``conditions`` (all must hold) and run ``if_steps`` or ``else_steps``."""
 
-    conditions: tuple[Condition, ...] = field(default=(), kw_only=True)
-    if_steps: tuple[Step, ...] = field(default=(), kw_only=True)
-    else_steps: tuple[Step, ...] = field(default=(), kw_only=True)
+    conditions: Sequence[Condition] = field(default=(), kw_only=True)
+    if_steps: Sequence[Step] = field(default=(), kw_only=True)
+    else_steps: Sequence[Step] = field(default=(), kw_only=True)
     STEP_TYPE: ClassVar[str] = "Condition"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _freeze(self, "conditions")
         for name in ("if_steps", "else_steps"):  # a function step's return stands for it
+            freeze_list(self, name)
             object.__setattr__(self, name, tuple(as_step(s) for s in getattr(self, name)))
         if not self.conditions:
             raise PipelineError(f"condition step '{self.name}' has no conditions")
@@ -472,10 +475,10 @@ class RegisterModel(Step):
     model_data: PipelineValue = field(kw_only=True)
     image_uri: str = field(kw_only=True)
     approval_status: str = field(default="PendingManualApproval", kw_only=True)
-    content_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
-    response_types: tuple[str, ...] = field(default=("text/csv",), kw_only=True)
-    inference_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
-    transform_instances: tuple[str, ...] = field(default=("ml.m5.xlarge",), kw_only=True)
+    content_types: Sequence[str] = field(default=("text/csv",), kw_only=True)
+    response_types: Sequence[str] = field(default=("text/csv",), kw_only=True)
+    inference_instances: Sequence[str] = field(default=("ml.m5.xlarge",), kw_only=True)
+    transform_instances: Sequence[str] = field(default=("ml.m5.xlarge",), kw_only=True)
     model_metrics_uri: PipelineValue = field(default=None, kw_only=True)
     STEP_TYPE: ClassVar[str] = "RegisterModel"
 

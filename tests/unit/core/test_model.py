@@ -133,6 +133,26 @@ def test_models_are_immutable() -> None:
     assert CacheConfig(True, "P1D").to_request() == {"Enabled": True, "ExpireAfter": "P1D"}
 
 
+def test_lists_are_taken_as_in_the_sdk_and_a_string_for_a_list_is_refused() -> None:
+    a = proc_step("a", job_arguments=["--x", "1"], depends_on=[])
+    gate = ConditionStep(
+        "gate", conditions=[ConditionIn(1, in_values=[1, 2])], if_steps=[a], else_steps=[]
+    )
+    p = Pipeline("p", steps=[gate], parameters=[ParameterString("s", enum_values=["a", "b"])])
+    assert isinstance(a.job_arguments, tuple) and isinstance(gate.if_steps, tuple)
+    assert isinstance(p.steps, tuple) and a == proc_step("a", job_arguments=("--x", "1"))
+    for build in (
+        lambda: proc_step("b", job_arguments="--x 1"),
+        lambda: ConditionStep("c", conditions=[ConditionEquals(1, 1)], if_steps="a"),  # type: ignore[arg-type]
+        lambda: Join(on=",", values="abc"),
+        lambda: ConditionIn(1, in_values="12"),
+        lambda: StepRetryPolicy("Step.THROTTLING", max_attempts=2),
+        lambda: Pipeline("p", steps=[a], parameters=ParameterString("s")),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(PipelineError, match=r"takes a list, not (str|ParameterString)"):
+            build()
+
+
 def test_dependencies_inferred_from_properties_and_depends_on() -> None:
     a = proc_step("a")
     b = proc_step(
