@@ -14,6 +14,11 @@ when mutable; the repr; ``FrozenInstanceError`` for an assignment to or deletion
 record's field, while ``object.__setattr__`` in ``__post_init__`` still works; ``fields``,
 ``replace``, ``asdict``, copying and pickling. A method the class body defines is kept, as
 dataclasses keep it. Type checkers see a dataclass (``dataclass_transform``), frozen by default.
+
+The price: a frozen record's ``__init__`` assigns its fields through the shared ``__setattr__``,
+about 0.6 microseconds more per instance of five fields; and a field ``__init__`` leaves unset
+(``init=False`` without a default; none exists here) could be assigned once afterwards. Classes
+made by the thousand (a sync's per-file records, ``ObjectInfo``) stay plain dataclasses.
 """
 
 from __future__ import annotations

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from sagepipe.errors import StorageError, UnsafeKeyError
-from sagepipe.records import record
 
 
-@record
+# A plain frozen dataclass, not a record: a sync makes several per file, and dataclasses'
+# own __init__ sets fields faster than a record's shared __setattr__ (sagepipe/records.py).
+@dataclass(frozen=True)
 class ObjectInfo:
     """One object: its key, size, ETag (may be empty for local listings) and mtime."""
 

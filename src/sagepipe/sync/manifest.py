@@ -12,18 +12,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sagepipe.records import record
 from sagepipe.storage.local import atomic_write
 
 MANIFEST_NAME = ".sagepipe-sync.json"
 JOURNAL = ".sagepipe/sync-journal.jsonl"
 
 
-@record
+# A plain frozen dataclass, not a record: a sync makes several per file, and dataclasses'
+# own __init__ sets fields faster than a record's shared __setattr__ (sagepipe/records.py).
+@dataclass(frozen=True)
 class Entry:
     """One path as it was after the last sync."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 
 from sagepipe.errors import SyncError, UnsafeKeyError
 from sagepipe.records import record
@@ -23,7 +23,9 @@ TRANSFER, MKDIR, DELETE = "transfer", "mkdir", "delete"
 UNCHANGED, SKIP, CONFLICT, REFUSED = "unchanged", "skip", "conflict", "refused"
 
 
-@record
+# A plain frozen dataclass, not a record: a sync makes several per file, and dataclasses'
+# own __init__ sets fields faster than a record's shared __setattr__ (sagepipe/records.py).
+@dataclass(frozen=True)
 class Action:
     """One decision about one relative path."""
 

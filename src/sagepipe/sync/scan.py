@@ -6,7 +6,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pathspec
@@ -51,7 +51,9 @@ DEFAULT_EXCLUDES = (
 IGNORE_FILE = ".sagepipeignore"
 
 
-@record
+# A plain frozen dataclass, not a record: a sync makes several per file, and dataclasses'
+# own __init__ sets fields faster than a record's shared __setattr__ (sagepipe/records.py).
+@dataclass(frozen=True)
 class LocalFile:
     """A local file or an empty folder (``is_folder``)."""
 
@@ -60,7 +62,9 @@ class LocalFile:
     is_folder: bool = False
 
 
-@record
+# A plain frozen dataclass, not a record: a sync makes several per file, and dataclasses'
+# own __init__ sets fields faster than a record's shared __setattr__ (sagepipe/records.py).
+@dataclass(frozen=True)
 class RemoteObject:
     """A remote object or folder marker."""
 
