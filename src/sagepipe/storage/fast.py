@@ -44,7 +44,12 @@ _buffers = threading.local()
 
 
 class RawUnavailable(Exception):
-    """This request must go through boto3."""
+    """This request must go through boto3. ``status``: the server's HTTP status, where it
+    answered with an error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def crc32_b64(data: bytes | memoryview, crc: int = 0) -> str:
@@ -142,7 +147,7 @@ class RawS3:
                 resp.release_conn()
             if resp.status == 412:
                 raise ConditionFailedError("the object changed since it was listed")
-            raise RawUnavailable(f"HTTP {resp.status}")
+            raise RawUnavailable(f"HTTP {resp.status}", resp.status)
         return resp
 
     def pages(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:

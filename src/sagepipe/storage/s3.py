@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+log = logging.getLogger(__name__)
 PART_SIZE = 16 * 1024 * 1024
+# Uploads a server refuses on the lean path (and boto3 then makes) before sagepipe stops trying.
+REFUSALS_TO_STOP = 3
 PART_WORKERS = 8
 # Part transfers in flight in this process, all files together: several large files at once
 # would otherwise each start PART_WORKERS, and on a small machine the client and a local
@@ -179,6 +183,7 @@ class S3Store:
         self._factory = cast("Callable[[], S3Client]", client) if factory else None
         self._raw = raw
         self._lock = threading.Lock()
+        self._refused_uploads = 0  # lean-path uploads the server refused and boto3 then made
 
     @property
     def client(self) -> S3Client:
@@ -189,6 +194,27 @@ class S3Store:
                     assert self._factory is not None
                     self._client = self._factory()
         return self._client
+
+    def _raw_uploads(self) -> RawS3 | None:
+        """The lean path for uploads, unless this server refused it REFUSALS_TO_STOP times
+        (a server that rejects the CRC32 header, say): then every upload goes through boto3
+        directly instead of trying twice."""
+        return self._raw if self._refused_uploads < REFUSALS_TO_STOP else None
+
+    def _refused(self, exc: RawUnavailable) -> None:
+        """An upload the server refused on the lean path was made through boto3."""
+        if exc.status is None or self._raw is None:
+            return  # no answer (a connection problem): nothing learnt about the server
+        with self._lock:
+            self._refused_uploads += 1
+            if self._refused_uploads == REFUSALS_TO_STOP:
+                log.info(
+                    "%s refused %d direct uploads (last: HTTP %s) that boto3 then made; "
+                    "uploads go through boto3 from now on",
+                    self._raw.endpoint,
+                    REFUSALS_TO_STOP,
+                    exc.status,
+                )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -247,16 +273,17 @@ class S3Store:
         meta = {"mode": f"{mode & 0o7777:o}"} if mode is not None else {}
         if size <= PART_SIZE:
             data = path.read_bytes()
-            if self._raw is not None:
+            raw, refusal = self._raw_uploads(), None
+            if raw is not None:
                 headers: dict[str, str] = {_HEADER[k]: str(v) for k, v in cond.items()}
                 headers.update({f"x-amz-meta-{k}": v for k, v in meta.items()})
                 crc = crc32_b64(data)
                 try:
-                    sent = self._raw.put(bucket, key, data, {CRC32_HEADER: crc}, headers)
+                    sent = raw.put(bucket, key, data, {CRC32_HEADER: crc}, headers)
                 except ConditionFailedError:
                     raise ConditionFailedError(f"{uri}: changed since it was listed") from None
-                except RawUnavailable:
-                    pass  # boto3 below gives the error its proper message
+                except RawUnavailable as exc:
+                    refusal = exc  # boto3 below gives the error its proper message
                 else:
                     _confirmed(uri, data, sent, crc)
                     return sent.etag or hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -276,6 +303,8 @@ class S3Store:
                 raise StorageError(
                     f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                 )
+            if refusal is not None:
+                self._refused(refusal)
             return etag or digest.hexdigest()
         return self._put_multipart(uri, bucket, key, path, size, cond, meta)
 
@@ -289,9 +318,12 @@ class S3Store:
         cond: _Condition,
         meta: dict[str, str],
     ) -> str:
-        if self._raw is not None:
-            with contextlib.suppress(RawUnavailable):
-                return self._put_multipart_raw(self._raw, uri, bucket, key, path, size, cond, meta)
+        raw, refusal = self._raw_uploads(), None
+        if raw is not None:
+            try:
+                return self._put_multipart_raw(raw, uri, bucket, key, path, size, cond, meta)
+            except RawUnavailable as exc:
+                refusal = exc
         with aws_errors(uri):
             upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
         upload_id = upload["UploadId"]
@@ -327,6 +359,8 @@ class S3Store:
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
+        if refusal is not None:
+            self._refused(refusal)
         return multipart_etag(digests)
 
     def _put_multipart_raw(

@@ -37,12 +37,22 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     target = ""  # host:port of the server
     endpoint = ""  # the proxy's own URL
-    flip = ""  # "get": answers to GETs, "put": bodies of PUTs
+    flip = ""  # "get": answers to GETs, "put": bodies of PUTs, "refuse": checksum headers
     flipped = 0
 
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.flip == "refuse" and any(
+            h.lower().startswith("x-amz-checksum") for h in self.headers
+        ):
+            type(self).flipped += 1  # a server that does not take S3's checksum headers
+            answer = b"<Error><Code>InvalidRequest</Code></Error>"
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         if self.flip == "put" and self.command == "PUT" and body:
             body = bytes([body[0] ^ 1]) + body[1:]
             type(self).flipped += 1
@@ -247,6 +257,21 @@ def test_an_unconfirmed_checksum_falls_back_to_the_etag() -> None:
         _confirmed("s3://b/k", data, Sent(hashlib.md5(b"other").hexdigest(), ""), _crc(data))
     with pytest.raises(StorageError, match="upload corrupted"):
         _confirmed("s3://b/k", data, Sent(md5, _crc(b"other")), _crc(data))
+
+
+def test_a_server_refusing_the_checksum_header_gets_boto3_uploads_after_three(
+    settings: Settings, flipper: type[_Flipper], tmp_path: Path
+) -> None:
+    _, bucket = _bucket(settings)
+    flipper.flip = "refuse"
+    store = _store(settings, flipper.endpoint)  # lean path through the proxy, boto3 direct
+    sizes = [1000 + i for i in range(6)] + [PART_SIZE + 5]
+    for i, size in enumerate(sizes):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(os.urandom(size))
+        store.put_file(f"s3://{bucket}/f{i}", src)
+        assert store.get(f"s3://{bucket}/f{i}") == src.read_bytes()
+    assert flipper.flipped == 3  # tried three times, then straight to boto3
 
 
 def test_the_same_holds_for_an_ordinary_user(seaweed: SeaweedFS) -> None:
