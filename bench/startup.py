@@ -8,8 +8,9 @@ interpreter. Targets: cached rerun <= 15x, `--help` <= 8x.
 
     python bench/startup.py [--runs 15] [--baseline DIR]
 
-``--baseline DIR`` (a ``src`` folder of another revision, e.g. from ``git archive REV src``)
-adds the same two commands run on that code, in the same turns.
+``--baseline DIR`` (a ``src`` folder of another revision, e.g. from ``git archive REV src app``)
+adds the same two commands run on that code, in the same turns, in a project of its own (with
+that revision's example app when an ``app`` folder sits beside DIR).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def project(scratch: Path, src: Path | None = None) -> tuple[Path, dict[str, str
     """A copy of the example app with its data seeded and one run done (fills the cache), by
     this checkout's code or by the code under ``src``."""
     root = scratch / ("proj" if src is None else "baseline")
-    shutil.copytree(ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    app = ROOT / "app"
+    if src is not None and (src.parent / "app").is_dir():  # the example as that revision had it
+        app = src.parent / "app"
+    shutil.copytree(app, root / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "pyproject.toml").write_text('[tool.sagepipe]\nbucket = "sagepipe-local"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEPIPE_"))}
     # An installed package has its bytecode cached; with this set every run compiles sagepipe's
