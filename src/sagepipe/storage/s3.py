@@ -464,7 +464,8 @@ class S3Store:
         """The parts in parallel (conditional on ``etag``), verified by the object's composite
         CRC32 where it has one, else by its multipart ETag. Where the server says how many
         parts there are, they go by part number (GET ?partNumber=N), so each is digested as it
-        was sent even when parts differ in size; else by byte ranges the size of part 1.
+        was sent even when parts differ in size (a server that does not say gets the count
+        from the multipart ETag); else by byte ranges the size of part 1.
         ``meta`` receives the object's user metadata from the first part's answer."""
         part, parts, stored = 0, 0, ""
         if self._raw is not None:
@@ -475,6 +476,9 @@ class S3Store:
             with aws_errors(uri):
                 first = self.client.head_object(Bucket=bucket, Key=key, PartNumber=1)
             part, parts = int(first["ContentLength"]) or PART_SIZE, int(first.get("PartsCount", 0))
+        if not parts:  # the server does not say; a multipart ETag does: "<md5>-<parts>"
+            tail = etag.rpartition("-")[2]
+            parts = int(tail) if "-" in etag and tail.isdigit() else 0
         by_number = parts > 0  # each part exactly as it was sent, whatever the sizes
         count = parts if by_number else (size + part - 1) // part
         crc = stored.endswith(f"-{count}")

@@ -37,7 +37,8 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     target = ""  # host:port of the server
     endpoint = ""  # the proxy's own URL
-    flip = ""  # "get": answers to GETs, "put": bodies of PUTs, "refuse": checksum headers
+    flip = ""  # "get": answers to GETs, "put": bodies of PUTs, "refuse": checksum headers,
+    # "nocount": the parts count header of answers
     flipped = 0
 
     def _forward(self) -> None:
@@ -66,9 +67,13 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
             type(self).flipped += 1
         self.send_response(resp.status)
         for name, value in resp.getheaders():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+            if name.lower() in ("content-length", "transfer-encoding", "connection"):
+                continue
+            if self.flip == "nocount" and name.lower() == "x-amz-mp-parts-count":
+                continue  # a server that does not say how many parts an object has
+            self.send_header(name, value)
+        length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))  # a HEAD's is the object's
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -223,6 +228,20 @@ def test_parts_of_several_sizes_are_verified_part_by_part(
     bad = _store(settings, flipper.endpoint)
     with pytest.raises(StorageError, match="download corrupted"):
         bad.get_file(f"s3://{bucket}/uneven.bin", tmp_path / "bad.bin")
+
+
+@pytest.mark.parametrize("crc", [False, True], ids=["etag", "composite-crc32"])
+def test_parts_of_several_sizes_without_a_parts_count_go_by_the_etags_count(
+    settings: Settings, flipper: type[_Flipper], tmp_path: Path, crc: bool
+) -> None:
+    """A server that gives no x-amz-mp-parts-count: the listed ETag (<md5>-3) says there are
+    three parts, so they still go by part number rather than by ranges the size of part 1."""
+    store, bucket = _bucket(settings)
+    data = _uneven(store, bucket, "uneven.bin", crc)
+    flipper.flip = "nocount"
+    quiet = _store(settings, flipper.endpoint)
+    quiet.get_file(f"s3://{bucket}/uneven.bin", tmp_path / "uneven.bin")
+    assert (tmp_path / "uneven.bin").read_bytes() == data
 
 
 def test_an_object_replaced_since_the_listing_is_a_conflict(
