@@ -47,8 +47,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
+NOTES = "### Notes"
+
+
 def record(section: str, body: str) -> None:
-    """Replace (or add) ``## section`` in bench/RESULTS.md with ``body``, dated."""
+    """Replace (or add) ``## section`` in bench/RESULTS.md with ``body``, dated. A ``### Notes``
+    part of the old section (written by hand: spreads, causes, comparisons) is kept after it."""
     text = (
         RESULTS.read_text()
         if RESULTS.exists()
@@ -56,8 +60,13 @@ def record(section: str, body: str) -> None:
     )
     block = f"## {section}\n\n_{date.today().isoformat()} — {machine()}_\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    old = pattern.search(text)
+    if old is not None and f"\n{NOTES}\n" in old.group(0):
+        block += f"\n{NOTES}\n" + old.group(0).split(f"\n{NOTES}\n", 1)[1].rstrip() + "\n"
     text = (
-        pattern.sub(block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+        pattern.sub(lambda _: block + "\n", text)
+        if old is not None
+        else text.rstrip() + "\n\n" + block
     )
     RESULTS.write_text(text)
 
