@@ -16,9 +16,10 @@ record's field, while ``object.__setattr__`` in ``__post_init__`` still works; `
 dataclasses keep it. Type checkers see a dataclass (``dataclass_transform``), frozen by default.
 
 The price: a frozen record's ``__init__`` assigns its fields through the shared ``__setattr__``,
-about 0.6 microseconds more per instance of five fields; and a field ``__init__`` leaves unset
-(``init=False`` without a default; none exists here) could be assigned once afterwards. Classes
-made by the thousand (a sync's per-file records, ``ObjectInfo``) stay plain dataclasses.
+about 0.6 microseconds more per instance of five fields, so classes made by the thousand (a
+sync's per-file records, ``ObjectInfo``) stay plain dataclasses. And to dataclasses a frozen
+record is not frozen (``__dataclass_params__.frozen`` is False): a ``@dataclass(frozen=True)``
+cannot subclass a record, nor a record a frozen dataclass.
 """
 
 from __future__ import annotations
@@ -49,15 +50,22 @@ def _repr(self: Any) -> str:
 
 
 def _frozen_setattr(self: Any, name: str, value: Any) -> None:
-    # __init__ assigns each field once (fields with init=False and a default included); after
-    # that, every field is in the instance's __dict__ and no other name may be added.
-    if name in self.__dict__ or name not in self.__record_fields__:
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+    cls = type(self)
+    if name in cls.__record_fields__:
+        # __init__ assigns each of these once; after that it is in the instance's __dict__.
+        # The others (init=False without a default_factory) __init__ never assigns.
+        if name in self.__dict__ or name in cls.__record_unset__:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+    elif cls is cls.__record_class__:  # (an undecorated subclass may add attributes, as with
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")  # dataclasses)
     object.__setattr__(self, name, value)
 
 
 def _frozen_delattr(self: Any, name: str) -> None:
-    raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+    cls = type(self)
+    if cls is cls.__record_class__ or name in cls.__record_fields__:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+    object.__delattr__(self, name)
 
 
 @overload
@@ -95,7 +103,11 @@ def _make(cls: Any, frozen: bool) -> Any:
     cls = dataclasses.dataclass(cls, repr=False, eq=False)
     fields = dataclasses.fields(cls)
     cls.__record_frozen__ = frozen
+    cls.__record_class__ = cls
     cls.__record_fields__ = frozenset(f.name for f in fields)
+    cls.__record_unset__ = frozenset(
+        f.name for f in fields if not f.init and f.default_factory is dataclasses.MISSING
+    )
     cls.__record_compared__ = tuple(f.name for f in fields if f.compare)
     cls.__record_hashed__ = tuple(
         f.name for f in fields if (f.compare if f.hash is None else f.hash)

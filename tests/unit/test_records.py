@@ -88,6 +88,28 @@ def test_frozen_records_refuse_assignment_and_deletion_as_dataclasses_do() -> No
         assert obj.a == 1
 
 
+def test_fields_init_leaves_to_the_class_and_subclasses_behave_as_with_dataclasses() -> None:
+    """A field with init=False and a plain default is read from the class until assigned: it
+    is still frozen. An undecorated subclass may add attributes of its own, as dataclasses
+    allow, but not change fields."""
+
+    def body() -> dict[str, Any]:
+        return {"__annotations__": {"a": "int", "b": "int"}, "b": field(init=False, default=5)}
+
+    for cls in (dataclass(frozen=True)(type("C", (), body())), record(type("C", (), body()))):
+        c = cls(1)
+        with pytest.raises(FrozenInstanceError):
+            c.b = 6
+        assert c.b == 5 and hash(c) == hash(cls(1))
+        sub = type("Sub", (cls,), {})(1)
+        sub.extra = "mine"  # not a field: allowed on a subclass
+        del sub.extra
+        with pytest.raises(FrozenInstanceError):
+            sub.a = 2
+        with pytest.raises(FrozenInstanceError):
+            del sub.a
+
+
 def test_replace_copy_and_pickle_give_equal_records() -> None:
     made = record(type("Point", (), {"__annotations__": {"x": "int", "y": "int"}}))
     made.__module__, made.__qualname__ = __name__, "Point"

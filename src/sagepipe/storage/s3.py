@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PART_SIZE = 16 * 1024 * 1024
-# Uploads a server refuses on the lean path (and boto3 then makes) before sagepipe stops trying.
+# Uploads in a row a server refuses on the lean path as unsupported (and boto3 then makes) before
+# sagepipe stops trying it for uploads.
 REFUSALS_TO_STOP = 3
 PART_WORKERS = 8
 # Part transfers in flight in this process, all files together: several large files at once
@@ -196,15 +197,24 @@ class S3Store:
         return self._client
 
     def _raw_uploads(self) -> RawS3 | None:
-        """The lean path for uploads, unless this server refused it REFUSALS_TO_STOP times
+        """The lean path for uploads, unless this server refused it REFUSALS_TO_STOP times in a row
         (a server that rejects the CRC32 header, say): then every upload goes through boto3
         directly instead of trying twice."""
         return self._raw if self._refused_uploads < REFUSALS_TO_STOP else None
 
-    def _refused(self, exc: RawUnavailable) -> None:
-        """An upload the server refused on the lean path was made through boto3."""
-        if exc.status is None or self._raw is None:
-            return  # no answer (a connection problem): nothing learnt about the server
+    def _refused(self, exc: RawUnavailable | None) -> None:
+        """After an upload: refused on the lean path and made through boto3 (``exc``), or
+        made on the lean path (None). Only refusals in a row count, and only those that say
+        the request is not supported (400, 501): throttling, server errors and expired
+        credentials say nothing of the lean path."""
+        if exc is None:
+            if self._refused_uploads and self._refused_uploads < REFUSALS_TO_STOP:
+                with self._lock:
+                    if self._refused_uploads < REFUSALS_TO_STOP:
+                        self._refused_uploads = 0
+            return
+        if exc.status not in (400, 501) or self._raw is None:
+            return
         with self._lock:
             self._refused_uploads += 1
             if self._refused_uploads == REFUSALS_TO_STOP:
@@ -286,6 +296,7 @@ class S3Store:
                     refusal = exc  # boto3 below gives the error its proper message
                 else:
                     _confirmed(uri, data, sent, crc)
+                    self._refused(None)
                     return sent.etag or hashlib.md5(data, usedforsecurity=False).hexdigest()
             digest = hashlib.md5(data, usedforsecurity=False)
             content_md5 = base64.b64encode(digest.digest()).decode()
@@ -321,9 +332,12 @@ class S3Store:
         raw, refusal = self._raw_uploads(), None
         if raw is not None:
             try:
-                return self._put_multipart_raw(raw, uri, bucket, key, path, size, cond, meta)
+                etag = self._put_multipart_raw(raw, uri, bucket, key, path, size, cond, meta)
             except RawUnavailable as exc:
                 refusal = exc
+            else:
+                self._refused(None)
+                return etag
         with aws_errors(uri):
             upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
         upload_id = upload["UploadId"]
@@ -476,9 +490,11 @@ class S3Store:
             with aws_errors(uri):
                 first = self.client.head_object(Bucket=bucket, Key=key, PartNumber=1)
             part, parts = int(first["ContentLength"]) or PART_SIZE, int(first.get("PartsCount", 0))
-        if not parts:  # the server does not say; a multipart ETag does: "<md5>-<parts>"
-            tail = etag.rpartition("-")[2]
-            parts = int(tail) if "-" in etag and tail.isdigit() else 0
+        tail = etag.rpartition("-")[2]
+        if not parts and part < size and tail.isdigit() and int(tail) > 1:
+            # The server does not say how many parts, but it answered for part 1 alone (so it
+            # serves parts by number), and the multipart ETag says: "<md5>-<parts>".
+            parts = int(tail)
         by_number = parts > 0  # each part exactly as it was sent, whatever the sizes
         count = parts if by_number else (size + part - 1) // part
         crc = stored.endswith(f"-{count}")

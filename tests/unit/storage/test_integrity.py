@@ -40,10 +40,23 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
     flip = ""  # "get": answers to GETs, "put": bodies of PUTs, "refuse": checksum headers,
     # "nocount": the parts count header of answers
     flipped = 0
+    busy = 0  # PUTs to answer 503 in "busy" mode
+    puts = 0  # PUTs forwarded to the server
 
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.flip == "busy" and self.command == "PUT" and type(self).busy > 0:
+            type(self).busy -= 1  # a server throttling for a moment: says nothing of the path
+            type(self).flipped += 1
+            answer = b"<Error><Code>SlowDown</Code></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        if self.command == "PUT":
+            type(self).puts += 1
         if self.flip == "refuse" and any(
             h.lower().startswith("x-amz-checksum") for h in self.headers
         ):
@@ -291,6 +304,20 @@ def test_a_server_refusing_the_checksum_header_gets_boto3_uploads_after_three(
         store.put_file(f"s3://{bucket}/f{i}", src)
         assert store.get(f"s3://{bucket}/f{i}") == src.read_bytes()
     assert flipper.flipped == 3  # tried three times, then straight to boto3
+
+
+def test_a_busy_server_does_not_turn_the_lean_uploads_off(
+    settings: Settings, flipper: type[_Flipper], tmp_path: Path
+) -> None:
+    _, bucket = _bucket(settings)
+    flipper.flip, flipper.busy = "busy", 3  # three 503s: boto3 (direct) makes those uploads
+    store = _store(settings, flipper.endpoint)
+    for i in range(6):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(os.urandom(1000 + i))
+        store.put_file(f"s3://{bucket}/f{i}", src)
+        assert store.get(f"s3://{bucket}/f{i}") == src.read_bytes()
+    assert flipper.flipped == 3 and flipper.puts == 3  # the last three went the lean way
 
 
 def test_the_same_holds_for_an_ordinary_user(seaweed: SeaweedFS) -> None:
