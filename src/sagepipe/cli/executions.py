@@ -182,13 +182,25 @@ def result(
         Path | None,
         typer.Option("--output", "-o", help="Save the pickled return value to this file."),
     ] = None,
+    backend: BackendOpt = Backend.local,
 ) -> None:
     """A function step's return value (its repr), like the SDK's execution.result(step)."""
-    from sagepipe.engine.function_results import function_result, save_result, show_result
+    from sagepipe.engine.function_results import (
+        function_result,
+        read_result,
+        save_result,
+        show_result,
+    )
     from sagepipe.storage import open_store
 
     s = settings(ctx)
-    found = function_result(_history(s), open_store(s), execution, step)
+    if backend is Backend.sagemaker:  # the job's S3OutputPath, read from S3
+        from sagepipe.cloud import executions as ex
+
+        uri, image = ex.function_output(_clients(s), _arn(execution), step)
+        found = read_result(open_store(s, "s3"), step, uri, image)
+    else:
+        found = function_result(_history(s), open_store(s), execution, step)
     if output is not None:
         save_result(found, output)
         console.print(f"saved the return value of {step} to {output}", highlight=False)

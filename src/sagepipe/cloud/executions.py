@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sagepipe.cloud.client import Clients
 from sagepipe.core.expressions import render
 from sagepipe.core.status import is_terminal
-from sagepipe.errors import UsageError
+from sagepipe.definition.function_payloads import is_function_step
+from sagepipe.errors import ExecutionError, UsageError
 from sagepipe.records import record
 from sagepipe.storage.aws import aws_errors, is_not_found
 
@@ -151,6 +152,34 @@ def training_job(
         return None
     with aws_errors("describe training job", "sagemaker"):
         return clients.sagemaker.describe_training_job(TrainingJobName=str(arn).rsplit("/", 1)[-1])
+
+
+def function_output(clients: Clients, arn: str, step: str) -> tuple[str, str]:
+    """Where a SageMaker execution's function step left its return value: the S3OutputPath
+    and the TrainingImage of its training job (a cache hit's: the job it reused).
+
+    Raises:
+        ExecutionError: no such step, one that failed (its FailureReason) or has not
+            succeeded, or one that is not a ``@step`` function.
+    """
+    entries = {e["StepName"]: e for e in list_steps(clients, arn)}
+    entry = entries.get(step)
+    if entry is None:
+        names = ", ".join(sorted(entries)) or "none"
+        raise ExecutionError(f"the execution ran no step '{step}'; its steps: {names}")
+    status = entry.get("StepStatus", "")
+    if status == "Failed":
+        raise ExecutionError(f"step '{step}' failed: {entry.get('FailureReason', '')}")
+    job = training_job(clients, entry)
+    if job is None or not is_function_step(cast("dict[str, Any]", job)):
+        raise ExecutionError(
+            f"step '{step}' is not a @step function: only function steps have a return value"
+        )
+    if status != "Succeeded":
+        raise ExecutionError(f"step '{step}' is {status}: it has no return value yet")
+    return job["OutputDataConfig"]["S3OutputPath"], job["AlgorithmSpecification"].get(
+        "TrainingImage", ""
+    )
 
 
 @record(frozen=False)

@@ -63,13 +63,23 @@ def function_result(
     if found.status != "Succeeded":
         raise ExecutionError(f"step '{step}' is {found.status}: it has no return value yet")
     uri = str(found.properties["OutputDataConfig"]["S3OutputPath"])
+    image = str(found.properties["AlgorithmSpecification"].get("TrainingImage", ""))
+    return read_result(store, step, uri, image)
+
+
+def read_result(store: ObjectStore, step: str, uri: str, image: str) -> FunctionResult:
+    """The return value a function step left under ``uri`` (its S3OutputPath), checked
+    against its metadata; ``image`` is the step's TrainingImage.
+
+    Raises:
+        ExecutionError: the payload or its metadata is missing, or they do not match.
+    """
     try:
         payload = store.get(join_uri(uri, PAYLOAD))
         metadata = read_metadata(store.get(join_uri(uri, METADATA)), uri)
     except ObjectNotFoundError as exc:
         raise ExecutionError(f"step '{step}': its return value is gone: {exc}") from None
     check_payload(payload, metadata, None, uri)
-    image = str(found.properties["AlgorithmSpecification"].get("TrainingImage", ""))
     return FunctionResult(step, uri, image, payload)
 
 
