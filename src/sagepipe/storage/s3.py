@@ -202,17 +202,15 @@ class S3Store:
         directly instead of trying twice."""
         return self._raw if self._refused_uploads < REFUSALS_TO_STOP else None
 
-    def _refused(self, exc: RawUnavailable | None) -> None:
-        """After an upload: refused on the lean path and made through boto3 (``exc``), or
-        made on the lean path (None). Only refusals in a row count, and only those that say
-        the request is not supported (400, 501): throttling, server errors and expired
-        credentials say nothing of the lean path."""
-        if exc is None:
-            if self._refused_uploads and self._refused_uploads < REFUSALS_TO_STOP:
-                with self._lock:
-                    if self._refused_uploads < REFUSALS_TO_STOP:
-                        self._refused_uploads = 0
-            return
+    def _lean_upload_made(self) -> None:
+        """An upload went through on the lean path: only refusals in a row count."""
+        if 0 < self._refused_uploads < REFUSALS_TO_STOP:
+            self._refused_uploads = 0
+
+    def _upload_refused(self, exc: RawUnavailable) -> None:
+        """The server refused an upload on the lean path, and boto3 then made it. Only
+        answers saying the request is not supported count (400, 501): throttling, server
+        errors and expired credentials say nothing of the lean path."""
         if exc.status not in (400, 501) or self._raw is None:
             return
         with self._lock:
@@ -296,7 +294,7 @@ class S3Store:
                     refusal = exc  # boto3 below gives the error its proper message
                 else:
                     _confirmed(uri, data, sent, crc)
-                    self._refused(None)
+                    self._lean_upload_made()
                     return sent.etag or hashlib.md5(data, usedforsecurity=False).hexdigest()
             digest = hashlib.md5(data, usedforsecurity=False)
             content_md5 = base64.b64encode(digest.digest()).decode()
@@ -315,7 +313,7 @@ class S3Store:
                     f"{uri}: upload corrupted (ETag {etag} != MD5 {digest.hexdigest()})"
                 )
             if refusal is not None:
-                self._refused(refusal)
+                self._upload_refused(refusal)
             return etag or digest.hexdigest()
         return self._put_multipart(uri, bucket, key, path, size, cond, meta)
 
@@ -336,7 +334,7 @@ class S3Store:
             except RawUnavailable as exc:
                 refusal = exc
             else:
-                self._refused(None)
+                self._lean_upload_made()
                 return etag
         with aws_errors(uri):
             upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
@@ -374,7 +372,7 @@ class S3Store:
                 self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
         if refusal is not None:
-            self._refused(refusal)
+            self._upload_refused(refusal)
         return multipart_etag(digests)
 
     def _put_multipart_raw(
