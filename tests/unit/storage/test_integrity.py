@@ -48,24 +48,14 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.flip == "busy" and self.command == "PUT" and type(self).busy > 0:
             type(self).busy -= 1  # a server throttling for a moment: says nothing of the path
-            type(self).flipped += 1
-            answer = b"<Error><Code>SlowDown</Code></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self._error(503, "SlowDown")
             return
         if self.command == "PUT":
             type(self).puts += 1
         if self.flip == "refuse" and any(
             h.lower().startswith("x-amz-checksum") for h in self.headers
         ):
-            type(self).flipped += 1  # a server that does not take S3's checksum headers
-            answer = b"<Error><Code>InvalidRequest</Code></Error>"
-            self.send_response(400)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self._error(400, "InvalidRequest")  # a server that does not take S3's checksums
             return
         if self.flip == "put" and self.command == "PUT" and body:
             body = bytes([body[0] ^ 1]) + body[1:]
@@ -91,6 +81,15 @@ class _Flipper(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         conn.close()
+
+    def _error(self, status: int, code: str) -> None:
+        """Answer with an S3 error instead of forwarding (counted in ``flipped``)."""
+        type(self).flipped += 1
+        answer = f"<Error><Code>{code}</Code></Error>".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
