@@ -47,7 +47,7 @@ class PipelineModel:
     def __post_init__(self) -> None:
         freeze_list(self, "steps")
         freeze_list(self, "parameters")
-        object.__setattr__(self, "steps", self._with_upstream_functions(tuple(self.steps)))
+        object.__setattr__(self, "steps", self._with_upstream_functions(self.steps))
         if not NAME_RE.fullmatch(self.name) or len(self.name) > 256:
             raise PipelineError(
                 f"pipeline name {self.name!r} is invalid: use letters, digits, '-' or '_'"
@@ -58,7 +58,7 @@ class PipelineModel:
             raise PipelineError(f"pipeline '{self.name}': parameters {dup} are declared twice")
         object.__setattr__(self, "_graph", self._build_graph())
 
-    def _with_upstream_functions(self, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    def _with_upstream_functions(self, steps: Sequence[Step]) -> tuple[Step, ...]:
         """The steps (a function's return standing for its step), then, as the SDK does, every
         function step they read from that is listed nowhere, at the top level."""
         out = [as_step(s) for s in steps]

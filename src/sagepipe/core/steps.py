@@ -25,13 +25,10 @@ JOB_EXCEPTIONS = frozenset(
 )
 
 
-def _freeze(obj: object, name: str, kind: type = tuple) -> None:
+def _freeze_map(obj: object, name: str) -> None:
+    """Keep mapping field ``name`` of a frozen record as a dict of its own."""
     value = getattr(obj, name)
-    if value is None:
-        return
-    if kind is tuple:
-        freeze_list(obj, name)
-    else:
+    if value is not None:
         object.__setattr__(obj, name, dict(value))
 
 
@@ -166,8 +163,8 @@ class Step:
     STEP_TYPE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        _freeze(self, "depends_on")
-        _freeze(self, "retry_policies")
+        freeze_list(self, "depends_on")
+        freeze_list(self, "retry_policies")
 
     @property
     def properties(self) -> Properties:
@@ -249,8 +246,8 @@ class Processor:
     region: str = "us-east-1"
 
     def __post_init__(self) -> None:
-        _freeze(self, "command")
-        _freeze(self, "env", dict)
+        freeze_list(self, "command")
+        _freeze_map(self, "env")
         if (self.image_uri is None) == (self.framework is None):
             raise PipelineError("Processor: give either image_uri or framework, not both")
         if self.framework is not None and self.framework_version is None:
@@ -314,7 +311,7 @@ class ProcessingStep(Step):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("inputs", "outputs", "job_arguments", "property_files"):
-            _freeze(self, name)
+            freeze_list(self, name)
         for label, names in (("input", self.input_names), ("output", self.output_names)):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
@@ -386,8 +383,8 @@ class Estimator:
     region: str = "us-east-1"
 
     def __post_init__(self) -> None:
-        _freeze(self, "hyperparameters", dict)
-        _freeze(self, "environment", dict)
+        _freeze_map(self, "hyperparameters")
+        _freeze_map(self, "environment")
         freeze_list(self, "metric_definitions")
         metrics = tuple(
             m if isinstance(m, MetricDefinition) else MetricDefinition(m["Name"], m["Regex"])
@@ -417,7 +414,7 @@ class TrainingStep(Step):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _freeze(self, "inputs", dict)
+        _freeze_map(self, "inputs")
 
     def item_names(self) -> Mapping[str, frozenset[str]]:
         names: dict[str, frozenset[str]] = {"InputDataConfig": frozenset(self.inputs)}
@@ -439,7 +436,7 @@ class ConditionStep(Step):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _freeze(self, "conditions")
+        freeze_list(self, "conditions")
         for name in ("if_steps", "else_steps"):  # a function step's return stands for it
             freeze_list(self, name)
             object.__setattr__(self, name, tuple(as_step(s) for s in getattr(self, name)))
@@ -490,7 +487,7 @@ class RegisterModel(Step):
             "inference_instances",
             "transform_instances",
         ):
-            _freeze(self, name)
+            freeze_list(self, name)
         allowed = ("Approved", "Rejected", "PendingManualApproval")
         if self.approval_status not in allowed:
             raise PipelineError(f"step '{self.name}': approval_status must be one of {allowed}")

@@ -8,11 +8,10 @@ connection and its transactions.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sagepipe.engine.history_part import HistoryPart
 from sagepipe.records import record
 
 CACHE_SCHEMA = """
@@ -61,14 +60,8 @@ class EarlierRun:
     parameters: dict[str, Any]
 
 
-class CacheRecords:
+class CacheRecords(HistoryPart):
     """Queries over the cache tables (mixed into History)."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]: ...
 
     def save_cache_decision(
         self,

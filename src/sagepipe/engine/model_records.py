@@ -8,11 +8,11 @@ connection and its transactions.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sagepipe.engine.history_part import HistoryPart
 
 MODEL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -21,14 +21,8 @@ CREATE TABLE IF NOT EXISTS models (
 """
 
 
-class ModelRecords:
+class ModelRecords(HistoryPart):
     """Queries over the models table (mixed into History)."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]: ...
 
     def register_model(
         self,

@@ -17,6 +17,13 @@ from sagepipe.config import Settings
 from sagepipe.errors import ObjectNotFoundError, StorageError
 from sagepipe.storage.aws import aws_errors, boto_session
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo, md5_chunks, parse_uri
+from sagepipe.storage.digests import (
+    check_download,
+    confirm_upload,
+    etag_parts,
+    md5_etag,
+    multipart_etag,
+)
 from sagepipe.storage.fast import (
     CRC32_HEADER,
     RawS3,
@@ -45,22 +52,6 @@ PART_WORKERS = 8
 # server then thrash (4 x 64 MiB on 2 cores: 7.1 s with 32 parts in flight, 4.1 s with 8).
 PART_SLOTS = threading.BoundedSemaphore(PART_WORKERS)
 _P = TypeVar("_P")
-
-
-def multipart_etag(digests: list[bytes]) -> str:
-    """The ETag S3 gives a multipart object: MD5 of the parts' MD5s, dash, part count."""
-    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
-    return f"{joined}-{len(digests)}"
-
-
-def _comparable_etag(etag: str) -> bool:
-    # Plain MD5 or multipart form; KMS-encrypted objects have other ETags.
-    head, _, tail = etag.partition("-")
-    return (
-        len(head) == 32
-        and all(c in "0123456789abcdef" for c in head)
-        and (not tail or tail.isdigit())
-    )
 
 
 class _Condition(TypedDict, total=False):
@@ -124,32 +115,6 @@ def _send_parts(path: Path, size: int, send: Callable[[int, bytes], _P]) -> list
 
     with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
         return list(pool.map(one, range(count)))
-
-
-def _confirmed(uri: str, data: bytes, sent: Sent, crc: str) -> None:
-    """The server verifies the CRC32 it was sent and says so by echoing it; one that does not
-    is checked the old way, its ETag against the data's MD5 (where the ETag is an MD5)."""
-    if sent.checksum == crc:
-        return
-    etag = sent.etag.strip('"')
-    if sent.checksum or (
-        len(etag) == 32
-        and "-" not in etag
-        and etag != hashlib.md5(data, usedforsecurity=False).hexdigest()
-    ):
-        raise StorageError(f"{uri}: upload corrupted (the server stored other bytes)")
-
-
-def _check(uri: str, actual: str, expected: str) -> None:
-    """A download's digest against the object's stored checksum or ETag ('' to skip)."""
-    if expected and actual != expected:
-        raise StorageError(f"{uri}: download corrupted (expected {expected}, got {actual})")
-
-
-def _md5_etag(etag: str) -> str:
-    """``etag`` where it is an MD5 (plain or multipart form) a download can be checked
-    against; '' for other ETags (KMS-encrypted objects)."""
-    return etag if _comparable_etag(etag) else ""
 
 
 def s3_client(settings: Settings) -> S3Client:
@@ -293,7 +258,7 @@ class S3Store:
                 except RawUnavailable as exc:
                     refusal = exc  # boto3 below gives the error its proper message
                 else:
-                    _confirmed(uri, data, sent, crc)
+                    confirm_upload(uri, data, sent, crc)
                     self._lean_upload_made()
                     return sent.etag or hashlib.md5(data, usedforsecurity=False).hexdigest()
             digest = hashlib.md5(data, usedforsecurity=False)
@@ -397,7 +362,7 @@ class S3Store:
         def send(number: int, chunk: bytes) -> Sent:
             crc = crc32_b64(chunk)
             sent = raw.upload_part(bucket, key, upload_id, number, chunk, {CRC32_HEADER: crc})
-            _confirmed(f"{uri} (part {number})", chunk, sent, crc)
+            confirm_upload(f"{uri} (part {number})", chunk, sent, crc)
             return Sent(sent.etag, crc)
 
         try:
@@ -453,15 +418,15 @@ class S3Store:
                 raise ConditionFailedError(f"{uri}: changed since it was listed") from None
             else:
                 if got.crc:
-                    _check(uri, base64.b64encode(got.digest).decode(), got.checksum)
+                    check_download(uri, base64.b64encode(got.digest).decode(), got.checksum)
                 else:
-                    _check(uri, got.digest.hex(), _md5_etag(etag))
+                    check_download(uri, got.digest.hex(), md5_etag(etag))
                 return
         with aws_errors(uri):
             resp = self.client.get_object(Bucket=bucket, Key=key)
             meta.update(resp.get("Metadata", {}))
             actual = md5_chunks(resp["Body"].iter_chunks(1 << 20), lambda c: os.write(fd, c))
-        _check(uri, actual, _md5_etag(etag))
+        check_download(uri, actual, md5_etag(etag))
 
     def _get_ranged(
         self,
@@ -488,11 +453,10 @@ class S3Store:
             with aws_errors(uri):
                 first = self.client.head_object(Bucket=bucket, Key=key, PartNumber=1)
             part, parts = int(first["ContentLength"]) or PART_SIZE, int(first.get("PartsCount", 0))
-        tail = etag.rpartition("-")[2]
-        if not parts and part < size and tail.isdigit() and int(tail) > 1:
+        if not parts and part < size and etag_parts(etag) > 1:
             # The server does not say how many parts, but it answered for part 1 alone (so it
             # serves parts by number), and the multipart ETag says: "<md5>-<parts>".
-            parts = int(tail)
+            parts = etag_parts(etag)
         by_number = parts > 0  # each part exactly as it was sent, whatever the sizes
         count = parts if by_number else (size + part - 1) // part
         crc = stored.endswith(f"-{count}")
@@ -509,9 +473,9 @@ class S3Store:
         with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
             list(pool.map(fetch, range(count)))
         if crc:
-            _check(uri, f"{crc32_b64(b''.join(digests))}-{count}", stored)
+            check_download(uri, f"{crc32_b64(b''.join(digests))}-{count}", stored)
         else:
-            _check(uri, multipart_etag(digests), _md5_etag(etag))
+            check_download(uri, multipart_etag(digests), md5_etag(etag))
 
     def _get_part(
         self,

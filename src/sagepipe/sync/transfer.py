@@ -13,7 +13,8 @@ from sagepipe.errors import SagepipeError, SyncError
 from sagepipe.records import record
 from sagepipe.storage import ConditionFailedError, ObjectInfo, ObjectStore
 from sagepipe.storage.base import md5_stream
-from sagepipe.storage.s3 import PART_SIZE, multipart_etag
+from sagepipe.storage.digests import etag_parts, multipart_etag
+from sagepipe.storage.s3 import PART_SIZE
 from sagepipe.sync.localfs import ChangedError, Destination, current_umask, folder_lock
 from sagepipe.sync.manifest import Entry, Manifest
 from sagepipe.sync.plan import (
@@ -95,7 +96,7 @@ class _Hasher:
             return self.md5(rel)
         digests = self.parts(rel)
         expected = multipart_etag(digests)
-        return expected if expected.rsplit("-", 1)[1] == remote_etag.rsplit("-", 1)[1] else None
+        return expected if etag_parts(expected) == etag_parts(remote_etag) else None
 
 
 def sync(

@@ -23,8 +23,9 @@ import pytest
 from sagepipe.config import Settings
 from sagepipe.errors import StorageError
 from sagepipe.storage.base import ConditionFailedError, ObjectInfo
+from sagepipe.storage.digests import confirm_upload
 from sagepipe.storage.fast import RawS3, Sent
-from sagepipe.storage.s3 import PART_SIZE, S3Store, _confirmed, _credentials, s3_client
+from sagepipe.storage.s3 import PART_SIZE, S3Store, _credentials, s3_client
 from tests.servers import SEAWEED_ENDPOINT_VAR, SeaweedFS
 from tests.unprivileged import rerun_as_ordinary_user
 
@@ -281,13 +282,13 @@ def test_an_unconfirmed_checksum_falls_back_to_the_etag() -> None:
     stored; a server confirming another checksum stored other bytes."""
     data = b"payload"
     md5 = hashlib.md5(data).hexdigest()
-    _confirmed("s3://b/k", data, Sent(md5, _crc(data)), _crc(data))  # confirmed
-    _confirmed("s3://b/k", data, Sent(f'"{md5}"', ""), _crc(data))  # MD5 ETag matches
-    _confirmed("s3://b/k", data, Sent("kms-etag-not-md5", ""), _crc(data))  # nothing to check
+    confirm_upload("s3://b/k", data, Sent(md5, _crc(data)), _crc(data))  # confirmed
+    confirm_upload("s3://b/k", data, Sent(f'"{md5}"', ""), _crc(data))  # MD5 ETag matches
+    confirm_upload("s3://b/k", data, Sent("kms-etag-not-md5", ""), _crc(data))  # nothing to check
     with pytest.raises(StorageError, match="upload corrupted"):
-        _confirmed("s3://b/k", data, Sent(hashlib.md5(b"other").hexdigest(), ""), _crc(data))
+        confirm_upload("s3://b/k", data, Sent(hashlib.md5(b"other").hexdigest(), ""), _crc(data))
     with pytest.raises(StorageError, match="upload corrupted"):
-        _confirmed("s3://b/k", data, Sent(md5, _crc(b"other")), _crc(data))
+        confirm_upload("s3://b/k", data, Sent(md5, _crc(b"other")), _crc(data))
 
 
 def test_a_server_refusing_the_checksum_header_gets_boto3_uploads_after_three(
