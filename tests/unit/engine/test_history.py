@@ -9,6 +9,7 @@ import pytest
 
 from sagepipe.engine.history import History
 from sagepipe.errors import ExecutionError, HistoryError
+from tests.unprivileged import rerun_as_ordinary_user
 
 
 def test_concurrent_creation_never_reports_locked(tmp_path: Path) -> None:
@@ -118,3 +119,8 @@ def test_an_older_history_is_brought_up_to_date_once(tmp_path: Path) -> None:
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "executions_status" not in indexes
     db.close()
+
+
+def test_the_same_holds_for_an_ordinary_user() -> None:
+    """These tests again as uid 1000 (CI runs as root): creation races, upgrades, damage."""
+    rerun_as_ordinary_user([__file__])
